@@ -1,0 +1,35 @@
+"""Every Studio Air Fabric setting, with its default: the one place settings live.
+
+Override any of them for one cluster under ``settings:`` in its cluster file (cluster.yaml);
+``saf.spec`` validates the merged result before any host is contacted, and refuses a key that
+is not defined here (a typo must not be ignored silently).
+"""
+
+# --- Pins: exact x.y.z versions, identical on every node -------------------------------------
+python_version = "3.9.23"  # CPython built by pyenv on every node (Ray refuses a patch mismatch)
+ray_version = "2.49.1"  # installed as ray[default]==ray_version
+mlx_version = "0.29.1"  # installed as mlx==mlx_version (mlx[cpu] on Linux)
+extra_packages: list[str] = []  # more exact pins for the venv, e.g. ["mlx-lm==0.28.0"]
+
+# --- Where things live on a node (paths under ~ are the SSH user's home) ----------------------
+venv_root = "~/saf/venv"  # venvs named by their pins live here; `current` links the active one
+pyenv_root = "~/.pyenv"  # pyenv's root (PYENV_ROOT) on every node
+pyenv_git_url = "https://github.com/pyenv/pyenv.git"  # Linux: where pyenv is cloned from (a mirror works)
+
+# --- Offline inputs, pushed from the control machine -----------------------------------------
+python_source_cache = ""  # control-side dir holding Python-X.Y.Z.tar.gz; "" = nodes download it
+wheelhouse = ".saf/wheelhouse"  # control-side wheel cache filled once and pushed; "" = nodes use the index
+
+# --- Ray ------------------------------------------------------------------------------------------
+ray_port = 6380  # GCS port on the head (6379 is Redis's)
+dashboard_port = 8265  # Ray dashboard and job API on the head
+dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluster (head's cluster ip: see README)
+
+# --- Network --------------------------------------------------------------------------------------
+mtu = 9000  # MTU of the interface that carries each node's cluster ip (jumbo frames)
+manage_mtu = True  # set the MTU; False leaves interfaces alone
+
+# --- Preflight ------------------------------------------------------------------------------------
+min_free_disk_gb = 10  # free space needed in the SSH user's home (Python build + two venvs)
+min_macos_version = "13.5"  # oldest macOS the pinned MLX supports
+use_sudo = True  # the deploy may use sudo (system services, MTU, build dependencies)
