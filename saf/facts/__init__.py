@@ -1,0 +1,1 @@
+"""Custom pyinfra facts: what pyinfra's own facts do not read (macOS tools, sudo, free disk...)."""

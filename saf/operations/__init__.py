@@ -1,0 +1,1 @@
+"""Custom pyinfra operations: where pyinfra's are wrong (launchd) or missing."""

@@ -1,0 +1,49 @@
+"""Shared test helpers: the project directory and a planner bound to a cluster file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from saf.plan import HostPlan, plan_deploy
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+THREE_MACS = {
+    "nodes": [
+        {"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"},
+        {"name": "beta", "role": "worker", "address": "192.168.1.42", "ssh_user": "arthurdell"},
+        {"name": "gamma", "role": "worker", "address": "192.168.1.43", "ssh_user": "arthurdell"},
+    ]
+}
+
+
+@pytest.fixture
+def project_dir() -> Path:
+    return PROJECT_DIR
+
+
+@pytest.fixture
+def write_cluster(tmp_path: Path) -> Callable[[Any], Path]:
+    """Write a cluster file (a dict, or YAML text) to a temporary path and return the path."""
+
+    def write(content: Any, name: str = "cluster.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def plan(write_cluster) -> Callable[..., dict[str, HostPlan]]:
+    """plan(facts_by_host, cluster=THREE_MACS, limit=None): the deploy planned against fixtures."""
+
+    def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None) -> dict[str, HostPlan]:
+        path = write_cluster(cluster if cluster is not None else THREE_MACS)
+        return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit)
+
+    return run

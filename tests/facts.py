@@ -1,0 +1,49 @@
+"""Fact fixtures for plan tests: a fresh Mac Studio, a converged one, a fresh Debian host.
+
+Values wrapped in Raw are command outputs as ../shared/macos/README.md shows them, parsed by the
+facts' own code; the rest are already-parsed values, as pyinfra's own tests give them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saf.plan import Raw
+
+DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
+/dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
+"""
+DF_LINUX = """Filesystem     1024-blocks     Used Available Capacity Mounted on
+/dev/vda         263174212 23036548 227301400      10% /
+"""
+
+
+def fresh_mac(**overrides: Any) -> dict[str, Any]:
+    """A new Mac Studio (macOS 15.1, M3 Ultra) with the Command Line Tools and nothing of ours."""
+    facts: dict[str, Any] = {
+        "server.Kernel": "Darwin",
+        "server.Arch": "arm64",
+        "server.MacosVersion": "15.1",
+        "system.XcodeCommandLineTools": Raw("/Library/Developer/CommandLineTools\n"),
+        "system.FreeDiskKiB": Raw(DF_MAC),
+        "system.PasswordlessSudo": Raw("yes\n"),
+    }
+    facts.update(overrides)
+    return facts
+
+
+def converged_mac(**overrides: Any) -> dict[str, Any]:
+    """A Mac on which a previous run already converged everything."""
+    return fresh_mac(**overrides)
+
+
+def fresh_debian(**overrides: Any) -> dict[str, Any]:
+    """A Debian 12 x86_64 box with passwordless sudo and nothing of ours."""
+    facts: dict[str, Any] = {
+        "server.Kernel": "Linux",
+        "server.Arch": "x86_64",
+        "system.FreeDiskKiB": Raw(DF_LINUX),
+        "system.PasswordlessSudo": Raw("yes\n"),
+    }
+    facts.update(overrides)
+    return facts

@@ -1,0 +1,70 @@
+"""Preflight, planned against fixture facts: who goes ahead and who is stopped, with what words."""
+
+from __future__ import annotations
+
+from tests.facts import fresh_debian, fresh_mac
+from saf.plan import Raw
+
+XCODE_MISSING = Raw("")  # `xcode-select -p` printed nothing on stdout (exit 2, message on stderr)
+
+
+def test_fresh_macs_pass_preflight(plan):
+    plans = plan({name: fresh_mac() for name in ("alpha", "beta", "gamma")})
+    assert set(plans) == {"alpha", "beta", "gamma"}
+    for host_plan in plans.values():
+        assert not any("Preflight" in op.name for op in host_plan.ops)
+
+
+def test_intel_mac_is_stopped_naming_host_and_fix(plan):
+    plans = plan({"alpha": fresh_mac(), "beta": fresh_mac(**{"server.Arch": "x86_64"}), "gamma": fresh_mac()})
+    stop = plans["beta"].op("Preflight")
+    assert len(stop.commands) == 1
+    assert "beta is a Mac with a x86_64 processor" in stop.commands[0]
+    assert "Apple Silicon" in stop.commands[0]
+    # the other nodes are not stopped
+    assert not any("Preflight" in op.name for op in plans["alpha"].ops + plans["gamma"].ops)
+
+
+def test_missing_command_line_tools_stops_with_install_hint(plan):
+    plans = plan({"alpha": fresh_mac(**{"system.XcodeCommandLineTools": XCODE_MISSING}),
+                  "beta": fresh_mac(), "gamma": fresh_mac()})
+    reason = plans["alpha"].op("Preflight").commands[0]
+    assert "alpha has no Xcode Command Line Tools" in reason
+    assert "xcode-select --install" in reason
+
+
+def test_old_macos_is_stopped(plan):
+    plans = plan({"alpha": fresh_mac(**{"server.MacosVersion": "13.4"}), "beta": fresh_mac(), "gamma": fresh_mac()})
+    assert "alpha runs macOS 13.4, older than 13.5" in plans["alpha"].op("Preflight").commands[0]
+
+
+def test_full_disk_and_sudo_problems_are_reported_together(plan):
+    tiny_disk = Raw("Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/disk3s5 100 90 1048576 90% /\n")
+    plans = plan({"alpha": fresh_mac(), "beta": fresh_mac(),
+                  "gamma": fresh_mac(**{"system.FreeDiskKiB": tiny_disk, "system.PasswordlessSudo": Raw("no\n")})})
+    reason = plans["gamma"].op("Preflight").commands[0]
+    assert "gamma has 1.0 GB free" in reason
+    assert "sudo asks gamma's SSH user for a password" in reason
+
+
+def test_sudo_is_not_required_when_settings_say_so(plan):
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
+               "settings": {"use_sudo": False}}
+    plans = plan({"alpha": fresh_mac(**{"system.PasswordlessSudo": Raw("no\n")})}, cluster=cluster)
+    assert not any("Preflight" in op.name for op in plans["alpha"].ops)
+
+
+def test_debian_and_unsupported_systems(plan):
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"},
+                         {"name": "beta", "role": "worker", "address": "10.0.0.2"},
+                         {"name": "gamma", "role": "worker", "address": "10.0.0.3"}]}
+    plans = plan({"alpha": fresh_debian(), "beta": fresh_debian(**{"server.Arch": "riscv64"}),
+                  "gamma": fresh_debian(**{"server.Kernel": "FreeBSD"})}, cluster=cluster)
+    assert not any("Preflight" in op.name for op in plans["alpha"].ops)
+    assert "beta is a Linux riscv64 machine" in plans["beta"].op("Preflight").commands[0]
+    assert "gamma runs FreeBSD" in plans["gamma"].op("Preflight").commands[0]
+
+
+def test_limit_plans_only_the_limited_node(plan):
+    plans = plan({"gamma": fresh_mac()}, limit=["gamma"])
+    assert list(plans) == ["gamma"]
