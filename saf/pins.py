@@ -1,0 +1,63 @@
+"""What a node's venv holds and what it is called: derived from the pins, the same everywhere.
+
+The venv directory is named by its pins, so a change of pins builds a new venv beside the
+current one; ``current`` (a symlink in ``venv_root``) names the active one. Services carry the
+venv's name in their definition, so switching venvs changes the definition and restarts Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pyinfra.api.host import Host
+from pyinfra.facts.server import Kernel, Which
+
+
+@dataclass(frozen=True)
+class VenvSpec:
+    """The venv a node must run: its name, paths and exact requirements."""
+
+    name: str
+    root: str  # venv_root as configured (may start with ~)
+    requirements: tuple[str, ...]
+    python_version: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.root}/{self.name}"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+
+def mlx_extra(host: Host) -> str:
+    """The mlx extra a node needs: none on macOS (Metal), cuda with an NVIDIA GPU, else cpu."""
+    if host.get_fact(Kernel) == "Darwin":
+        return ""
+    return "cuda" if host.get_fact(Which, command="nvidia-smi") else "cpu"
+
+
+def requirements(ray_version: str, mlx_version: str, extra: str, extra_packages: list[str]) -> tuple[str, ...]:
+    mlx = f"mlx[{extra}]" if extra else "mlx"
+    return (f"ray[default]=={ray_version}", f"{mlx}=={mlx_version}", *sorted(extra_packages))
+
+
+def venv_name(python_version: str, reqs: tuple[str, ...]) -> str:
+    """``py3.9.23-ray2.49.1-mlx0.29.1-<hash>``: readable pins, and a hash of every requirement."""
+    versions = {req.split("==")[0].split("[")[0]: req.split("==")[1] for req in reqs}
+    digest = hashlib.sha256("\n".join([python_version, *reqs]).encode()).hexdigest()[:8]
+    return f"py{python_version}-ray{versions['ray']}-mlx{versions['mlx']}-{digest}"
+
+
+def node_venv(host: Host) -> VenvSpec:
+    """The venv ``host`` must run, from its settings and facts."""
+    data = host.data
+    reqs = requirements(data.ray_version, data.mlx_version, mlx_extra(host), list(data.extra_packages))
+    return VenvSpec(
+        name=venv_name(data.python_version, reqs),
+        root=data.venv_root.rstrip("/"),
+        requirements=reqs,
+        python_version=data.python_version,
+    )
