@@ -10,7 +10,7 @@ from pyinfra import host, local
 
 from saf.preflight import preflight_problems
 
-TASKS = ()  # filled as the tasks land: python, venv, network, ray_service, verify
+TASKS = ("python", "venv")  # then: network, ray_service, verify, as they land
 
 local.include("tasks/preflight.py")
 if not preflight_problems(host):  # facts are cached: this re-reads nothing

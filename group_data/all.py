@@ -9,7 +9,7 @@ is not defined here (a typo must not be ignored silently).
 python_version = "3.9.23"  # CPython built by pyenv on every node (Ray refuses a patch mismatch)
 ray_version = "2.49.1"  # installed as ray[default]==ray_version
 mlx_version = "0.29.1"  # installed as mlx==mlx_version (mlx[cpu] on Linux)
-extra_packages: list[str] = []  # more exact pins for the venv, e.g. ["mlx-lm==0.28.0"]
+extra_packages = ["numpy==2.0.2"]  # more exact pins for the venv (the verification needs NumPy), e.g. mlx-lm==0.28.0
 
 # --- Where things live on a node (paths under ~ are the SSH user's home) ----------------------
 venv_root = "~/saf/venv"  # venvs named by their pins live here; `current` links the active one

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pyinfra.api.host import Host
 from pyinfra.facts.server import Kernel, Which
 
+from saf.paths import on_node
+
 
 @dataclass(frozen=True)
 class VenvSpec:
@@ -51,13 +53,14 @@ def venv_name(python_version: str, reqs: tuple[str, ...]) -> str:
     return f"py{python_version}-ray{versions['ray']}-mlx{versions['mlx']}-{digest}"
 
 
-def node_venv(host: Host) -> VenvSpec:
-    """The venv ``host`` must run, from its settings and facts."""
+def node_venv(host: Host, home: str | None = None) -> VenvSpec:
+    """The venv ``host`` must run, from its settings and facts; its root made absolute if ``home``."""
     data = host.data
     reqs = requirements(data.ray_version, data.mlx_version, mlx_extra(host), list(data.extra_packages))
+    root = on_node(data.venv_root, home) if home else data.venv_root
     return VenvSpec(
         name=venv_name(data.python_version, reqs),
-        root=data.venv_root.rstrip("/"),
+        root=root.rstrip("/"),
         requirements=reqs,
         python_version=data.python_version,
     )

@@ -192,8 +192,17 @@ def plan_deploy(
                 try:
                     exec_file(str(project_dir / deploy_file))
                 except UnexpectedExternalError as error:
-                    raise error.exception from None  # the deploy code's own error, for the test
+                    raise _unwrap(error) from None  # the deploy code's own error, for the test
         return {host.name: _collect(state, host) for host in hosts}
+
+
+def _unwrap(error: Exception) -> Exception:
+    """pyinfra wraps an error once per included file; the test wants the original."""
+    from pyinfra_cli.exceptions import UnexpectedExternalError
+
+    while isinstance(error, UnexpectedExternalError):
+        error = error.exception
+    return error
 
 
 def _collect(state: State, host: Host) -> HostPlan:

@@ -27,6 +27,13 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "system.XcodeCommandLineTools": Raw("/Library/Developer/CommandLineTools\n"),
         "system.FreeDiskKiB": Raw(DF_MAC),
         "system.PasswordlessSudo": Raw("yes\n"),
+        "server.Home": "/Users/arthurdell",
+        "files.File:/opt/homebrew/bin/brew": None,
+        "brew.BrewPackages": {},
+        "brew.BrewVersion": (4, 4, 0),
+        "server.Which:nvidia-smi": None,
+        "python.PythonInterpreter:*": None,
+        "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
     }
     facts.update(overrides)
     return facts
@@ -44,6 +51,14 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "server.Arch": "x86_64",
         "system.FreeDiskKiB": Raw(DF_LINUX),
         "system.PasswordlessSudo": Raw("yes\n"),
+        "server.Home": "/home/saf",
+        "server.Which:apt-get": "/usr/bin/apt-get",
+        "server.Which:nvidia-smi": None,
+        "deb.DebPackages": {},
+        "files.Directory:/home/saf/.pyenv/.git": None,
+        "files.Directory:/home/saf/.pyenv": None,
+        "python.PythonInterpreter:*": None,
+        "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
     }
     facts.update(overrides)
     return facts

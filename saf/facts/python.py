@@ -1,0 +1,104 @@
+"""Facts about a node's Python side: a pyenv-built interpreter, the SAF venvs, what a venv holds."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FactBase, StringCommand
+from pyinfra.api.command import QuoteString
+
+# A Python built without these is broken even if it starts (no _ssl: pip fails later, at worst).
+REQUIRED_MODULES = ("ssl", "sqlite3", "lzma", "bz2", "ctypes", "readline")
+
+_PROBE = (
+    "import importlib, json, platform\n"
+    "missing = []\n"
+    "for name in {modules!r}:\n"
+    "    try:\n"
+    "        importlib.import_module(name)\n"
+    "    except Exception:\n"
+    "        missing.append(name)\n"
+    "print(json.dumps({{'version': platform.python_version(), 'missing': missing}}))\n"
+).format(modules=REQUIRED_MODULES)
+
+COMPLETE_MARKER = ".saf-complete"
+
+
+class PythonInterpreter(FactBase[dict | None]):
+    """``{"version": "3.9.23", "missing": [modules]}`` for an interpreter path, or None if absent."""
+
+    def command(self, python: str) -> StringCommand:
+        return StringCommand(
+            "if [ -x", QuoteString(python), "]; then", QuoteString(python), "-c", QuoteString(_PROBE),
+            "2>/dev/null || echo BROKEN; fi",
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        for line in output:
+            line = line.strip()
+            if line == "BROKEN":
+                return {"version": None, "missing": list(REQUIRED_MODULES)}
+            if line.startswith("{"):
+                return json.loads(line)
+        return None
+
+
+class SafVenvs(FactBase[dict]):
+    """The venvs under a venv root: ``{"venvs": {name: complete}, "current": name, "previous": name}``."""
+
+    default = dict
+
+    def command(self, root: str) -> StringCommand:
+        script = (
+            'cd "$1" 2>/dev/null || exit 0; '
+            'for d in */; do d="${d%/}"; [ -L "$d" ] && continue; [ -d "$d" ] || continue; '
+            f'if [ -f "$d/{COMPLETE_MARKER}" ]; then echo "venv complete $d"; else echo "venv partial $d"; fi; done; '
+            'for l in current previous; do [ -L "$l" ] && echo "link $l $(readlink "$l")"; done; true'
+        )
+        return StringCommand("sh -c", QuoteString(script), "saf", QuoteString(root))
+
+    def process(self, output: list[str]) -> dict:
+        result: dict = {"venvs": {}, "current": None, "previous": None}
+        for line in output:
+            parts = line.strip().split(" ", 2)
+            if len(parts) == 3 and parts[0] == "venv":
+                result["venvs"][parts[2]] = parts[1] == "complete"
+            elif len(parts) == 3 and parts[0] == "link":
+                result[parts[1]] = parts[2].rstrip("/").rsplit("/", 1)[-1]
+        return result
+
+
+class VenvDistributions(FactBase[dict | None]):
+    """Installed distributions of a venv, ``{normalized name: version}``, or None without a venv."""
+
+    _SCRIPT = (
+        "import importlib.metadata as m, json, re\n"
+        "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version"
+        " for d in m.distributions()}))\n"
+    )
+
+    def command(self, venv: str) -> StringCommand:
+        python = f"{venv}/bin/python"
+        return StringCommand(
+            "if [ -x", QuoteString(python), "]; then", QuoteString(python), "-c", QuoteString(self._SCRIPT), "; fi"
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        for line in output:
+            if line.strip().startswith("{"):
+                return json.loads(line)
+        return None
+
+
+class GlibcVersion(FactBase[str | None]):
+    """The C library's version on Linux (``2.36``), which decides the manylinux wheels a node takes."""
+
+    def command(self) -> str:
+        return "getconf GNU_LIBC_VERSION 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        for line in output:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "glibc":
+                return parts[1]
+        return None

@@ -1,0 +1,34 @@
+"""One venv, at the same path on every node, with the pinned Ray and MLX: built beside the
+current one, proven, then switched to; drifted pins are repaired."""
+
+from pyinfra import host, state
+from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
+
+from saf.facts.python import GlibcVersion
+from saf.operations.python import pinned_venv, venv_work
+from saf.paths import on_control, on_node
+from saf.pins import node_venv
+from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms
+
+home = host.get_fact(Home)
+spec = node_venv(host, home)
+python = f"{on_node(host.data.pyenv_root, home)}/versions/{spec.python_version}/bin/python"
+
+wheels = None
+if host.data.wheelhouse and venv_work(spec) in ("build", "repair"):
+    # Filled while the deploy is prepared: a pin with no wheel stops the run before any change.
+    kernel = host.get_fact(Kernel)
+    os_version = host.get_fact(MacosVersion) if kernel == "Darwin" else host.get_fact(GlibcVersion)
+    arch = host.get_fact(Arch)
+    wheels = [str(path) for path in ensure_wheels(
+        on_control(host.data.wheelhouse, state.cwd),
+        key=platform_key(kernel, arch, os_version, spec.python_version),
+        venv_name=spec.name,
+        requirements=spec.requirements,
+        platforms=wheel_platforms(kernel, arch, os_version),
+        python_version=spec.python_version,
+        node=host.name,
+    )]
+
+pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
+            wheel_dir=f"{home}/.saf/wheels/{spec.name}")
