@@ -10,9 +10,9 @@ from pyinfra import host, local
 
 from saf.preflight import preflight_problems
 
-TASKS = ("python", "venv")  # then: network, ray_service, verify, as they land
-
+# One include per line: pyinfra identifies an operation by the line numbers of its call stack,
+# so a loop over task files would give operations of different files the same identity.
 local.include("tasks/preflight.py")
 if not preflight_problems(host):  # facts are cached: this re-reads nothing
-    for task in TASKS:
-        local.include(f"tasks/{task}.py")
+    local.include("tasks/python.py")
+    local.include("tasks/venv.py")

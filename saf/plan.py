@@ -188,9 +188,9 @@ def plan_deploy(
             _inject_facts(host, facts.get(host.name, {}))
             state.activate_host(host)
             with ctx_host.use(host):
-                state.current_deploy_filename = deploy_file
+                state.current_deploy_filename = str(project_dir / deploy_file)
                 try:
-                    exec_file(str(project_dir / deploy_file))
+                    exec_file(state.current_deploy_filename)
                 except UnexpectedExternalError as error:
                     raise _unwrap(error) from None  # the deploy code's own error, for the test
         return {host.name: _collect(state, host) for host in hosts}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ THREE_MACS = {
         {"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"},
         {"name": "beta", "role": "worker", "address": "192.168.1.42", "ssh_user": "arthurdell"},
         {"name": "gamma", "role": "worker", "address": "192.168.1.43", "ssh_user": "arthurdell"},
-    ]
+    ],
 }
 
 
@@ -43,7 +44,10 @@ def plan(write_cluster) -> Callable[..., dict[str, HostPlan]]:
     """plan(facts_by_host, cluster=THREE_MACS, limit=None): the deploy planned against fixtures."""
 
     def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None) -> dict[str, HostPlan]:
-        path = write_cluster(cluster if cluster is not None else THREE_MACS)
+        cluster = copy.deepcopy(cluster if cluster is not None else THREE_MACS)
+        # no downloads in plan tests: install from the index unless the test names a wheelhouse
+        cluster.setdefault("settings", {}).setdefault("wheelhouse", "")
+        path = write_cluster(cluster)
         return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit)
 
     return run

@@ -53,6 +53,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "system.PasswordlessSudo": Raw("yes\n"),
         "server.Home": "/home/saf",
         "server.Which:apt-get": "/usr/bin/apt-get",
+        "python.GlibcVersion": "2.36",
         "server.Which:nvidia-smi": None,
         "deb.DebPackages": {},
         "files.Directory:/home/saf/.pyenv/.git": None,

@@ -57,7 +57,8 @@ def test_sudo_is_not_required_when_settings_say_so(plan):
 def test_debian_and_unsupported_systems(plan):
     cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"},
                          {"name": "beta", "role": "worker", "address": "10.0.0.2"},
-                         {"name": "gamma", "role": "worker", "address": "10.0.0.3"}]}
+                         {"name": "gamma", "role": "worker", "address": "10.0.0.3"}],
+               "settings": {"wheelhouse": ""}}
     plans = plan({"alpha": fresh_debian(), "beta": fresh_debian(**{"server.Arch": "riscv64"}),
                   "gamma": fresh_debian(**{"server.Kernel": "FreeBSD"})}, cluster=cluster)
     assert not any("Preflight" in op.name for op in plans["alpha"].ops)
