@@ -4,8 +4,9 @@ from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Home, Kernel, Which
-from pyinfra.operations import apt, brew, git, server
+from pyinfra.operations import apt, git, server
 
+from saf.operations.brew import formulae
 from saf.operations.control import stop_host
 from saf.operations.python import pyenv_python
 from saf.paths import on_control, on_node
@@ -17,8 +18,8 @@ pyenv_root = on_node(host.data.pyenv_root, host.get_fact(Home))
 if host.get_fact(Kernel) == "Darwin":
     if not host.get_fact(File, path=BREW):
         server.shell(name="Install Homebrew", commands=[HOMEBREW_INSTALL])
-    brew.packages(name="Install pyenv and Python's build dependencies (Homebrew)",
-                  packages=list(MAC_BUILD_DEPS), _env=BREW_ENV)
+    formulae(name="Install pyenv and Python's build dependencies (Homebrew)",
+             packages=list(MAC_BUILD_DEPS), brew=BREW, _env=BREW_ENV)
     pyenv, path_prefix = f"{BREW_PATH}/pyenv", BREW_PATH
 else:
     if host.data.use_sudo and host.get_fact(Which, command="apt-get"):

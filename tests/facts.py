@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from saf.pins import requirements, venv_name
 from saf.plan import Raw
+from saf.platform import MAC_BUILD_DEPS
 
 DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
 /dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
@@ -39,9 +41,32 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
     return facts
 
 
-def converged_mac(**overrides: Any) -> dict[str, Any]:
-    """A Mac on which a previous run already converged everything."""
-    return fresh_mac(**overrides)
+def venv_for(python: str = "3.9.23", ray: str = "2.49.1", mlx: str = "0.29.1", extra: str = "",
+             extra_packages: tuple[str, ...] = ("numpy==2.0.2",)) -> tuple[str, tuple[str, ...]]:
+    """The venv name and requirements SAF derives from these pins (as saf.pins computes them)."""
+    reqs = requirements(ray, mlx, extra, list(extra_packages))
+    return venv_name(python, reqs), reqs
+
+
+def installed(reqs: tuple[str, ...]) -> dict[str, str]:
+    """What VenvDistributions reports for a venv holding exactly ``reqs`` (plus their deps)."""
+    dists = {req.split("==")[0].split("[")[0]: req.split("==")[1] for req in reqs}
+    return {**dists, "pip": "23.0.1", "aiohttp": "3.12.15"}
+
+
+def converged_mac(home: str = "/Users/arthurdell", **overrides: Any) -> dict[str, Any]:
+    """A Mac on which a previous run already converged everything (default pins)."""
+    name, reqs = venv_for()
+    facts = fresh_mac(**{
+        "server.Home": home,
+        "files.File:/opt/homebrew/bin/brew": {"mode": 755, "size": 1000},
+        "brew.BrewPackages": {package: {"1.0"} for package in MAC_BUILD_DEPS},
+        "python.PythonInterpreter:*": {"version": "3.9.23", "missing": []},
+        "python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
+        f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
+    })
+    facts.update(overrides)
+    return facts
 
 
 def fresh_debian(**overrides: Any) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def _install_script(venv: str, wheels: str | None, requirements_file: str, pytho
     if python:
         lines += [f"rm -rf {_q(venv)}", f"{_q(python)} -m venv {_q(venv)} || fail 'creating the venv failed'"]
     lines += [
-        f"{_q(venv)}/bin/python -m pip install --disable-pip-version-check -q {index} -r {_q(requirements_file)}"
+        f"PIP_CONFIG_FILE=/dev/null {_q(venv)}/bin/python -m pip install --disable-pip-version-check -q {index}"
+        f" -r {_q(requirements_file)}"
         f" >{_q(log)} 2>&1 || {{ cat {_q(log)} >&2; "
         f"pkg=$(sed -n 's/.*matching distribution found for \\([^ ]*\\).*/\\1/p; s/.*Failed to build \\([^ ]*\\).*/\\1/p' {_q(log)} | head -n 1); "
         f"rm -f {_q(log)}; fail \"pip could not install ${{pkg:-the pinned packages}}\"; }}",
@@ -193,7 +194,7 @@ def pinned_venv(spec: VenvSpec, python: str, wheels: list[str] | None, wheel_dir
         else:
             what = "the venv keeps its drifted packages"
         creator = python if work == "build" else None
-        yield _install_script(spec.path, wheel_dir if wheels else None, requirements_file, creator, what)
+        yield _install_script(spec.path, wheel_dir if wheels is not None else None, requirements_file, creator, what)
         on_fail = f"rm -rf {_q(spec.path)}; " if work == "build" else ""
         yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_pins(spec))} "
                f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}")
