@@ -16,3 +16,4 @@ local.include("tasks/preflight.py")
 if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/python.py")
     local.include("tasks/venv.py")
+    local.include("tasks/network.py")

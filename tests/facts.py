@@ -15,6 +15,54 @@ from saf.platform import MAC_BUILD_DEPS
 DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
 /dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
 """
+IFCONFIG = """lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 16384
+\tinet 127.0.0.1 netmask 0xff000000
+en0: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu {mtu}
+\toptions=50b<RXCSUM,TXCSUM,VLAN_HWTAGGING,AV,CHANNEL_IO>
+\tether 3c:a6:f6:12:34:56
+\tinet6 fe80::1c2b:3d4e:5f60:7182%en0 prefixlen 64 secured scopeid 0xb
+\tinet {ip} netmask 0xffffff00 broadcast 192.168.1.255
+\tmedia: autoselect (10Gbase-T <full-duplex>)
+\tstatus: active
+en1: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu 1500
+\tether 3c:a6:f6:12:34:57
+utun4: flags=8051<UP,POINTOPOINT,RUNNING,MULTICAST> mtu 1280
+\tinet 100.106.170.128 --> 100.106.170.128 netmask 0xffffffff
+"""
+HARDWARE_PORTS = """
+Hardware Port: Ethernet
+Device: en0
+Ethernet Address: 3c:a6:f6:12:34:56
+
+Hardware Port: Thunderbolt Bridge
+Device: bridge0
+Ethernet Address: 36:1a:2b:3c:4d:50
+
+Hardware Port: Wi-Fi
+Device: en1
+Ethernet Address: 3c:a6:f6:12:34:57
+
+VLAN Configurations
+===================
+"""
+IP_ADDR = (
+    '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"link_type":"loopback",'
+    '"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},'
+    '{"ifindex":2,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP"],"mtu":MTU,"link_type":"ether",'
+    '"addr_info":[{"family":"inet","local":"10.0.0.1","prefixlen":24}]}]'
+)
+
+
+def mac_network(mtu: int = 1500, ip: str = "192.168.1.172") -> dict[str, Any]:
+    """Network facts of a Mac whose cluster ip is on en0 (10GbE) at ``mtu``."""
+    return {
+        "network.MacInterfaces": Raw(IFCONFIG.format(mtu=mtu, ip=ip)),
+        "network.MacHardwarePorts": Raw(HARDWARE_PORTS),
+        "network.MacMTU:en0": Raw(f"Active MTU: {mtu} (Current Setting: {mtu})\n"),
+        "network.MacValidMTURange:en0": Raw("Valid MTU Range: 1280-9000\n"),
+    }
+
+
 DF_LINUX = """Filesystem     1024-blocks     Used Available Capacity Mounted on
 /dev/vda         263174212 23036548 227301400      10% /
 """
@@ -36,6 +84,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "server.Which:nvidia-smi": None,
         "python.PythonInterpreter:*": None,
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
+        **mac_network(),
     }
     facts.update(overrides)
     return facts
@@ -64,6 +113,7 @@ def converged_mac(home: str = "/Users/arthurdell", **overrides: Any) -> dict[str
         "python.PythonInterpreter:*": {"version": "3.9.23", "missing": []},
         "python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
         f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
+        **mac_network(mtu=9000),
     })
     facts.update(overrides)
     return facts
@@ -85,6 +135,14 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "files.Directory:/home/saf/.pyenv": None,
         "python.PythonInterpreter:*": None,
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
+        "network.LinuxInterfaces": Raw(IP_ADDR.replace("MTU", "1500")),
+        "server.Which:ip": "/usr/sbin/ip",
+        "server.TmpDir": "/tmp",
+        "files.File:/etc/systemd/system/saf-mtu.service": None,
+        "files.Directory:/etc/systemd/system/saf-mtu.service": None,
+        "files.Directory:/etc/systemd/system": {"mode": 755},
+        "systemd.SystemdStatus:*": {},
+        "systemd.SystemdEnabled:*": {},
     }
     facts.update(overrides)
     return facts
