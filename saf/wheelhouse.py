@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import gevent.lock
+from packaging.version import Version
 from pyinfra.api.exceptions import PyinfraError
 
 COMPLETE = ".complete"
@@ -92,18 +93,34 @@ def _download(target: Path, requirements, platforms, python_version, key, node) 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def nearest_versions(requirement: str, available: list[str], count: int = 4) -> list[str]:
+    """The ``count`` available versions closest to the pinned one, in version order."""
+    wanted = Version(requirement.split("==")[-1]) if "==" in requirement else None
+    versions = sorted({Version(v) for v in available if v and not v.startswith("(")})
+    if wanted is None:
+        return [str(v) for v in versions[-count:]]
+    closest = sorted(versions, key=lambda v: (abs(_ordinal(v) - _ordinal(wanted)), v))[:count]
+    return [str(v) for v in sorted(closest)]
+
+
+def _ordinal(version: Version) -> float:
+    parts = (list(version.release) + [0, 0, 0])[:3]
+    return parts[0] * 1e6 + parts[1] * 1e3 + parts[2]
+
+
 def _explain_failure(stderr: str, python_version: str, key: str, node: str) -> str:
     missing = re.search(r"No matching distribution found for (\S+)", stderr)
     available = re.search(r"\(from versions: ([^)]*)\)", stderr)
     platform = key.split("-", 1)[1]
     if missing:
-        versions = available.group(1).strip() if available else "none"
-        listed = versions.split(", ")
-        nearest = ", ".join(listed[-5:]) if versions != "none" else "none at all"
+        requirement = missing.group(1)
+        listed = available.group(1).strip() if available else "none"
+        nearest = ", ".join(nearest_versions(requirement, listed.split(", "))) if listed != "none" else ""
         return (
-            f"{missing.group(1)} has no wheel for Python {python_version} on {platform} (node {node}). "
-            f"Versions that do (newest last): {nearest}. Change the pin in the cluster file's settings, "
-            "or python_version if the package needs a newer Python."
+            f"{requirement} has no wheel for Python {python_version} on {platform} (node {node}). "
+            + (f"Nearest versions that do: {nearest}. " if nearest else "No version of it does. ")
+            + "Change the pin in the cluster file's settings, or python_version if the package "
+            "needs another Python."
         )
     last_lines = " ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
     return f"pip could not download the wheels for node {node} ({platform}): {last_lines}"

@@ -46,7 +46,9 @@ class PythonInterpreter(FactBase[dict | None]):
 class SafVenvs(FactBase[dict]):
     """The venvs under a venv root: ``{"venvs": {name: complete}, "current": name, "previous": name}``."""
 
-    default = dict
+    @staticmethod
+    def default() -> dict:  # no output at all: the root does not exist yet
+        return {"venvs": {}, "current": None, "previous": None}
 
     def command(self, root: str) -> StringCommand:
         script = (
@@ -58,7 +60,7 @@ class SafVenvs(FactBase[dict]):
         return StringCommand("sh -c", QuoteString(script), "saf", QuoteString(root))
 
     def process(self, output: list[str]) -> dict:
-        result: dict = {"venvs": {}, "current": None, "previous": None}
+        result = self.default()
         for line in output:
             parts = line.strip().split(" ", 2)
             if len(parts) == 3 and parts[0] == "venv":
