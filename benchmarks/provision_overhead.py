@@ -1,0 +1,122 @@
+"""SAF's overhead over the raw provisioning steps, on a lab node (or any node of a cluster file).
+
+For one node, from scratch (its pyenv, Python and venvs removed first), it times:
+  1. SAF: `pyinfra inventory.py benchmarks/deploy_python.py --limit NODE -y` (preflight, pyenv,
+     Python build, wheelhouse push, venv, proof, switch);
+  2. by hand, over SSH, the same steps: clone pyenv, push the CPython tarball, `pyenv install`,
+     push the same wheels, `python -m venv`, `pip install --no-index` from them.
+and prints both times and the ratio (goal: under 1.10). The wheelhouse is filled before either
+run, so neither pays the download.
+
+    .venv/bin/python benchmarks/provision_overhead.py [--cluster .saf/lab/cluster.yaml] [--node beta]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from saf.paths import on_control  # noqa: E402
+from saf.pins import requirements, venv_name  # noqa: E402
+from saf.spec import load_cluster  # noqa: E402
+from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms  # noqa: E402
+
+
+def ssh_command(node, script: str) -> list[str]:
+    options = ["-o", "BatchMode=yes"]
+    if node.ssh_key:
+        options += ["-i", node.ssh_key]
+    if node.ssh_known_hosts_file:
+        options += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+    if node.ssh_port:
+        options += ["-p", str(node.ssh_port)]
+    target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
+    return ["ssh", *options, target, script]
+
+
+def ssh(node, script: str) -> str:
+    return subprocess.run(ssh_command(node, script), check=True, capture_output=True, text=True).stdout
+
+
+def scp(node, sources: list[Path], dest: str) -> None:
+    options = ["-q", "-o", "BatchMode=yes"]
+    if node.ssh_key:
+        options += ["-i", node.ssh_key]
+    if node.ssh_known_hosts_file:
+        options += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}"]
+    target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
+    subprocess.run(["scp", *options, *map(str, sources), f"{target}:{dest}"], check=True)
+
+
+def wipe(node, settings) -> None:
+    ssh(node, f"rm -rf {settings.pyenv_root} {settings.venv_root} ~/.saf/wheels")
+
+
+def time_saf(cluster_path: Path, node_name: str) -> float:
+    env = {**os.environ, "SAF_CLUSTER": str(cluster_path)}
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "benchmarks/deploy_python.py",
+                    "--limit", node_name, "-y"], cwd=PROJECT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def time_by_hand(node, settings, tarball: Path | None, wheels: list[Path]) -> float:
+    version = settings.python_version
+    root = "$HOME/.pyenv-by-hand"
+    started = time.monotonic()
+    ssh(node, f"rm -rf {root} && git clone -q {shlex.quote(settings.pyenv_git_url)} {root} && mkdir -p {root}/cache ~/by-hand-wheels")
+    if tarball:
+        scp(node, [tarball], f".pyenv-by-hand/cache/Python-{version}.tar.gz")
+    ssh(node, f"PYENV_ROOT={root} PYTHON_BUILD_CACHE_PATH={root}/cache _PYTHON_BUILD_FORCE_SKIP_XZ=1 "
+              f"{root}/bin/pyenv install {version}")
+    scp(node, wheels, "by-hand-wheels/")
+    reqs = " ".join(shlex.quote(r) for r in requirements_of(node, settings))
+    ssh(node, f"{root}/versions/{version}/bin/python -m venv ~/by-hand-venv && "
+              f"PIP_CONFIG_FILE=/dev/null ~/by-hand-venv/bin/python -m pip install -q --disable-pip-version-check "
+              f"--no-index --find-links ~/by-hand-wheels {reqs}")
+    elapsed = time.monotonic() - started
+    ssh(node, f"rm -rf {root} ~/by-hand-venv ~/by-hand-wheels")
+    return elapsed
+
+
+def requirements_of(node, settings) -> tuple[str, ...]:
+    return requirements(settings.ray_version, settings.mlx_version, "cpu", list(settings.extra_packages))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cluster", default=str(PROJECT / ".saf/lab/cluster.yaml"))
+    parser.add_argument("--node", default="beta")
+    args = parser.parse_args()
+    cluster = load_cluster(PROJECT, args.cluster)
+    node, settings = cluster.node(args.node), cluster.settings
+    glibc = ssh(node, "getconf GNU_LIBC_VERSION").split()[1]
+    arch = ssh(node, "uname -m").strip()
+    reqs = requirements_of(node, settings)
+    wheels = ensure_wheels(on_control(settings.wheelhouse, PROJECT), platform_key("Linux", arch, glibc, settings.python_version),
+                           venv_name(settings.python_version, reqs), reqs, wheel_platforms("Linux", arch, glibc),
+                           settings.python_version, node=node.name)
+    tarball = None
+    if settings.python_source_cache:
+        tarball = on_control(settings.python_source_cache, PROJECT) / f"Python-{settings.python_version}.tar.gz"
+
+    wipe(node, settings)
+    saf_seconds = time_saf(Path(args.cluster).resolve(), node.name)
+    hand_seconds = time_by_hand(node, settings, tarball, wheels)
+    print(f"node {node.name}: Python {settings.python_version}, {len(wheels)} wheels")
+    print(f"SAF from scratch (preflight, pyenv, build, push, venv, proof, switch): {saf_seconds:7.1f} s")
+    print(f"same steps by hand over SSH (clone, push, pyenv install, push, venv, pip): {hand_seconds:7.1f} s")
+    print(f"overhead ratio SAF / by hand: {saf_seconds / hand_seconds:.3f} (goal < 1.10)")
+
+
+if __name__ == "__main__":
+    main()
