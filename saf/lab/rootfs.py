@@ -1,0 +1,88 @@
+"""The lab nodes' root filesystems: one Debian 12 base made once with debootstrap, copied per node.
+
+The base holds what an air-gapped site's image would: systemd, sshd, sudo, and the build
+dependencies of CPython (the nodes have no internet). Each node gets its own copy, hostname,
+host keys, sshd address and authorized key, so booting it touches nothing of this machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from saf.lab.layout import NODE_USER, LabLayout, LabNode
+from saf.lab.system import run
+from saf.platform import DEBIAN_BUILD_DEPS
+
+MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "iputils-ping", "procps",
+    "ca-certificates", "curl", "nftables", "python3", "tk-dev", *DEBIAN_BUILD_DEPS,
+)
+READY = ".saf-lab-base"
+# timers and units that have no business in a test node (and would fetch from the internet)
+MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
+                "systemd-timesyncd.service", "getty@tty1.service", "console-getty.service")
+SSHD_CONFIG = """# SAF lab: key authentication only
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+UseDNS no
+"""
+
+
+def ensure_base(layout: LabLayout) -> None:
+    """Make the base root filesystem once (a few minutes); later labs reuse it."""
+    base = layout.base_rootfs
+    if (base / READY).exists():
+        return
+    staging = base.with_name(base.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm",
+         str(staging), MIRROR], timeout=1800)
+    _configure_base(staging)
+    (staging / READY).write_text("debootstrap bookworm minbase + SAF lab configuration\n")
+    shutil.rmtree(base, ignore_errors=True)
+    staging.rename(base)
+
+
+def _configure_base(root: Path) -> None:
+    run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--uid", "1000", NODE_USER])
+    sudoers = root / "etc/sudoers.d" / NODE_USER
+    sudoers.write_text(f"{NODE_USER} ALL=(ALL) NOPASSWD:ALL\n")
+    sudoers.chmod(0o440)
+    (root / "etc/ssh/sshd_config.d/saf-lab.conf").write_text(SSHD_CONFIG)
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # each node makes its own
+    for unit in MASKED_UNITS:
+        target = root / "etc/systemd/system" / unit
+        target.unlink(missing_ok=True)
+        target.symlink_to("/dev/null")
+    (root / "etc/machine-id").write_text("")  # each boot gets its own
+
+
+def make_node_root(layout: LabLayout, node: LabNode, nodes: list[LabNode], public_key: str) -> str:
+    """The node's own root filesystem (a copy of the base) with its identity; returns its host key."""
+    root = layout.node_dir(node.name) / "root"
+    if not root.exists():
+        staging = root.with_name("root.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "--reflink=auto", str(layout.base_rootfs), str(staging)])
+        _give_identity(staging, node, nodes, public_key)
+        staging.rename(root)
+    return " ".join((root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2])
+
+
+def _give_identity(root: Path, node: LabNode, nodes: list[LabNode], public_key: str) -> None:
+    (root / "etc/hostname").write_text(node.name + "\n")
+    hosts = ["127.0.0.1 localhost", *(f"{n.address} {n.name}" for n in nodes)]
+    (root / "etc/hosts").write_text("\n".join(hosts) + "\n")
+    (root / "etc/ssh/sshd_config.d/saf-lab-listen.conf").write_text(f"ListenAddress {node.address}\n")
+    run(["ssh-keygen", "-q", "-A", "-f", str(root)])
+    ssh_dir = root / "home" / NODE_USER / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(public_key)
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    run(["chown", "-R", "1000:1000", str(ssh_dir)])
