@@ -24,6 +24,7 @@ wheelhouse = ".saf/wheelhouse"  # control-side wheel cache filled once and pushe
 ray_port = 6380  # GCS port on the head (6379 is Redis's)
 dashboard_port = 8265  # Ray dashboard and job API on the head
 dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluster (head's cluster ip: see README)
+macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody logged in | agent: LaunchAgent
 
 # --- Network --------------------------------------------------------------------------------------
 mtu = 9000  # MTU of the interface that carries each node's cluster ip (jumbo frames)

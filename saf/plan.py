@@ -54,6 +54,7 @@ class PlannedOp:
     commands: list[str]
     sudo: bool = False
     uploads: dict[str, bytes] = field(default_factory=dict)
+    position: int = 0  # place in the run's operation order (all hosts): lower runs first
 
     @property
     def changes(self) -> bool:
@@ -208,7 +209,7 @@ def _unwrap(error: Exception) -> Exception:
 def _collect(state: State, host: Host) -> HostPlan:
     ops = []
     with ctx_host.use(host):
-        for op_hash in state.get_op_order():
+        for position, op_hash in enumerate(state.get_op_order()):
             if op_hash not in state.ops[host]:
                 continue
             op_data = state.get_op_data_for_host(host, op_hash)
@@ -220,6 +221,7 @@ def _collect(state: State, host: Host) -> HostPlan:
                     commands=commands,
                     sudo=bool(op_data.global_arguments.get("_sudo")),
                     uploads=uploads,
+                    position=position,
                 )
             )
     return HostPlan(ops=ops)

@@ -140,6 +140,7 @@ class Settings(_Strict):
     ray_port: StrictInt
     dashboard_port: StrictInt
     dashboard_bind: Literal["loopback", "cluster"]
+    macos_service: Literal["daemon", "agent"]
     mtu: StrictInt = Field(ge=1280, le=9000)
     manage_mtu: StrictBool
     min_free_disk_gb: StrictInt = Field(ge=0)

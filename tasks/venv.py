@@ -4,8 +4,9 @@ current one, proven, then switched to; drifted pins are repaired."""
 from pyinfra import host, state
 from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
 
+from saf import runstate
 from saf.facts.python import GlibcVersion
-from saf.operations.python import pinned_venv, venv_work
+from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
 from saf.pins import node_venv
 from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms
@@ -30,5 +31,7 @@ if host.data.wheelhouse and venv_work(spec) in ("build", "repair"):
         node=host.name,
     )]
 
-pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
-            wheel_dir=f"{home}/.saf/wheels/{spec.name}")
+venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
+                   wheel_dir=f"{home}/.saf/wheels/{spec.name}")
+# the Ray service restarts when what `current` holds changes (not when leftovers are pruned)
+runstate.note(host, "venv_changes", venv_changes_current(spec))

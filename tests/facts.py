@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+
+from pyinfra.api.util import get_template
+
 from saf.pins import requirements, venv_name
+from saf.service import ray_service
 from saf.plan import Raw
 from saf.platform import MAC_BUILD_DEPS
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
 /dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
@@ -53,6 +62,10 @@ IP_ADDR = (
 )
 
 
+# a fresh host has none of the files SAF writes (exact keys given in a fixture take precedence)
+ABSENT_FILES = {"files.File:*": None, "files.Directory:*": None, "files.Link:*": None, "files.Sha1File:*": None}
+
+
 def mac_network(mtu: int = 1500, ip: str = "192.168.1.172") -> dict[str, Any]:
     """Network facts of a Mac whose cluster ip is on en0 (10GbE) at ``mtu``."""
     return {
@@ -78,7 +91,12 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "system.FreeDiskKiB": Raw(DF_MAC),
         "system.PasswordlessSudo": Raw("yes\n"),
         "server.Home": "/Users/arthurdell",
+        "server.User": "arthurdell",
+        "server.TmpDir": "/tmp",
         "files.File:/opt/homebrew/bin/brew": None,
+        "launchd.LaunchdJob:*": None,
+        "files.Directory:/Library/LaunchDaemons": {"mode": 755, "user": "root", "group": "wheel"},
+        **ABSENT_FILES,
         "brew.BrewPackages": {},
         "brew.BrewVersion": (4, 4, 0),
         "server.Which:nvidia-smi": None,
@@ -103,8 +121,31 @@ def installed(reqs: tuple[str, ...]) -> dict[str, str]:
     return {**dists, "pip": "23.0.1", "aiohttp": "3.12.15"}
 
 
-def converged_mac(home: str = "/Users/arthurdell", **overrides: Any) -> dict[str, Any]:
-    """A Mac on which a previous run already converged everything (default pins)."""
+def rendered_plist(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell",
+                   user: str = "arthurdell") -> bytes:
+    """The plist SAF renders for a node with default settings, rendered by SAF's own code."""
+    data = SimpleNamespace(role=role, cluster_ip=ip, head_ip=head_ip, ray_port=6380, dashboard_port=8265,
+                           dashboard_bind="loopback")
+    service = ray_service(SimpleNamespace(data=data), user, home, f"{home}/saf/venv/current")
+    template = get_template(str(PROJECT_DIR / "templates/ray.plist.j2"))
+    return template.render(service=service, daemon=True, logs=f"{home}/Library/Logs/saf").encode()
+
+
+def converged_service(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell") -> dict[str, Any]:
+    """Facts of a Mac whose Ray launchd job is in place and running."""
+    label = f"org.saf.ray-{role}"
+    path = f"/Library/LaunchDaemons/{label}.plist"
+    return {
+        f"files.File:{path}": {"mode": 644, "user": "root", "group": "wheel"},
+        f"files.Sha1File:{path}": hashlib.sha1(rendered_plist(role, ip, head_ip, home)).hexdigest(),
+        f"files.Directory:{home}/Library/Logs/saf": {"mode": 755},
+        f"launchd.LaunchdJob:system/{label}": {"state": "running", "pid": 4127, "path": path},
+    }
+
+
+def converged_mac(home: str = "/Users/arthurdell", role: str = "head", ip: str = "192.168.1.172",
+                  head_ip: str = "192.168.1.172", **overrides: Any) -> dict[str, Any]:
+    """A Mac on which a previous run already converged everything (default pins and settings)."""
     name, reqs = venv_for()
     facts = fresh_mac(**{
         "server.Home": home,
@@ -113,7 +154,8 @@ def converged_mac(home: str = "/Users/arthurdell", **overrides: Any) -> dict[str
         "python.PythonInterpreter:*": {"version": "3.9.23", "missing": []},
         "python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
         f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
-        **mac_network(mtu=9000),
+        **mac_network(mtu=9000, ip=ip),
+        **converged_service(role, ip, head_ip, home),
     })
     facts.update(overrides)
     return facts
@@ -127,6 +169,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "system.FreeDiskKiB": Raw(DF_LINUX),
         "system.PasswordlessSudo": Raw("yes\n"),
         "server.Home": "/home/saf",
+        "server.User": "saf",
         "server.Which:apt-get": "/usr/bin/apt-get",
         "python.GlibcVersion": "2.36",
         "server.Which:nvidia-smi": None,
@@ -138,8 +181,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "network.LinuxInterfaces": Raw(IP_ADDR.replace("MTU", "1500")),
         "server.Which:ip": "/usr/sbin/ip",
         "server.TmpDir": "/tmp",
-        "files.File:/etc/systemd/system/saf-mtu.service": None,
-        "files.Directory:/etc/systemd/system/saf-mtu.service": None,
+        **ABSENT_FILES,
         "files.Directory:/etc/systemd/system": {"mode": 755},
         "systemd.SystemdStatus:*": {},
         "systemd.SystemdEnabled:*": {},

@@ -122,6 +122,13 @@ class Lab:
         """Run a command from the outsider: on the lab bridge, but not a cluster node."""
         return run(["ip", "netns", "exec", OUTSIDER.netns, *argv], check=check, timeout=timeout)
 
+    def reboot(self, name: str) -> None:
+        """Power the node off and boot it again (its files stay): what a reboot of a machine does."""
+        node = self.node(name)
+        nodes.stop(self.layout, node)
+        nodes.boot(self.layout, node)
+        nodes.wait_for_ssh(node)
+
     def stop_sshd(self, name: str) -> None:
         self.exec(name, ["systemctl", "stop", "ssh.socket", "ssh.service"], check=False)
 

@@ -58,6 +58,8 @@ def boot(layout: LabLayout, node: LabNode) -> None:
         ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
          f"--machine=saf-{node.name}", f"--hostname={node.name}", f"--directory={node_dir / 'root'}",
          f"--network-namespace-path=/run/netns/{node.netns}", "--console=passive",
+         # the node's own network namespace is its to configure (MTU, nftables), as on a real machine
+         "--capability=CAP_NET_ADMIN",
          "--link-journal=no", "--resolv-conf=off", "--timezone=off"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

@@ -166,6 +166,12 @@ def venv_work(spec: VenvSpec) -> str:
     return ""
 
 
+def venv_changes_current(spec: VenvSpec) -> bool:
+    """Whether this run changes what ``current`` runs: a new venv, a repair, or a switch."""
+    work = venv_work(spec)
+    return work in ("build", "repair") or host.get_fact(SafVenvs, root=spec.root)["current"] != spec.name
+
+
 @operation()
 def pinned_venv(spec: VenvSpec, python: str, wheels: list[str] | None, wheel_dir: str):
     """

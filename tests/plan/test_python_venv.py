@@ -51,7 +51,9 @@ def test_changed_pin_builds_a_new_venv_beside_and_switches_after_proof(plan):
     new, new_reqs = venv_for(mlx="0.29.3")
     alpha = plan({"alpha": converged_mac(**{"python.SafVenvs:*": {"venvs": {old: True}, "current": old, "previous": None}})},
                  cluster=with_settings(mlx_version="0.29.3"))["alpha"]
-    assert [op.name for op in alpha.changing_ops] == [f"tasks/venv.py | Venv {new}"]
+    assert [op.name for op in alpha.changing_ops] == [f"tasks/venv.py | Venv {new}",
+                                                      "tasks/ray_service.py | Ray head (launchd)"]
+    assert alpha.op("Ray head (launchd)").commands == ["launchctl kickstart -k system/org.saf.ray-head"]
     commands = alpha.changing_ops[0].commands
     build = next(i for i, c in enumerate(commands) if "-m venv" in c)
     prove = next(i for i, c in enumerate(commands) if "import ray, mlx.core" in c)
@@ -67,7 +69,8 @@ def test_drifted_package_is_repaired_in_place(plan):
     drifted = {**installed(reqs), "mlx": "0.28.0"}
     alpha = plan({"alpha": converged_mac(**{f"python.VenvDistributions:{HOME}/saf/venv/{name}": drifted})},
                  cluster=ONE_MAC)["alpha"]
-    [op] = alpha.changing_ops
+    op, restart = alpha.changing_ops
+    assert restart.commands == ["launchctl kickstart -k system/org.saf.ray-head"]
     install = next(c for c in op.commands if "pip install" in c)
     assert "-m venv" not in install  # repaired in place, not rebuilt
     assert any("mlx=0.29.1" in c for c in op.commands)

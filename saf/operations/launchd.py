@@ -1,0 +1,44 @@
+"""launchd jobs with the modern launchctl (bootstrap, bootout, enable, kickstart).
+
+pyinfra's own launchd operation drives the deprecated ``launchctl start/stop``, which does not
+load a changed plist; this one reads the job's state with ``launchctl print`` and yields only
+what the job needs.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from saf.facts.launchd import LaunchdJob
+
+
+@operation()
+def job(label: str, plist: str, domain: str = "system", definition_changed: bool = False,
+        restart: bool = False):
+    """
+    Load, reload or restart a launchd job so that it runs its current definition.
+
+    + label: the job's Label
+    + plist: path of its plist on the node
+    + domain: ``system`` (LaunchDaemon) or ``gui/<uid>`` (LaunchAgent)
+    + definition_changed: the plist changed in this run: reload it (bootout, then bootstrap)
+    + restart: restart the running job (``kickstart -k``), e.g. because its venv changed
+    """
+    target = f"{domain}/{label}"
+    loaded = host.get_fact(LaunchdJob, target=target)
+    bootstrap = [f"launchctl bootstrap {domain} {shlex.quote(plist)}", f"launchctl enable {target}"]
+    if loaded is None:
+        yield from bootstrap
+    elif definition_changed:
+        # bootstrap of a loaded job fails (exit 5): unload first, and wait until it is gone
+        yield f"launchctl bootout {target} || true"
+        yield (f"for i in $(seq 50); do launchctl print {target} >/dev/null 2>&1 || exit 0; sleep 0.2; done; "
+               f"echo 'SAF: {label} did not unload within 10 s' >&2; exit 1")
+        yield from bootstrap
+    elif restart or loaded.get("state") != "running":
+        yield f"launchctl kickstart -k {target}"
+    else:
+        host.noop(f"launchd job {label} is loaded and running")
