@@ -18,3 +18,4 @@ if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/venv.py")
     local.include("tasks/network.py")
     local.include("tasks/ray_service.py")
+    local.include("tasks/verify.py")

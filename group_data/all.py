@@ -30,6 +30,10 @@ macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody log
 mtu = 9000  # MTU of the interface that carries each node's cluster ip (jumbo frames)
 manage_mtu = True  # set the MTU; False leaves interfaces alone
 
+# --- Verification ---------------------------------------------------------------------------------
+verify_timeout_s = 120  # seconds a node has to run its MLX job before it fails the check by name
+verify_slow_ratio = 0.5  # a node below this share of its same-hardware peers' median GFLOPS is flagged
+
 # --- Preflight ------------------------------------------------------------------------------------
 min_free_disk_gb = 10  # free space needed in the SSH user's home (Python build + two venvs)
 min_macos_version = "13.5"  # oldest macOS the pinned MLX supports

@@ -1,0 +1,35 @@
+"""The verification as a fact: a read-only look at the whole cluster, from one of its nodes.
+
+Reading it runs the driver (saf/verify/job.py, sent inline) with the venv's Python; nothing on
+the node changes, which is why a converged deploy still reports zero changes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyinfra.api import FactBase, StringCommand
+from pyinfra.api.command import QuoteString
+
+JOB = (Path(__file__).resolve().parent.parent / "verify" / "job.py").read_text()
+MARKER = "SAF-VERIFY "
+
+
+class ClusterVerification(FactBase[dict]):
+    """The verification report (see saf/verify/job.py) as a dict; ``ok`` says it all."""
+
+    @staticmethod
+    def default() -> dict:
+        return {"ok": False, "nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
+
+    def command(self, python: str, address: str, expect: str, timeout: int) -> StringCommand:
+        return StringCommand(QuoteString(python), "-c", QuoteString(JOB), "--address", QuoteString(address),
+                             "--expect", QuoteString(expect), "--timeout", str(timeout), "2>&1 || true")
+
+    def process(self, output: list[str]) -> dict:
+        for line in output:
+            if line.startswith(MARKER):
+                return json.loads(line[len(MARKER):])
+        tail = " | ".join(line.strip() for line in output[-5:])
+        return {"ok": False, "nodes": [], "problems": [f"the verification printed no report: {tail[:800]}"]}

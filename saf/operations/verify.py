@@ -1,0 +1,41 @@
+"""The verification operation: reads the ClusterVerification fact when the run executes.
+
+It yields no command when the cluster is sound, so pyinfra counts no change; when it is not,
+it fails this host with the problems (no traceback) and the run exits non-zero. The table is
+printed and the JSON written on the control machine either way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api import FunctionCommand, operation
+
+from saf.facts.verify import ClusterVerification
+from saf.operations.control import _log_and_fail
+from saf.verify import report as reports
+
+
+@operation(is_idempotent=True)
+def cluster_verified(python: str, address: str, expect: dict, timeout: int, reports_dir: str):
+    """
+    Verify the whole cluster from this node: every node alive in Ray, versions equal to the pins,
+    an MLX job pinned to each node (correctness, GFLOPS), network path and throughput.
+
+    + python: the venv's interpreter on this node
+    + address: the head's GCS, ip:port
+    + expect: nodes [{name, role, ip}], pins {python, ray, mlx}, mtu, slow_ratio
+    + timeout: seconds a node has to run its job
+    + reports_dir: control-side directory for <timestamp>.json and latest.json
+    """
+    if not state.is_executing:
+        return  # a check, not a change: it runs when the deploy executes, after every other task
+    result = host.get_fact(ClusterVerification, python=python, address=address,
+                           expect=json.dumps(expect, sort_keys=True), timeout=timeout, _timeout=timeout * 4 + 120)
+    path = reports.write(result, Path(reports_dir))
+    logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
+    if not result.get("ok"):
+        problems = [*result.get("problems", []), *(p for n in result.get("nodes", []) for p in n.get("problems", []))]
+        yield FunctionCommand(_log_and_fail, ("cluster verification failed: " + "; ".join(problems),), {})

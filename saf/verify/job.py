@@ -1,0 +1,332 @@
+"""The verification driver: run on a cluster node with the venv's Python; prints one JSON report.
+
+    python job.py --address 10.0.0.1:6380 --expect '<json>' --timeout 120
+
+Self-contained on purpose (standard library, ray, mlx, numpy): it is sent to the node as is.
+Every wait is bounded; a node that does not answer fails the check by name, never a hang.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+MATMUL_SIZE = 1024
+REPEATS = 7
+TRANSFER_MB = 64
+TCP_SECONDS = 2.0
+
+
+# --- what runs on each node -------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    if sys.platform == "darwin":
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        return out.stdout.strip()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device_name(device) -> str:
+    """``gpu`` or ``cpu`` (``Device(gpu, 0)`` in MLX's own words)."""
+    kind = getattr(device, "type", None)
+    return getattr(kind, "name", None) or str(device)
+
+
+def _timed_matmul(mx, dtype) -> float:
+    """Median GFLOPS of an n x n matmul: warmed up, synchronised with mx.eval, repeated."""
+    a = mx.random.normal((MATMUL_SIZE, MATMUL_SIZE)).astype(dtype)
+    b = mx.random.normal((MATMUL_SIZE, MATMUL_SIZE)).astype(dtype)
+    mx.eval(a, b)
+    for _ in range(2):  # warm-up: kernel compilation, caches, clocks
+        mx.eval(a @ b)
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        mx.eval(a @ b)  # forces the lazy computation to finish before the clock stops
+        times.append(time.perf_counter() - start)
+    return 2 * MATMUL_SIZE ** 3 / statistics.median(times) / 1e9
+
+
+def node_probe() -> dict:
+    """Identity, versions, MLX correctness against NumPy, and matmul throughput on this node."""
+    import importlib.metadata as metadata
+
+    import mlx.core as mx
+    import numpy as np
+    import ray
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 64), dtype=np.float32), rng.standard_normal((64, 64), dtype=np.float32)
+    product = np.array(mx.array(a) @ mx.array(b))
+    correct = bool(np.allclose(product, a @ b, rtol=1e-4, atol=1e-3))
+    return {
+        "hostname": socket.gethostname(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "mlx": metadata.version("mlx"),
+        "device": _device_name(mx.default_device()),
+        "hardware": f"{_cpu_model()} / {_device_name(mx.default_device())}",
+        "mlx_correct": correct,
+        "gflops_f32": round(_timed_matmul(mx, mx.float32), 1),
+        "gflops_f16": round(_timed_matmul(mx, mx.float16), 1),
+    }
+
+
+def _ping_df(ip: str, payload: int) -> bool:
+    if sys.platform == "darwin":
+        argv = ["ping", "-D", "-s", str(payload), "-c", "1", "-t", "2", ip]
+    else:
+        argv = ["ping", "-M", "do", "-s", str(payload), "-c", "1", "-W", "2", ip]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def path_probe(peers: list[str], mtu: int) -> dict:
+    """A don't-fragment ping of MTU-28 bytes to each peer; on failure, the largest that passes."""
+    results = {}
+    for ip in peers:
+        payload = mtu - 28
+        if _ping_df(ip, payload):
+            results[ip] = {"ok": True, "largest": payload}
+            continue
+        low, high = 0, payload  # bisection: low passes (or 0), high fails
+        if not _ping_df(ip, 0):
+            results[ip] = {"ok": False, "largest": None}
+            continue
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if _ping_df(ip, middle) else (low, middle)
+        results[ip] = {"ok": False, "largest": low}
+    return results
+
+
+def make_payload(megabytes: int):
+    import numpy as np
+
+    return np.random.default_rng(1).integers(0, 255, size=megabytes * 1024 * 1024, dtype=np.uint8)
+
+
+def checksum(array) -> str:
+    import hashlib
+
+    return hashlib.sha256(array.tobytes()).hexdigest()
+
+
+class TcpSink:
+    """A TCP receiver on a node's cluster ip: counts what a sender pushes for a while."""
+
+    def listen(self, ip: str) -> int:
+        self.server = socket.socket()
+        self.server.bind((ip, 0))
+        self.server.listen(1)
+        self.server.settimeout(15)
+        self.received = 0
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+        return self.server.getsockname()[1]
+
+    def _receive(self) -> None:
+        try:
+            conn, _ = self.server.accept()
+            conn.settimeout(10)
+            with conn:
+                while True:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    self.received += len(chunk)
+        except OSError:
+            pass
+
+    def received_bytes(self) -> int:
+        self.thread.join(timeout=15)
+        return self.received
+
+
+def tcp_send(ip: str, port: int, seconds: float) -> dict:
+    block = b"\0" * (1 << 20)
+    sent = 0
+    with socket.create_connection((ip, port), timeout=10) as conn:
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            conn.sendall(block)
+            sent += len(block)
+        elapsed = time.perf_counter() - start
+    return {"bytes": sent, "seconds": elapsed}
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+class Deadline(Exception):
+    pass
+
+
+def pinned(ray, node_id: str):
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+def run(address: str, expect: dict, timeout: float) -> dict:
+    import ray
+
+    report: dict = {"ok": False, "address": address, "nodes": [], "problems": [], "transfer": []}
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    nodes = {n["name"]: {**n, "problems": [], "ok": False} for n in expect["nodes"]}
+    for node in nodes.values():
+        node["node_id"] = alive.get(node["ip"])
+        if node["node_id"] is None:
+            node["problems"].append(f"{node['name']} ({node['ip']}) is not alive in the Ray cluster at {address}: "
+                                    "check its Ray service (systemctl status saf-ray-worker / launchctl print)")
+
+    probe = ray.remote(num_cpus=0)(node_probe)
+    for node in nodes.values():  # one node at a time: throughput figures must not share the machine
+        if node["node_id"] is None:
+            continue
+        try:
+            node.update(ray.get(probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(),
+                                timeout=timeout))
+        except ray.exceptions.GetTimeoutError:
+            node["problems"].append(f"{node['name']} did not run its MLX job within {timeout:.0f} s")
+        except Exception as error:  # noqa: BLE001 - any failure of the job is the node's problem
+            node["problems"].append(f"{node['name']}: the MLX job failed: {str(error).splitlines()[0][:300]}")
+
+    _check_versions(nodes, expect)
+    _check_speed(nodes, expect.get("slow_ratio", 0.5))
+    _check_paths(ray, nodes, expect["mtu"], timeout)
+    _check_transfers(ray, nodes, expect, timeout, report)
+    for node in nodes.values():
+        node["ok"] = not node["problems"]
+        node.pop("node_id", None)
+    report["nodes"] = list(nodes.values())
+    report["ok"] = all(n["ok"] for n in nodes.values()) and not report["problems"]
+    return report
+
+
+def _check_versions(nodes: dict, expect: dict) -> None:
+    for node in nodes.values():
+        if "python" not in node:
+            continue
+        for key in ("python", "ray", "mlx"):
+            if node[key] != expect["pins"][key]:
+                node["problems"].append(f"{node['name']} runs {key} {node[key]}, not the pinned {expect['pins'][key]}")
+        if not node["mlx_correct"]:
+            node["problems"].append(f"{node['name']}: MLX's matmul disagrees with NumPy's")
+
+
+def _check_speed(nodes: dict, slow_ratio: float) -> None:
+    measured = [n for n in nodes.values() if n.get("gflops_f32")]
+    for node in measured:
+        peers = [p["gflops_f32"] for p in measured if p is not node and p["hardware"] == node["hardware"]]
+        if peers and node["gflops_f32"] < slow_ratio * statistics.median(peers):
+            node["problems"].append(
+                f"{node['name']} is slow: {node['gflops_f32']} GFLOPS (f32) against a median of "
+                f"{statistics.median(peers):.1f} on its peers of the same hardware (thermals, background "
+                "load, power settings?)")
+
+
+def _check_paths(ray, nodes: dict, mtu: int, timeout: float) -> None:
+    ips = [n["ip"] for n in nodes.values()]
+    probe = ray.remote(num_cpus=0)(path_probe)
+    pending = {
+        name: probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(
+            [ip for ip in ips if ip != node["ip"]], mtu)
+        for name, node in nodes.items() if node["node_id"]
+    }
+    by_ip = {n["ip"]: n["name"] for n in nodes.values()}
+    for name, ref in pending.items():
+        node = nodes[name]
+        try:
+            paths = ray.get(ref, timeout=timeout)
+        except Exception as error:  # noqa: BLE001
+            node["mtu_path_ok"] = False
+            node["problems"].append(f"{name}: the path check did not finish ({type(error).__name__})")
+            continue
+        node["mtu_path_ok"] = all(p["ok"] for p in paths.values())
+        for ip, path in paths.items():
+            if not path["ok"]:
+                largest = path["largest"]
+                node["problems"].append(
+                    f"{mtu}-byte frames do not pass from {name} to {by_ip[ip]} ({ip}): the largest "
+                    f"don't-fragment payload that passes is {largest} bytes"
+                    + (f" (an MTU of {largest + 28} on the way)" if largest else " (no ping at all)")
+                    + "; check the MTU of both nodes' interfaces and of the switch ports between them")
+
+
+def _check_transfers(ray, nodes: dict, expect: dict, timeout: float, report: dict) -> None:
+    head = next((n for n in nodes.values() if n["role"] == "head" and n["node_id"]), None)
+    if head is None:
+        report["problems"].append("the head is not alive: no transfer or throughput check")
+        return
+    make = ray.remote(num_cpus=0)(make_payload)
+    digest = ray.remote(num_cpus=0)(checksum)
+    sink_class = ray.remote(num_cpus=0, max_concurrency=2)(TcpSink)
+    sender = ray.remote(num_cpus=0)(tcp_send)
+    for node in nodes.values():
+        if node is head or not node["node_id"]:
+            continue
+        try:
+            payload = make.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(TRANSFER_MB)
+            expected = digest.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(payload)
+            start = time.perf_counter()
+            received = digest.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(payload)
+            same = ray.get(received, timeout=timeout) == ray.get(expected, timeout=timeout)
+            report["transfer"].append({"from": head["name"], "to": node["name"], "mb": TRANSFER_MB,
+                                       "seconds": round(time.perf_counter() - start, 3), "intact": same})
+            if not same:
+                node["problems"].append(f"an object sent from {head['name']} to {node['name']} arrived altered")
+            sink = sink_class.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
+            port = ray.get(sink.listen.remote(node["ip"]), timeout=timeout)
+            sent = ray.get(sender.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(
+                node["ip"], port, TCP_SECONDS), timeout=timeout)
+            got = ray.get(sink.received_bytes.remote(), timeout=timeout)
+            node["gbit_s"] = round(got * 8 / sent["seconds"] / 1e9, 2)
+            ray.kill(sink)
+        except Exception as error:  # noqa: BLE001
+            node["problems"].append(f"transfer {head['name']} -> {node['name']} failed: "
+                                    f"{str(error).splitlines()[0][:200]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--expect", required=True, help="JSON: nodes [{name, role, ip}], pins, mtu, slow_ratio")
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    expect = json.loads(args.expect)
+
+    def out_of_time(signum, frame):
+        raise Deadline()
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(int(args.timeout * 3 + 60))  # the whole run, whatever hangs
+    try:
+        report = run(args.address, expect, args.timeout)
+    except Deadline:
+        report = {"ok": False, "nodes": [], "problems": [f"the verification did not finish within "
+                                                         f"{args.timeout * 3 + 60:.0f} s"]}
+    except Exception as error:  # noqa: BLE001 - the report must always be printed
+        last = traceback.format_exception_only(type(error), error)[-1].strip()
+        report = {"ok": False, "nodes": [], "problems": [f"the verification driver failed: {last[:500]}"]}
+    print("SAF-VERIFY " + json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Where the verification runs and what it expects, from the cluster file's data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def verification_host(state: Any, cluster_nodes: list[dict]) -> str:
+    """The head when it is part of this run, else the first node of the run (``--limit gamma``)."""
+    in_run = [node["name"] for node in cluster_nodes
+              if state.limit_hosts is None or node["name"] in {h.name for h in state.limit_hosts}]
+    heads = [node["name"] for node in cluster_nodes if node["role"] == "head" and node["name"] in in_run]
+    return heads[0] if heads else (in_run[0] if in_run else "")
+
+
+def expectation(data: Any) -> dict:
+    """What every node must show: the whole cluster (not just the limited nodes) and the pins."""
+    return {
+        "nodes": [dict(node) for node in data.cluster_nodes],
+        "pins": {"python": data.python_version, "ray": data.ray_version, "mlx": data.mlx_version},
+        "mtu": data.mtu if data.manage_mtu else 1500,
+        "slow_ratio": data.verify_slow_ratio,
+    }

@@ -1,0 +1,43 @@
+"""The verification report on the control machine: a table for people, JSON files for tools."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+COLUMNS = (("node", "name"), ("role", "role"), ("hostname", "hostname"), ("python", "python"), ("ray", "ray"),
+           ("mlx", "mlx"), ("device", "device"), ("GFLOPS f32", "gflops_f32"), ("GFLOPS f16", "gflops_f16"),
+           ("MTU path", "mtu_path_ok"), ("Gbit/s", "gbit_s"), ("verdict", "ok"))
+
+
+def _cell(key: str, value) -> str:
+    if key == "ok":
+        return "OK" if value else "FAIL"
+    if key == "mtu_path_ok":
+        return "-" if value is None else ("ok" if value else "FAIL")
+    return "-" if value is None else str(value)
+
+
+def table(report: dict) -> str:
+    """The report as an aligned text table, then one line per problem."""
+    rows = [[title for title, _ in COLUMNS]]
+    for node in report.get("nodes", []):
+        rows.append([_cell(key, node.get(key)) for _, key in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    problems = [*report.get("problems", []), *(p for n in report.get("nodes", []) for p in n.get("problems", []))]
+    verdict = "cluster verified: OK" if report.get("ok") else f"cluster verification FAILED ({len(problems)} problems)"
+    return "\n".join([*lines, *(f"  - {problem}" for problem in problems), verdict])
+
+
+def write(report: dict, directory: Path) -> Path:
+    """Write ``<UTC timestamp>.json`` and ``latest.json`` under ``directory``; return the first."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = {**report, "generated_at": stamp}
+    path = directory / f"{stamp}.json"
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    path.write_text(text)
+    (directory / "latest.json").write_text(text)
+    return path
