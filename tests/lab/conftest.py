@@ -1,7 +1,8 @@
 """The lab for end-to-end tests: brought up once per test session, down at the end.
 
 Needs root (namespaces, containers). SAF_SKIP_LAB=1 skips these tests; SAF_LAB_KEEP=1 keeps the
-lab up after the session (to look around with `saf lab ssh alpha`).
+lab up after the session (to look around with `saf lab ssh alpha`); SAF_LAB_REUSE=1 starts from the
+lab as it is instead of fresh nodes (for iterating on one test).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def lab():
     the_lab = Lab(PROJECT_DIR)
-    the_lab.down()  # fresh nodes for every session (the caches stay)
+    if os.environ.get("SAF_LAB_REUSE") != "1":
+        the_lab.down()  # fresh nodes for every session (the caches stay)
     the_lab.up(3)
     yield the_lab
     if os.environ.get("SAF_LAB_KEEP") != "1":

@@ -7,10 +7,12 @@ The tests share one lab and run in file order; each builds on the state the prev
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from saf.lab.layout import NODE_USER
+from tests.conftest import PROJECT_DIR
 from tests.lab.conftest import deploy
 
 NODES = ("alpha", "beta", "gamma")
@@ -35,13 +37,23 @@ def venv_report(lab, name: str) -> dict:
     return json.loads(out)
 
 
+def latest_report() -> dict:
+    return json.loads((PROJECT_DIR / ".saf/reports/latest.json").read_text())
+
+
 def test_two_nodes_from_nothing_then_gamma_onboarded_alone(lab, clusters):
     first = deploy(clusters["two"])
     assert first.returncode == 0, first.log[-3000:]
     assert first.changed_hosts() == {"alpha", "beta"}
+    assert [n["name"] for n in latest_report()["nodes"]] == ["alpha", "beta"] and latest_report()["ok"]
     onboard = deploy(clusters["three"], "--limit", "gamma")
     assert onboard.returncode == 0, onboard.log[-3000:]
     assert onboard.changed_hosts() == {"gamma"}
+    report = latest_report()  # verified from gamma, for the whole cluster
+    assert report["ok"] and [n["name"] for n in report["nodes"]] == list(NODES)
+    gamma = report["nodes"][2]
+    assert gamma["hostname"] == "gamma" and gamma["gflops_f32"] > 0 and gamma["mtu_path_ok"] is True
+    assert {(n["python"], n["ray"], n["mlx"]) for n in report["nodes"]} == {("3.11.2", "2.49.1", "0.29.1")}
 
 
 def test_rerun_on_a_converged_cluster_changes_nothing(lab, clusters):
@@ -59,11 +71,82 @@ def test_every_node_has_the_same_python_venv_path_and_pins(lab):
         assert report["pins"] == {"ray": "2.49.1", "mlx": "0.29.1", "numpy": "2.0.2"}
 
 
+def verify(clusters) -> tuple:
+    started = time.monotonic()
+    result = deploy(clusters["three"], deploy_file="tasks/verify.py")
+    return result, time.monotonic() - started
+
+
+def test_a_stopped_node_fails_the_verification_by_name_in_bounded_time(lab, clusters):
+    lab.exec("gamma", ["systemctl", "stop", "saf-ray-worker.service"])
+    try:
+        result, seconds = verify(clusters)
+        assert result.returncode != 0
+        assert "gamma (10.77.0.13) is not alive in the Ray cluster" in result.log
+        assert seconds < 120
+        assert latest_report()["ok"] is False
+    finally:
+        lab.exec("gamma", ["systemctl", "start", "saf-ray-worker.service"])
+
+
+def node_ids(lab, ip: str) -> set[str]:
+    script = ("import ray; ray.init(address='10.77.0.11:6380', logging_level='ERROR'); "
+              f"print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive'] and n['NodeManagerAddress'] == '{ip}'))")
+    out = lab.exec("alpha", [f"/home/{NODE_USER}/saf/venv/current/bin/python", "-c", script], user=NODE_USER,
+                   check=False).stdout
+    return set(out.split())
+
+
+def test_a_crashed_worker_is_back_in_the_cluster_within_30_s(lab):
+    before = node_ids(lab, "10.77.0.12")
+    assert before
+    lab.exec("beta", ["pkill", "-9", "-f", "raylet"])
+    killed = time.monotonic()
+    back = set()
+    while time.monotonic() - killed < 30 and not (back - before):
+        time.sleep(1)
+        back = node_ids(lab, "10.77.0.12")
+    assert back - before, "beta's Ray did not come back within 30 s"
+
+
+def test_services_start_at_boot(lab, clusters):
+    lab.reboot("beta")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lab.exec("beta", ["systemctl", "is-active", "saf-ray-worker.service"],
+                                                   check=False).stdout.strip() != "active":
+        time.sleep(1)
+    assert lab.exec("beta", ["cat", "/sys/class/net/eth0/mtu"], check=False) is not None
+    result, _ = verify(clusters)
+    assert result.returncode == 0, result.log[-3000:]
+
+
+def test_a_node_back_at_1500_fails_the_path_check_and_the_next_deploy_repairs_it(lab, clusters):
+    lab.exec("alpha", ["ip", "link", "set", "eth0", "mtu", "1500"])
+    result, _ = verify(clusters)
+    assert result.returncode != 0
+    assert "9000-byte frames do not pass from alpha to beta (10.77.0.12)" in result.log
+    assert "largest don't-fragment payload that passes is 1472 bytes" in result.log
+    repair = deploy(clusters["three"])
+    assert repair.returncode == 0, repair.log[-3000:]
+    assert lab.exec("alpha", ["ip", "-o", "link", "show", "eth0"]).stdout.split("mtu ")[1].startswith("9000")
+    assert latest_report()["ok"]
+
+
+def test_the_dashboard_is_not_reachable_from_outside_by_default(lab):
+    assert lab.outsider_exec(["bash", "-c", "exec 3<>/dev/tcp/10.77.0.11/8265"]).returncode != 0
+    inside = lab.exec("alpha", ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8265 && echo open"], check=False)
+    assert inside.stdout.strip() == "open"
+
+
 def test_a_pin_upgrade_changes_only_the_venv_and_every_node_reports_it(lab, clusters):
     upgrade = deploy(clusters["upgraded"])
     assert upgrade.returncode == 0, upgrade.log[-3000:]
     changed_ops = {op["name"] for op in upgrade.results["operations"] if op["success"]}
-    assert changed_ops and all("tasks/venv.py" in name for name in changed_ops), changed_ops
+    venv_ops = {name for name in changed_ops if name.startswith("tasks/venv.py | Venv py3.11.2-ray2.49.1-mlx0.29.3-")}
+    assert len(venv_ops) == 1, changed_ops  # only what depends on the pin: the venv, then Ray's restart
+    assert changed_ops - venv_ops == {"tasks/ray_service.py | Ray head (systemd)",
+                                      "tasks/ray_service.py | Ray worker (systemd)"}, changed_ops
+    assert latest_report()["ok"] and {n["mlx"] for n in latest_report()["nodes"]} == {"0.29.3"}
     for name in NODES:
         assert venv_report(lab, name)["pins"]["mlx"] == "0.29.3"
     assert deploy(clusters["upgraded"]).changes == 0

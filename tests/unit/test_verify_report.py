@@ -1,0 +1,85 @@
+"""The verification's judgement and its report: versions, slow nodes, the table and the files."""
+
+from __future__ import annotations
+
+import json
+
+from saf.verify import job, report
+from saf.verify.plan import expectation, verification_host
+
+
+def node(name, **values):
+    base = {"name": name, "role": "worker", "ip": "10.0.0.1", "problems": [], "python": "3.9.23", "ray": "2.49.1",
+            "mlx": "0.29.1", "mlx_correct": True, "hardware": "Apple M3 Ultra / gpu", "gflops_f32": 100.0}
+    return {**base, **values}
+
+
+PINS = {"pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"}}
+
+
+def test_a_patch_level_python_mismatch_is_named():
+    nodes = {"beta": node("beta", python="3.9.6")}
+    job._check_versions(nodes, PINS)
+    assert nodes["beta"]["problems"] == ["beta runs python 3.9.6, not the pinned 3.9.23"]
+
+
+def test_wrong_mlx_results_are_named():
+    nodes = {"beta": node("beta", mlx_correct=False)}
+    job._check_versions(nodes, PINS)
+    assert nodes["beta"]["problems"] == ["beta: MLX's matmul disagrees with NumPy's"]
+
+
+def test_the_seeds_slow_beta_is_flagged_against_same_hardware_peers_only():
+    nodes = {"alpha": node("alpha", gflops_f32=110.0), "beta": node("beta", gflops_f32=21.5),
+             "gamma": node("gamma", gflops_f32=118.0), "delta": node("delta", gflops_f32=20.0, hardware="Apple M1 / gpu")}
+    job._check_speed(nodes, 0.5)
+    assert "beta is slow: 21.5 GFLOPS (f32) against a median of 114.0" in nodes["beta"]["problems"][0]
+    assert nodes["alpha"]["problems"] == [] and nodes["gamma"]["problems"] == []
+    assert nodes["delta"]["problems"] == []  # no peer of its hardware: nothing to compare with
+
+
+def test_table_and_files(tmp_path):
+    result = {"ok": False, "problems": [], "nodes": [
+        {"name": "alpha", "role": "head", "hostname": "alpha", "python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1",
+         "device": "gpu", "gflops_f32": 5210.4, "gflops_f16": 9800.1, "mtu_path_ok": True, "gbit_s": None,
+         "ok": True, "problems": []},
+        {"name": "gamma", "role": "worker", "ok": False, "problems": ["gamma (10.0.0.3) is not alive in the Ray cluster"]},
+    ]}
+    text = report.table(result)
+    assert text.splitlines()[0].split() == ["node", "role", "hostname", "python", "ray", "mlx", "device", "GFLOPS",
+                                            "f32", "GFLOPS", "f16", "MTU", "path", "Gbit/s", "verdict"]
+    assert "5210.4" in text and "FAIL" in text and "- gamma (10.0.0.3) is not alive" in text
+    assert text.endswith("cluster verification FAILED (1 problems)")
+    path = report.write(result, tmp_path)
+    assert json.loads(path.read_text())["nodes"][1]["name"] == "gamma"
+    assert (tmp_path / "latest.json").read_text() == path.read_text()
+
+
+class FakeState:
+    def __init__(self, limit):
+        self.limit_hosts = limit
+
+
+class Named:
+    def __init__(self, name):
+        self.name = name
+
+
+NODES = [{"name": "alpha", "role": "head", "ip": "1"}, {"name": "beta", "role": "worker", "ip": "2"},
+         {"name": "gamma", "role": "worker", "ip": "3"}]
+
+
+def test_verification_host_is_the_head_unless_the_run_is_limited_without_it():
+    assert verification_host(FakeState(None), NODES) == "alpha"
+    assert verification_host(FakeState([Named("gamma")]), NODES) == "gamma"
+    assert verification_host(FakeState([Named("gamma"), Named("alpha")]), NODES) == "alpha"
+
+
+def test_expectation_covers_the_whole_cluster():
+    class Data:
+        cluster_nodes = NODES
+        python_version, ray_version, mlx_version = "3.9.23", "2.49.1", "0.29.1"
+        mtu, manage_mtu, verify_slow_ratio = 9000, True, 0.5
+    expected = expectation(Data)
+    assert [n["name"] for n in expected["nodes"]] == ["alpha", "beta", "gamma"]
+    assert expected["mtu"] == 9000 and expected["pins"]["python"] == "3.9.23"
