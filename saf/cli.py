@@ -11,9 +11,11 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
+    from saf.commands import dashboard, verify
     from saf.lab.cli import lab
 
-    main.add_command(lab)
+    for command in (lab, verify, dashboard):
+        main.add_command(command)
 
 
 _register_subcommands()

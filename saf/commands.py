@@ -1,0 +1,49 @@
+"""`saf verify` and `saf dashboard`: the verification alone, and a private way to the dashboard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from saf.spec import ClusterFileError, load_cluster
+
+
+def _project_dir() -> Path:
+    here = Path.cwd()
+    if not (here / "inventory.py").exists():
+        raise click.ClickException(f"run saf from the project directory (the one with inventory.py), not {here}")
+    return here
+
+
+@click.command()
+def verify() -> None:
+    """Verify the cluster now (the deploy's last step, alone): table, .saf/reports/latest.json, exit status."""
+    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "tasks/verify.py", "-y"],
+                            cwd=_project_dir(), stdin=subprocess.DEVNULL)
+    sys.exit(result.returncode)
+
+
+@click.command()
+@click.option("--port", default=8265, show_default=True, help="Local port for the tunnel.")
+def dashboard(port: int) -> None:
+    """Open an SSH tunnel to the head's dashboard (bound to its loopback) and keep it open."""
+    try:
+        cluster = load_cluster(_project_dir())
+    except ClusterFileError as error:
+        raise click.ClickException(str(error)) from None
+    head, settings = cluster.head, cluster.settings
+    bind = head.ip if settings.dashboard_bind == "cluster" else "127.0.0.1"
+    argv = ["ssh", "-N", "-L", f"127.0.0.1:{port}:{bind}:{settings.dashboard_port}"]
+    if head.ssh_key:
+        argv += ["-i", head.ssh_key]
+    if head.ssh_known_hosts_file:
+        argv += ["-o", f"UserKnownHostsFile={head.ssh_known_hosts_file}"]
+    if head.ssh_port:
+        argv += ["-p", str(head.ssh_port)]
+    argv.append(f"{head.ssh_user}@{head.address}" if head.ssh_user else head.address)
+    click.echo(f"dashboard of {head.name}: http://127.0.0.1:{port} (Ctrl-C closes the tunnel)")
+    os.execvp(argv[0], argv)
