@@ -30,6 +30,9 @@ macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody log
 mtu = 9000  # MTU of the interface that carries each node's cluster ip (jumbo frames)
 manage_mtu = True  # set the MTU; False leaves interfaces alone
 
+# --- macOS node hygiene ---------------------------------------------------------------------------
+macos_power_settings = True  # pmset: never sleep (sleep 0, disksleep 0), autorestart 1, womp 1
+
 # --- Verification ---------------------------------------------------------------------------------
 verify_timeout_s = 120  # seconds a node has to run its MLX job before it fails the check by name
 verify_slow_ratio = 0.5  # a node below this share of its same-hardware peers' median GFLOPS is flagged

@@ -143,6 +143,7 @@ class Settings(_Strict):
     macos_service: Literal["daemon", "agent"]
     mtu: StrictInt = Field(ge=1280, le=9000)
     manage_mtu: StrictBool
+    macos_power_settings: StrictBool
     verify_timeout_s: StrictInt = Field(ge=10, le=3600)
     verify_slow_ratio: float = Field(gt=0, le=1)
     min_free_disk_gb: StrictInt = Field(ge=0)

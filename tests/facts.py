@@ -66,6 +66,16 @@ IP_ADDR = (
 ABSENT_FILES = {"files.File:*": None, "files.Directory:*": None, "files.Link:*": None, "files.Sha1File:*": None}
 
 
+PMSET_DEFAULTS = """AC Power:
+ sleep                1
+ disksleep            10
+ womp                 1
+ autorestart          0
+ displaysleep         10
+"""
+PMSET_CONVERGED = "AC Power:\n sleep 0\n disksleep 0\n womp 1\n autorestart 1\n displaysleep 10\n"
+
+
 def mac_network(mtu: int = 1500, ip: str = "192.168.1.172") -> dict[str, Any]:
     """Network facts of a Mac whose cluster ip is on en0 (10GbE) at ``mtu``."""
     return {
@@ -95,6 +105,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "server.TmpDir": "/tmp",
         "files.File:/opt/homebrew/bin/brew": None,
         "launchd.LaunchdJob:*": None,
+        "macos.PmsetSettings": Raw(PMSET_DEFAULTS),
         "files.Directory:/Library/LaunchDaemons": {"mode": 755, "user": "root", "group": "wheel"},
         **ABSENT_FILES,
         "brew.BrewPackages": {},
@@ -156,6 +167,7 @@ def converged_mac(home: str = "/Users/arthurdell", role: str = "head", ip: str =
         f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
         **mac_network(mtu=9000, ip=ip),
         **converged_service(role, ip, head_ip, home),
+        "macos.PmsetSettings": Raw(PMSET_CONVERGED),
     })
     facts.update(overrides)
     return facts
