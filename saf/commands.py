@@ -22,9 +22,26 @@ def _project_dir() -> Path:
 @click.command()
 def verify() -> None:
     """Verify the cluster now (the deploy's last step, alone): table, .saf/reports/latest.json, exit status."""
-    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "tasks/verify.py", "-y"],
+    _run_deploy_file("tasks/verify.py")
+
+
+def _run_deploy_file(deploy_file: str, *extra: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", deploy_file, "-y", *extra],
                             cwd=_project_dir(), stdin=subprocess.DEVNULL)
     sys.exit(result.returncode)
+
+
+@click.command()
+def rollback() -> None:
+    """Make every node's previous venv current again and restart Ray, head first."""
+    _run_deploy_file("tasks/rollback.py")
+
+
+@click.command()
+@click.option("--venvs", is_flag=True, help="Also remove the venvs.")
+def teardown(venvs: bool) -> None:
+    """Stop Ray and remove its launchd jobs / systemd units on every node (venvs stay unless --venvs)."""
+    _run_deploy_file("tasks/teardown.py", *(["--data", "teardown_venvs=true"] if venvs else []))
 
 
 @click.command()

@@ -43,11 +43,12 @@ def write_cluster(tmp_path: Path) -> Callable[[Any], Path]:
 def plan(write_cluster) -> Callable[..., dict[str, HostPlan]]:
     """plan(facts_by_host, cluster=THREE_MACS, limit=None): the deploy planned against fixtures."""
 
-    def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None) -> dict[str, HostPlan]:
+    def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None,
+            deploy_file: str = "deploy.py") -> dict[str, HostPlan]:
         cluster = copy.deepcopy(cluster if cluster is not None else THREE_MACS)
         # no downloads in plan tests: install from the index unless the test names a wheelhouse
         cluster.setdefault("settings", {}).setdefault("wheelhouse", "")
         path = write_cluster(cluster)
-        return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit)
+        return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit, deploy_file=deploy_file)
 
     return run

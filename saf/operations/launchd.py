@@ -17,7 +17,7 @@ from saf.facts.launchd import LaunchdJob
 
 @operation()
 def job(label: str, plist: str, domain: str = "system", definition_changed: bool = False,
-        restart: bool = False):
+        restart: bool = False, present: bool = True):
     """
     Load, reload or restart a launchd job so that it runs its current definition.
 
@@ -26,9 +26,14 @@ def job(label: str, plist: str, domain: str = "system", definition_changed: bool
     + domain: ``system`` (LaunchDaemon) or ``gui/<uid>`` (LaunchAgent)
     + definition_changed: the plist changed in this run: reload it (bootout, then bootstrap)
     + restart: restart the running job (``kickstart -k``), e.g. because its venv changed
+    + present: False unloads the job (``bootout``) if it is loaded
     """
     target = f"{domain}/{label}"
     loaded = host.get_fact(LaunchdJob, target=target)
+    if not present:
+        if loaded is not None:
+            yield f"launchctl bootout {target}"
+        return
     bootstrap = [f"launchctl bootstrap {domain} {shlex.quote(plist)}", f"launchctl enable {target}"]
     if loaded is None:
         yield from bootstrap

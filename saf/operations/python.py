@@ -209,3 +209,18 @@ def pinned_venv(spec: VenvSpec, python: str, wheels: list[str] | None, wheel_dir
             yield f"printf '%s\\n' {reqs} > {_q(spec.path)}/{COMPLETE_MARKER}"
         yield f"rm -rf {_q(wheel_dir)} {_q(requirements_file)}"
     yield f"{_q(spec.path)}/bin/python -c {_q(_SWITCH)} {_q(spec.root)} {_q(spec.name)}"
+
+
+@operation()
+def rolled_back_venv(root: str):
+    """
+    Swap ``current`` and ``previous`` under a venv root (atomically), if there is a previous venv.
+
+    + root: the venv root (absolute)
+    """
+    state = host.get_fact(SafVenvs, root=root)
+    previous = state["previous"]
+    if not previous or state["venvs"].get(previous) is not True:
+        host.noop(f"no previous venv under {root}: nothing to roll back to")
+        return
+    yield f"{_q(root)}/{_q(previous)}/bin/python -c {_q(_SWITCH)} {_q(root)} {_q(previous)}"
