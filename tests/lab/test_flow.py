@@ -167,3 +167,22 @@ def test_an_unreachable_node_fails_the_run_by_name_and_the_next_run_converges(la
     assert again.returncode == 0, again.log[-3000:]
     assert again.changed_hosts() == {"beta"}
     assert venv_report(lab, "beta")["pins"]["mlx"] == "0.29.1"
+
+
+def test_rollback_makes_the_previous_venv_current_and_restarts_ray(lab, clusters):
+    rollback = deploy(clusters["three"], deploy_file="tasks/rollback.py")
+    assert rollback.returncode == 0, rollback.log[-3000:]
+    for name in NODES:
+        assert venv_report(lab, name)["pins"]["mlx"] == "0.29.3"  # the previous venv, after the last test
+    result, _ = verify(clusters)
+    assert result.returncode != 0 and "runs mlx 0.29.3, not the pinned 0.29.1" in result.log
+    assert deploy(clusters["three"]).returncode == 0  # the deploy goes back to the cluster file's pins
+
+
+def test_teardown_leaves_no_ray_process_and_no_unit(lab, clusters):
+    teardown = deploy(clusters["three"], deploy_file="tasks/teardown.py")
+    assert teardown.returncode == 0, teardown.log[-3000:]
+    for name in NODES:
+        assert lab.exec(name, ["pgrep", "-f", "ray"], check=False).stdout.strip() == ""
+        assert lab.exec(name, ["sh", "-c", "ls /etc/systemd/system/saf-ray-*"], check=False).returncode != 0
+        assert venv_report(lab, name)["pins"]["mlx"] == "0.29.1"  # venvs stay
