@@ -183,6 +183,6 @@ def test_teardown_leaves_no_ray_process_and_no_unit(lab, clusters):
     teardown = deploy(clusters["three"], deploy_file="tasks/teardown.py")
     assert teardown.returncode == 0, teardown.log[-3000:]
     for name in NODES:
-        assert lab.exec(name, ["pgrep", "-f", "ray"], check=False).stdout.strip() == ""
+        assert lab.exec(name, ["pgrep", "-f", "raylet|gcs_server|bin/ray start"], check=False).stdout.strip() == ""
         assert lab.exec(name, ["sh", "-c", "ls /etc/systemd/system/saf-ray-*"], check=False).returncode != 0
         assert venv_report(lab, name)["pins"]["mlx"] == "0.29.1"  # venvs stay
