@@ -135,7 +135,7 @@ def _read_source(src: Any) -> bytes:
 
 
 @contextmanager
-def _cli_mode(project_dir: Path):
+def _cli_mode():
     """What ``pyinfra`` the CLI sets up before it loads a deploy file."""
     was_cli = pyinfra.is_cli
     pyinfra.is_cli = True
@@ -183,7 +183,7 @@ def plan_deploy(
     project_dir = Path(project_dir).resolve()
     state = _build_state(project_dir, Path(cluster_path) if cluster_path else None, limit)
     hosts = [host for host in state.inventory if state.is_host_in_limit(host)]
-    with _cli_mode(project_dir), ctx_state.use(state), ctx_inventory.use(state.inventory), ctx_config.use(state.config):
+    with _cli_mode(), ctx_state.use(state), ctx_inventory.use(state.inventory), ctx_config.use(state.config):
         state.current_stage = StateStage.Prepare
         for host in hosts:
             _inject_facts(host, facts.get(host.name, {}))

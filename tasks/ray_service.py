@@ -61,8 +61,15 @@ def systemd_service() -> None:
                     _sudo=system)
 
 
+def supervised_ray() -> None:
+    if macos:
+        launchd_service()
+    else:
+        systemd_service()
+
+
 if host.data.role == "head":
-    launchd_service() if macos else systemd_service()
+    supervised_ray()
 
 if host.data.role == "worker":
-    launchd_service() if macos else systemd_service()
+    supervised_ray()

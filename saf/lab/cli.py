@@ -85,7 +85,8 @@ def down(purge: bool) -> None:
 def run(count: int) -> None:
     """The main job: lab up, deploy SAF to it, and verify (the deploy's last step)."""
     lab_ = _lab()
-    cluster = lab_.up(count) and lab_.layout.cluster_file
+    lab_.up(count)
+    cluster = lab_.layout.cluster_file
     click.echo(f"lab up; deploying with SAF_CLUSTER={cluster}")
     env = {**os.environ, "SAF_CLUSTER": str(cluster)}
     result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "-y"],
