@@ -18,6 +18,9 @@ from saf.facts.python import COMPLETE_MARKER, REQUIRED_MODULES, PythonInterprete
 from saf.pins import VenvSpec
 
 
+BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
+
+
 def _q(value: str) -> str:
     return shlex.quote(value)
 
@@ -63,7 +66,9 @@ def pyenv_python(
         return
 
     cache = f"{pyenv_root}/cache"
-    env = [f"PYENV_ROOT={_q(pyenv_root)}", f"PYTHON_BUILD_CACHE_PATH={_q(cache)}"]
+    env = [f"PYENV_ROOT={_q(pyenv_root)}", f"PYTHON_BUILD_CACHE_PATH={_q(cache)}",
+           # a fixed build date: every node's `python -VV` is then identical, not just its version
+           f"SOURCE_DATE_EPOCH={BUILD_DATE_EPOCH}"]
     if path_prefix:
         env.append(f'PATH={_q(path_prefix)}:"$PATH"')
     if source_tarball:

@@ -30,8 +30,9 @@ def clusters(lab, tmp_path_factory):
 
 
 def venv_report(lab, name: str) -> dict:
-    script = ("import json, platform, sys, os, importlib.metadata as m; print(json.dumps({"
-              "'python': sys.version, 'prefix': os.path.realpath(sys.prefix), "
+    script = ("import json, platform, sys, os, subprocess, importlib.metadata as m; print(json.dumps({"
+              "'python': subprocess.run([sys.executable, '-VV'], capture_output=True, text=True).stdout, "
+              "'prefix': os.path.realpath(sys.prefix), "
               "'pins': {d: m.version(d) for d in ('ray', 'mlx', 'numpy')}}))")
     out = lab.exec(name, [f"/home/{NODE_USER}/saf/venv/current/bin/python", "-c", script], user=NODE_USER).stdout
     return json.loads(out)
@@ -65,7 +66,7 @@ def test_rerun_on_a_converged_cluster_changes_nothing(lab, clusters):
 def test_every_node_has_the_same_python_venv_path_and_pins(lab):
     reports = {name: venv_report(lab, name) for name in NODES}
     assert len({r["python"] for r in reports.values()}) == 1
-    assert reports["alpha"]["python"].startswith("3.11.2 ")
+    assert reports["alpha"]["python"].startswith("Python 3.11.2 (main, Jan  1 1980")
     assert len({r["prefix"] for r in reports.values()}) == 1
     for report in reports.values():
         assert report["pins"] == {"ray": "2.49.1", "mlx": "0.29.1", "numpy": "2.0.2"}
