@@ -188,7 +188,7 @@ def run(address: str, expect: dict, timeout: float) -> dict:
 
     report: dict = {"ok": False, "address": address, "nodes": [], "problems": [], "transfer": []}
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    alive = _wait_for_nodes(ray, [n["ip"] for n in expect["nodes"]], timeout / 2)
     nodes = {n["name"]: {**n, "problems": [], "ok": False} for n in expect["nodes"]}
     for node in nodes.values():
         node["node_id"] = alive.get(node["ip"])
@@ -218,6 +218,17 @@ def run(address: str, expect: dict, timeout: float) -> dict:
     report["nodes"] = list(nodes.values())
     report["ok"] = all(n["ok"] for n in nodes.values()) and not report["problems"]
     return report
+
+
+def _wait_for_nodes(ray, ips: list[str], patience: float) -> dict:
+    """Alive nodes by ip, waiting up to ``patience`` s for all: Ray that was just (re)started by
+    the deploy takes a few seconds to join."""
+    deadline = time.monotonic() + patience
+    while True:
+        alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        if all(ip in alive for ip in ips) or time.monotonic() > deadline:
+            return alive
+        time.sleep(1)
 
 
 def _check_versions(nodes: dict, expect: dict) -> None:
