@@ -18,5 +18,7 @@ if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/python.py")
     local.include("tasks/venv.py")
     local.include("tasks/network.py")
+    local.include("tasks/ray_auth.py")
+    local.include("tasks/firewall.py")
     local.include("tasks/ray_service.py")
     local.include("tasks/verify.py")

@@ -25,10 +25,28 @@ ray_port = 6380  # GCS port on the head (6379 is Redis's)
 dashboard_port = 8265  # Ray dashboard and job API on the head
 dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluster (head's cluster ip: see README)
 macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody logged in | agent: LaunchAgent
+ray_auth = "auto"  # auto: token auth whenever the pinned Ray has it (>= 2.52) | token | off (see README)
+ray_auth_token_file = ".saf/secrets/ray-auth-token"  # control-side token file (0600, generated once; pushed to nodes)
+
+# --- Ray's other ports: every port `ray start` listens on is pinned (Ray picks most at random) ----
+# Named like their `ray start` options; all distinct, outside the worker range, and below the OS's
+# ephemeral ports (Linux 32768+, macOS 49152+) so no outgoing connection can take one first.
+node_manager_port = 6381  # every node: the raylet (scheduling, leases)
+object_manager_port = 6382  # every node: object transfers between nodes
+runtime_env_agent_port = 6383  # every node: the runtime env agent
+dashboard_agent_grpc_port = 6384  # every node: the dashboard/metrics agent (gRPC)
+dashboard_agent_listen_port = 6385  # every node: the dashboard agent (HTTP; Ray's 52365 is ephemeral)
+metrics_export_port = 6386  # every node: Prometheus metrics
+ray_client_server_port = 10001  # the head: Ray Client (ray://), Ray's default
+min_worker_port = 10002  # every node: worker processes bind in min_worker_port..max_worker_port
+max_worker_port = 19999  # (Ray's default range: one port per worker process)
 
 # --- Network --------------------------------------------------------------------------------------
 mtu = 9000  # MTU of the interface that carries each node's cluster ip (jumbo frames)
 manage_mtu = True  # set the MTU; False leaves interfaces alone
+
+# --- Firewall -------------------------------------------------------------------------------------
+firewall = False  # host rules (nftables / pf) admitting Ray's ports only from the cluster's nodes and loopback
 
 # --- macOS node hygiene ---------------------------------------------------------------------------
 macos_power_settings = True  # pmset: never sleep (sleep 0, disksleep 0), autorestart 1, womp 1

@@ -11,10 +11,10 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    from saf.commands import dashboard, rollback, teardown, verify
+    from saf.commands import dashboard, rollback, rotate_token, teardown, verify
     from saf.lab.cli import lab
 
-    for command in (lab, verify, dashboard, rollback, teardown):
+    for command in (lab, verify, dashboard, rollback, teardown, rotate_token):
         main.add_command(command)
 
 

@@ -1,4 +1,5 @@
-"""`saf verify` and `saf dashboard`: the verification alone, and a private way to the dashboard."""
+"""`saf verify`, `saf rollback`, `saf teardown`, `saf rotate-token` and `saf dashboard`: the
+deploy's parts a user runs alone, and a private way to the dashboard."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from saf.auth import auth_mode, rotate_control_token
+from saf.paths import on_control
 from saf.spec import ClusterFileError, load_cluster
 
 
@@ -44,14 +47,32 @@ def teardown(venvs: bool) -> None:
     _run_deploy_file("tasks/teardown.py", *(["--data", "teardown_venvs=true"] if venvs else []))
 
 
+def _load_cluster():
+    try:
+        return load_cluster(_project_dir())
+    except ClusterFileError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command(name="rotate-token")
+def rotate_token() -> None:
+    """Replace the Ray auth token: a new one on the control machine, then a deploy that pushes it
+    to every node and restarts Ray, head first, and verifies the cluster."""
+    settings = _load_cluster().settings
+    if auth_mode(settings.ray_auth, settings.ray_version) != "token":
+        raise click.ClickException(
+            f"this cluster runs without token authentication (ray_auth: {settings.ray_auth}, ray_version: "
+            f"{settings.ray_version}); there is no token to rotate")
+    path = rotate_control_token(on_control(settings.ray_auth_token_file, _project_dir()))
+    click.echo(f"saf: new Ray auth token in {path}; deploying it (head first)")
+    _run_deploy_file("deploy.py")
+
+
 @click.command()
 @click.option("--port", default=8265, show_default=True, help="Local port for the tunnel.")
 def dashboard(port: int) -> None:
     """Open an SSH tunnel to the head's dashboard (bound to its loopback) and keep it open."""
-    try:
-        cluster = load_cluster(_project_dir())
-    except ClusterFileError as error:
-        raise click.ClickException(str(error)) from None
+    cluster = _load_cluster()
     head, settings = cluster.head, cluster.settings
     bind = head.ip if settings.dashboard_bind == "cluster" else "127.0.0.1"
     argv = ["ssh", "-N", "-L", f"127.0.0.1:{port}:{bind}:{settings.dashboard_port}"]
@@ -63,4 +84,7 @@ def dashboard(port: int) -> None:
         argv += ["-p", str(head.ssh_port)]
     argv.append(f"{head.ssh_user}@{head.address}" if head.ssh_user else head.address)
     click.echo(f"dashboard of {head.name}: http://127.0.0.1:{port} (Ctrl-C closes the tunnel)")
+    if auth_mode(settings.ray_auth, settings.ray_version) == "token":
+        token_file = on_control(settings.ray_auth_token_file, _project_dir())
+        click.echo(f"it asks for the cluster's token: the content of {token_file}")
     os.execvp(argv[0], argv)

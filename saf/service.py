@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 from pyinfra.api.host import Host
 
+from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
+from saf.paths import on_node
+
 LABEL_PREFIX = "org.saf.ray"  # launchd labels: org.saf.ray-head, org.saf.ray-worker
+# the ports every node listens on, each pinned by the `ray start` option of the same name
+NODE_PORT_SETTINGS = ("node_manager_port", "object_manager_port", "runtime_env_agent_port", "dashboard_agent_grpc_port",
+                      "dashboard_agent_listen_port", "metrics_export_port", "min_worker_port", "max_worker_port")
 
 
 @dataclass(frozen=True)
@@ -41,15 +47,28 @@ def dashboard_host(host: Host) -> str:
     return host.data.head_ip if host.data.dashboard_bind == "cluster" else "127.0.0.1"
 
 
+def pinned_port_arguments(data: object) -> tuple[str, ...]:
+    """``--node-manager-port=6381 ...``: every port a node listens on, so a firewall can name them."""
+    return tuple(f"--{key.replace('_', '-')}={getattr(data, key)}" for key in NODE_PORT_SETTINGS)
+
+
 def ray_arguments(host: Host) -> tuple[str, ...]:
     """``ray start`` arguments for the node's role, ending in --block (the supervisor keeps it)."""
     data = host.data
     if data.role == "head":
         role_args = ("--head", f"--port={data.ray_port}", f"--dashboard-host={dashboard_host(host)}",
-                     f"--dashboard-port={data.dashboard_port}")
+                     f"--dashboard-port={data.dashboard_port}",
+                     f"--ray-client-server-port={data.ray_client_server_port}")
     else:
         role_args = (f"--address={data.head_ip}:{data.ray_port}",)
-    return ("start", *role_args, f"--node-ip-address={data.cluster_ip}", "--disable-usage-stats", "--block")
+    return ("start", *role_args, f"--node-ip-address={data.cluster_ip}", *pinned_port_arguments(data),
+            "--disable-usage-stats", "--block")
+
+
+def node_auth_environment(host: Host, home: str) -> tuple[tuple[str, str], ...]:
+    """``RAY_AUTH_MODE`` and ``RAY_AUTH_TOKEN_PATH`` (a path, never the token) for this node."""
+    mode = auth_mode(host.data.ray_auth, host.data.ray_version)
+    return auth_environment(mode, on_node(NODE_TOKEN_FILE, home))
 
 
 def ray_service(host: Host, user: str, home: str, venv_current: str) -> RayService:
@@ -57,6 +76,7 @@ def ray_service(host: Host, user: str, home: str, venv_current: str) -> RayServi
         ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1"),  # Ray refuses multi-node macOS clusters without it
         ("HOME", home),
         ("PATH", f"{venv_current}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+        *node_auth_environment(host, home),
     )
     role = "head" if host.data.role == "head" else "worker"
     return RayService(role, user, home, venv_current, ray_arguments(host), environment)

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from saf.auth import RAY_AUTH_SINCE, ray_has_auth
+
 CLUSTER_ENV = "SAF_CLUSTER"
 DEFAULT_CLUSTER_FILE = "cluster.yaml"
 GROUP_DATA_ALL = Path("group_data") / "all.py"
@@ -38,7 +40,12 @@ EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==\d+(\.\d+)*$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
-PORT_SETTINGS = ("ray_port", "dashboard_port")
+# every port Ray listens on (settings named like their `ray start` options): distinct, 1024-65535
+PORT_SETTINGS = (
+    "ray_port", "dashboard_port", "node_manager_port", "object_manager_port", "runtime_env_agent_port",
+    "dashboard_agent_grpc_port", "dashboard_agent_listen_port", "metrics_export_port", "ray_client_server_port",
+    "min_worker_port", "max_worker_port",
+)
 
 
 class ClusterFileError(Exception):
@@ -139,10 +146,22 @@ class Settings(_Strict):
     wheelhouse: StrictStr
     ray_port: StrictInt
     dashboard_port: StrictInt
+    node_manager_port: StrictInt
+    object_manager_port: StrictInt
+    runtime_env_agent_port: StrictInt
+    dashboard_agent_grpc_port: StrictInt
+    dashboard_agent_listen_port: StrictInt
+    metrics_export_port: StrictInt
+    ray_client_server_port: StrictInt
+    min_worker_port: StrictInt
+    max_worker_port: StrictInt
     dashboard_bind: Literal["loopback", "cluster"]
     macos_service: Literal["daemon", "agent"]
+    ray_auth: Literal["auto", "token", "off"]
+    ray_auth_token_file: StrictStr
     mtu: StrictInt = Field(ge=1280, le=9000)
     manage_mtu: StrictBool
+    firewall: StrictBool
     macos_power_settings: StrictBool
     verify_timeout_s: StrictInt = Field(ge=10, le=3600)
     verify_slow_ratio: float = Field(gt=0, le=1)
@@ -160,6 +179,17 @@ class Settings(_Strict):
             )
         return value
 
+    @field_validator("venv_root", "pyenv_root")
+    @classmethod
+    def _own_directory(cls, value: str) -> str:
+        parts = [part for part in value.replace("~", "", 1).split("/") if part not in ("", ".")]
+        if not value.strip() or not parts or ".." in parts or value.strip() != value:
+            raise ValueError(
+                f"{value!r} is not a directory of its own; SAF manages (and prunes) what is in it, so give "
+                "it a dedicated path like ~/saf/venv or /opt/saf/venv, never the home directory or /"
+            )
+        return value
+
     @field_validator("extra_packages")
     @classmethod
     def _exact_pins(cls, value: list[str]) -> list[str]:
@@ -168,7 +198,7 @@ class Settings(_Strict):
                 raise ValueError(f"{pin!r} is not an exact pin; write it like mlx-lm==0.28.0")
         return value
 
-    @field_validator("ray_port", "dashboard_port")
+    @field_validator(*PORT_SETTINGS)
     @classmethod
     def _port(cls, value: int) -> int:
         if not 1024 <= value <= 65535:
@@ -183,6 +213,15 @@ class Settings(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _token_needs_a_ray_that_has_it(self) -> Settings:
+        if self.ray_auth == "token" and EXACT_VERSION.match(self.ray_version) and not ray_has_auth(self.ray_version):
+            raise ValueError(
+                f"ray_auth is token but ray_version {self.ray_version} has no token authentication (it came "
+                f"with Ray {RAY_AUTH_SINCE}); raise ray_version, or set ray_auth: auto"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:
         seen: dict[int, str] = {}
         for key in PORT_SETTINGS:
@@ -190,6 +229,19 @@ class Settings(_Strict):
             if port in seen:
                 raise ValueError(f"{key} and {seen[port]} are both {port}; give each its own port")
             seen[port] = key
+        return self
+
+    @model_validator(mode="after")
+    def _worker_port_range(self) -> Settings:
+        low, high = self.min_worker_port, self.max_worker_port
+        if low >= high:
+            raise ValueError(f"min_worker_port ({low}) must be below max_worker_port ({high}); "
+                             "Ray's own range is 10002-19999")
+        inside = [key for key in PORT_SETTINGS if key not in ("min_worker_port", "max_worker_port")
+                  and low <= getattr(self, key) <= high]
+        if inside:
+            raise ValueError(f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
+                             f"worker port range {low}-{high}; move it out, or narrow the range")
         return self
 
 
@@ -301,6 +353,9 @@ def _describe_error(error: dict[str, Any]) -> str:
         return f"is {value!r}; it must be at least {error['ctx']['ge']}"
     if kind == "less_than_equal":
         return f"is {value!r}; it must be at most {error['ctx']['le']}"
+    if kind in ("float_parsing", "float_type", "int_parsing"):
+        wanted = "a whole number" if kind == "int_parsing" else "a number"
+        return f"is {value!r}; it must be {wanted}"
     if kind == "too_short":
         return "is empty; list at least one node"
     message = error["msg"]

@@ -71,15 +71,40 @@ def ensure_wheels(
     return sorted(path for path in target.iterdir() if path.suffix == ".whl")
 
 
+_checked: set[tuple[str, ...]] = set()
+
+
+def check_pins_available(
+    requirements: tuple[str, ...], platforms: list[str], python_version: str, key: str, node: str
+) -> None:
+    """Without a wheelhouse: ask the index (pip's dry run, no dependencies) that every pin has a
+    wheel for the node's platform and Python, once per platform and pin set; raises WheelhouseError."""
+    identity = (key, *requirements)
+    if identity in _checked:
+        return
+    with tempfile.TemporaryDirectory(prefix="saf-pin-check-") as scratch:
+        command = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+            "--disable-pip-version-check", "--quiet", "--target", scratch, *_platform_args(platforms, python_version),
+            *requirements,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise WheelhouseError(_explain_failure(result.stderr, python_version, key, node))
+    _checked.add(identity)
+
+
+def _platform_args(platforms: list[str], python_version: str) -> list[str]:
+    return ["--only-binary=:all:", "--implementation", "cp", "--python-version", python_version,
+            *(arg for tag in platforms for arg in ("--platform", tag))]
+
+
 def _download(target: Path, requirements, platforms, python_version, key, node) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     command = [
         sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
-        "--dest", str(staging), "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", python_version,
-        *(arg for tag in platforms for arg in ("--platform", tag)),
-        *requirements,
+        "--dest", str(staging), *_platform_args(platforms, python_version), *requirements,
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)

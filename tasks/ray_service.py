@@ -1,7 +1,7 @@
 """Ray as a supervised service: a launchd job on macOS, a systemd unit on Linux.
 
 The head's operations come before the workers' in this file, so pyinfra (re)starts the head
-first. A node's Ray restarts only when its definition changed or the venv it runs changed.
+first. A node's Ray restarts only when its definition, the venv it runs or its auth token changed.
 """
 
 from pyinfra import host
@@ -16,7 +16,8 @@ from saf.service import ray_service
 home = host.get_fact(Home)
 user = host.data.get("ssh_user") or host.get_fact(User)
 service = ray_service(host, user, home, venv_current=f"{on_node(host.data.venv_root, home)}/current")
-venv_changes = runstate.read(host, "venv_changes", False)
+# a new venv or a new auth token: Ray must restart to use it (the definition itself is unchanged)
+restart = runstate.read(host, "venv_changes", False) or runstate.read(host, "auth_changes", False)
 macos = host.get_fact(Kernel) == "Darwin"
 daemon = host.data.macos_service == "daemon"
 
@@ -39,7 +40,7 @@ def launchd_service() -> None:
     if changed:
         server.shell(name="Check the job definition (plutil -lint)", commands=[f"plutil -lint {plist_path}"])
     job(name=f"Ray {service.role} (launchd)", label=service.label, plist=plist_path, domain=domain,
-        definition_changed=changed, restart=venv_changes, _sudo=daemon)
+        definition_changed=changed, restart=restart, _sudo=daemon)
 
 
 def systemd_service() -> None:
@@ -57,7 +58,7 @@ def systemd_service() -> None:
                           service=service, mode="644", _sudo=system)
     changed = unit.will_change
     systemd.service(name=f"Ray {service.role} (systemd)", service=service.unit, running=True, enabled=True,
-                    restarted=changed or venv_changes, daemon_reload=changed, user_mode=not system,
+                    restarted=changed or restart, daemon_reload=changed, user_mode=not system,
                     _sudo=system)
 
 

@@ -1,10 +1,11 @@
 """Teardown (`saf teardown`): stop Ray and remove its jobs/units on every node, workers first.
-The venvs stay unless the run sets `--data teardown_venvs=true`."""
+The auth token goes too; the venvs stay unless the run sets `--data teardown_venvs=true`."""
 
 from pyinfra import host
 from pyinfra.facts.server import Command, Home, Kernel, User
 from pyinfra.operations import files, systemd
 
+from saf.auth import NODE_TOKEN_FILE
 from saf.operations.launchd import job
 from saf.paths import on_node
 from saf.service import ray_service
@@ -39,6 +40,8 @@ if host.data.role == "worker":
 
 if host.data.role == "head":
     remove_service()
+
+files.file(name="Remove the Ray auth token", path=on_node(NODE_TOKEN_FILE, home), present=False)
 
 if str(host.data.get("teardown_venvs", "")).lower() in ("1", "true", "yes"):
     files.directory(name="Remove the venvs", path=venv_root, present=False)

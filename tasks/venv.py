@@ -9,27 +9,27 @@ from saf.facts.python import GlibcVersion
 from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
 from saf.pins import node_venv
-from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms
+from saf.wheelhouse import check_pins_available, ensure_wheels, platform_key, wheel_platforms
 
 home = host.get_fact(Home)
 spec = node_venv(host, home)
 python = f"{on_node(host.data.pyenv_root, home)}/versions/{spec.python_version}/bin/python"
 
 wheels = None
-if host.data.wheelhouse and venv_work(spec) in ("build", "repair"):
-    # Filled while the deploy is prepared: a pin with no wheel stops the run before any change.
+if venv_work(spec) in ("build", "repair"):
+    # While the deploy is prepared, before any change: a pin with no wheel for this node's
+    # platform and Python stops the whole run, naming the nearest pins that would work.
     kernel = host.get_fact(Kernel)
     os_version = host.get_fact(MacosVersion) if kernel == "Darwin" else host.get_fact(GlibcVersion)
     arch = host.get_fact(Arch)
-    wheels = [str(path) for path in ensure_wheels(
-        on_control(host.data.wheelhouse, state.cwd),
-        key=platform_key(kernel, arch, os_version, spec.python_version),
-        venv_name=spec.name,
-        requirements=spec.requirements,
-        platforms=wheel_platforms(kernel, arch, os_version),
-        python_version=spec.python_version,
-        node=host.name,
-    )]
+    platform = dict(platforms=wheel_platforms(kernel, arch, os_version), python_version=spec.python_version,
+                    key=platform_key(kernel, arch, os_version, spec.python_version), node=host.name)
+    if host.data.wheelhouse:
+        wheels = [str(path) for path in ensure_wheels(
+            on_control(host.data.wheelhouse, state.cwd), venv_name=spec.name, requirements=spec.requirements,
+            **platform)]
+    else:
+        check_pins_available(spec.requirements, **platform)
 
 venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
                    wheel_dir=f"{home}/.saf/wheels/{spec.name}")

@@ -6,6 +6,7 @@ from pyinfra.facts.server import Home
 
 from saf.operations.verify import cluster_verified
 from saf.paths import on_control, on_node
+from saf.service import node_auth_environment
 from saf.verify.plan import expectation, verification_host
 
 if host.name == verification_host(state, host.data.cluster_nodes):
@@ -17,4 +18,5 @@ if host.name == verification_host(state, host.data.cluster_nodes):
         expect=expectation(host.data),
         timeout=host.data.verify_timeout_s,
         reports_dir=str(on_control(".saf/reports", state.cwd)),
+        environment=node_auth_environment(host, home),
     )

@@ -40,13 +40,25 @@ def write_cluster(tmp_path: Path) -> Callable[[Any], Path]:
 
 
 @pytest.fixture
-def plan(write_cluster) -> Callable[..., dict[str, HostPlan]]:
+def pin_checks(monkeypatch) -> list[dict[str, Any]]:
+    """The index checks the plan asked for (not sent: plan tests stay offline), one dict each."""
+    import saf.wheelhouse
+
+    asked: list[dict[str, Any]] = []
+    monkeypatch.setattr(saf.wheelhouse, "check_pins_available",
+                        lambda requirements, **platform: asked.append({"requirements": requirements, **platform}))
+    return asked
+
+
+@pytest.fixture
+def plan(write_cluster, pin_checks) -> Callable[..., dict[str, HostPlan]]:
     """plan(facts_by_host, cluster=THREE_MACS, limit=None): the deploy planned against fixtures."""
 
     def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None,
             deploy_file: str = "deploy.py") -> dict[str, HostPlan]:
         cluster = copy.deepcopy(cluster if cluster is not None else THREE_MACS)
         # no downloads in plan tests: install from the index unless the test names a wheelhouse
+        # (the index check of the pins is recorded by `pin_checks`, not sent)
         cluster.setdefault("settings", {}).setdefault("wheelhouse", "")
         path = write_cluster(cluster)
         return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit, deploy_file=deploy_file)

@@ -18,8 +18,12 @@ from saf.pins import requirements, venv_name
 from saf.service import ray_service
 from saf.plan import Raw
 from saf.platform import MAC_BUILD_DEPS
+from saf.spec import PORT_SETTINGS, load_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# the defaults of every Ray port setting besides ray_port and dashboard_port (group_data/all.py)
+PINNED_PORTS = {key: value for key, value in load_defaults(PROJECT_DIR).items()
+                if key in PORT_SETTINGS and key not in ("ray_port", "dashboard_port")}
 
 DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
 /dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
@@ -76,6 +80,13 @@ PMSET_DEFAULTS = """AC Power:
 PMSET_CONVERGED = "AC Power:\n sleep 0\n disksleep 0\n womp 1\n autorestart 1\n displaysleep 10\n"
 
 
+# pf off with no SAF anchor, and the application firewall off (macOS's defaults)
+MAC_NO_FIREWALLS = {
+    "firewall.PfRules": Raw("Status: Disabled                              Debug: Urgent\n-- anchor\n"),
+    "firewall.AppFirewall": Raw("Firewall is disabled. (State = 0)\nALF: total number of apps = 0\n"),
+}
+
+
 def mac_network(mtu: int = 1500, ip: str = "192.168.1.172") -> dict[str, Any]:
     """Network facts of a Mac whose cluster ip is on en0 (10GbE) at ``mtu``."""
     return {
@@ -106,6 +117,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "files.File:/opt/homebrew/bin/brew": None,
         "launchd.LaunchdJob:*": None,
         "macos.PmsetSettings": Raw(PMSET_DEFAULTS),
+        **MAC_NO_FIREWALLS,
         "files.Directory:/Library/LaunchDaemons": {"mode": 755, "user": "root", "group": "wheel"},
         **ABSENT_FILES,
         "brew.BrewPackages": {},
@@ -133,10 +145,11 @@ def installed(reqs: tuple[str, ...]) -> dict[str, str]:
 
 
 def rendered_plist(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell",
-                   user: str = "arthurdell") -> bytes:
+                   user: str = "arthurdell", ray_version: str = "2.49.1", ray_auth: str = "auto") -> bytes:
     """The plist SAF renders for a node with default settings, rendered by SAF's own code."""
     data = SimpleNamespace(role=role, cluster_ip=ip, head_ip=head_ip, ray_port=6380, dashboard_port=8265,
-                           dashboard_bind="loopback")
+                           dashboard_bind="loopback", ray_version=ray_version, ray_auth=ray_auth,
+                           **PINNED_PORTS)
     service = ray_service(SimpleNamespace(data=data), user, home, f"{home}/saf/venv/current")
     template = get_template(str(PROJECT_DIR / "templates/ray.plist.j2"))
     return template.render(service=service, daemon=True, logs=f"{home}/Library/Logs/saf").encode()
@@ -197,6 +210,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "files.Directory:/etc/systemd/system": {"mode": 755},
         "systemd.SystemdStatus:*": {},
         "systemd.SystemdEnabled:*": {},
+        "firewall.NftRules": None,  # no table inet saf
     }
     facts.update(overrides)
     return facts

@@ -53,7 +53,8 @@ class SafVenvs(FactBase[dict]):
     def command(self, root: str) -> StringCommand:
         script = (
             'cd "$1" 2>/dev/null || exit 0; '
-            'for d in */; do d="${d%/}"; [ -L "$d" ] && continue; [ -d "$d" ] || continue; '
+            # only directories named like SAF's venvs: anything else under the root is not ours
+            'for d in py*-ray*-mlx*-*/; do d="${d%/}"; [ -L "$d" ] && continue; [ -d "$d" ] || continue; '
             f'if [ -f "$d/{COMPLETE_MARKER}" ]; then echo "venv complete $d"; else echo "venv partial $d"; fi; done; '
             'for l in current previous; do [ -L "$l" ] && echo "link $l $(readlink "$l")"; done; true'
         )

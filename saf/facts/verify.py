@@ -23,8 +23,10 @@ class ClusterVerification(FactBase[dict]):
     def default() -> dict:
         return {"ok": False, "nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
 
-    def command(self, python: str, address: str, expect: str, timeout: int) -> StringCommand:
-        return StringCommand(QuoteString(python), "-c", QuoteString(JOB), "--address", QuoteString(address),
+    def command(self, python: str, address: str, expect: str, timeout: int, environment: str = "") -> StringCommand:
+        # environment: ``KEY=value`` words for the driver, e.g. RAY_AUTH_TOKEN_PATH (a path, not the token)
+        env = ["env", *(QuoteString(word) for word in environment.split())] if environment else []
+        return StringCommand(*env, QuoteString(python), "-c", QuoteString(JOB), "--address", QuoteString(address),
                              "--expect", QuoteString(expect), "--timeout", str(timeout), "2>&1 || true")
 
     def process(self, output: list[str]) -> dict:

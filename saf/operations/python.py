@@ -106,7 +106,7 @@ sys.exit("SAF: the new venv has " + ", ".join(wrong) if wrong else 0)
 """
 
 _SWITCH = """\
-import os, shutil, sys
+import os, re, shutil, sys
 root, name = sys.argv[1], sys.argv[2]
 def target(at):
     path = os.path.join(root, at)
@@ -123,9 +123,10 @@ if old != name:
         link(old, "previous")
     link(name, "current")
 keep = {name, target("previous")}
+ours = re.compile(r"^py[0-9][^/]*-ray[^/]*-mlx[^/]*-[^/]+$")  # what saf.pins.venv_name makes; nothing else
 for entry in os.listdir(root):  # older venvs go: only current and previous (for rollback) stay
     path = os.path.join(root, entry)
-    if entry not in keep and not entry.startswith(".") and os.path.isdir(path) and not os.path.islink(path):
+    if entry not in keep and ours.match(entry) and os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
 """
 

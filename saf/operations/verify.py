@@ -19,7 +19,8 @@ from saf.verify import report as reports
 
 
 @operation(is_idempotent=True)
-def cluster_verified(python: str, address: str, expect: dict, timeout: int, reports_dir: str):
+def cluster_verified(python: str, address: str, expect: dict, timeout: int, reports_dir: str,
+                     environment: tuple[tuple[str, str], ...] = ()):
     """
     Verify the whole cluster from this node: every node alive in Ray, versions equal to the pins,
     an MLX job pinned to each node (correctness, GFLOPS), network path and throughput.
@@ -29,11 +30,14 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
     + expect: nodes [{name, role, ip}], pins {python, ray, mlx}, mtu, slow_ratio
     + timeout: seconds a node has to run its job
     + reports_dir: control-side directory for <timestamp>.json and latest.json
+    + environment: what the driver needs to reach Ray (its auth mode and token path)
     """
     if not state.is_executing:
         return  # a check, not a change: it runs when the deploy executes, after every other task
     result = host.get_fact(ClusterVerification, python=python, address=address,
-                           expect=json.dumps(expect, sort_keys=True), timeout=timeout, _timeout=timeout * 4 + 120)
+                           expect=json.dumps(expect, sort_keys=True), timeout=timeout,
+                           environment=" ".join(f"{key}={value}" for key, value in environment),
+                           _timeout=timeout * 4 + 120)
     path = reports.write(result, Path(reports_dir))
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
     if not result.get("ok"):

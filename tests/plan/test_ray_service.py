@@ -33,12 +33,16 @@ def test_head_and_worker_plists_have_the_exact_keys(plan):
     worker = plistlib.loads(plans["beta"].op("LaunchDaemon").uploads[WORKER_PLIST])
     ray = f"{HOME}/saf/venv/current/bin/ray"
     assert head["Label"] == "org.saf.ray-head" and worker["Label"] == "org.saf.ray-worker"
+    pinned = ["--node-manager-port=6381", "--object-manager-port=6382", "--runtime-env-agent-port=6383",
+              "--dashboard-agent-grpc-port=6384", "--dashboard-agent-listen-port=6385", "--metrics-export-port=6386",
+              "--min-worker-port=10002", "--max-worker-port=19999"]  # every port Ray listens on, pinned
     assert head["ProgramArguments"] == [
         ray, "start", "--head", "--port=6380", "--dashboard-host=127.0.0.1", "--dashboard-port=8265",
-        "--node-ip-address=192.168.1.172", "--disable-usage-stats", "--block"]
-    assert worker["ProgramArguments"] == [
-        ray, "start", "--address=192.168.1.172:6380", "--node-ip-address=192.168.1.42", "--disable-usage-stats",
+        "--ray-client-server-port=10001", "--node-ip-address=192.168.1.172", *pinned, "--disable-usage-stats",
         "--block"]
+    assert worker["ProgramArguments"] == [
+        ray, "start", "--address=192.168.1.172:6380", "--node-ip-address=192.168.1.42", *pinned,
+        "--disable-usage-stats", "--block"]
     for job in (head, worker):
         assert job["UserName"] == "arthurdell"
         assert job["EnvironmentVariables"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "1"

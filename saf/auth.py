@@ -1,0 +1,76 @@
+"""Ray token authentication: which mode a cluster runs, and its token on the control machine.
+
+Ray 2.52 added token authentication (``RAY_AUTH_MODE=token``): every RPC and HTTP entry point
+(GCS, raylets, dashboard, job API) then needs one shared bearer token. SAF generates the token
+once on the control machine (a 0600 file, git-ignored), pushes it to every node as a 0600 file
+owned by the service user, and points the services and the verification driver at it with
+``RAY_AUTH_TOKEN_PATH``. The token itself never appears in argv, a plist or unit, or a log.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from packaging.version import Version
+
+RAY_AUTH_SINCE = Version("2.52.0")  # the first Ray with token authentication
+NODE_TOKEN_FILE = ".saf/ray/auth-token"  # on each node, under the SSH user's home
+TOKEN_BYTES = 32  # as `ray get-auth-token --generate`: 64 hex characters
+
+
+def ray_has_auth(ray_version: str) -> bool:
+    return Version(ray_version) >= RAY_AUTH_SINCE
+
+
+def auth_mode(ray_auth: str, ray_version: str) -> str | None:
+    """``RAY_AUTH_MODE`` for the services: ``token``, ``disabled``, or None for a Ray without auth.
+
+    ``off`` is written out as ``disabled`` on a Ray that knows the variable: newer Rays turn
+    token authentication on by default, and each node would then invent its own token.
+    """
+    if not ray_has_auth(ray_version):
+        return None
+    return "disabled" if ray_auth == "off" else "token"
+
+
+def auth_environment(mode: str | None, token_path: str) -> tuple[tuple[str, str], ...]:
+    """The environment a Ray process (service or driver) needs for ``mode``: never the token."""
+    if mode is None:
+        return ()
+    if mode == "disabled":
+        return (("RAY_AUTH_MODE", "disabled"),)
+    return (("RAY_AUTH_MODE", "token"), ("RAY_AUTH_TOKEN_PATH", token_path))
+
+
+def _write_private(path: Path, token: str, exclusive: bool) -> None:
+    """Write ``token`` to ``path`` with mode 0600 from the start (never readable by others)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token)
+    os.chmod(path, 0o600)
+
+
+def ensure_control_token(path: Path) -> Path:
+    """The control-side token file, generated on first use; an existing one is kept as it is."""
+    if not path.exists():
+        try:
+            _write_private(path, secrets.token_hex(TOKEN_BYTES), exclusive=True)
+        except FileExistsError:  # another host of the same run made it first
+            pass
+    if not path.read_text().strip():
+        raise ValueError(f"the Ray auth token file {path} is empty: delete it to have a new one generated")
+    return path
+
+
+def rotate_control_token(path: Path) -> Path:
+    """Replace the control-side token with a new one (atomically: a reader sees old or new)."""
+    staging = path.with_name(f".{path.name}.new")
+    if staging.exists():
+        staging.unlink()
+    _write_private(staging, secrets.token_hex(TOKEN_BYTES), exclusive=True)
+    os.replace(staging, path)
+    return path

@@ -1,0 +1,106 @@
+"""Firewall facts: SAF's nftables table, its pf anchor, and macOS's application firewall.
+
+The loaded rules carry ``saf-ray-<digest>`` (an nft rule comment, a pf label); these facts read it
+back, so the deploy reloads rules only when what is loaded differs from what it renders. Apple's
+tools are parsed tolerantly (spacing and wording vary between macOS versions; unknown lines are
+ignored). The nft and pf facts need root: ask for them with ``_sudo=True``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyinfra.api import FactBase
+
+from saf.firewall import DIGEST_PREFIX, NFT_TABLE, PF_ANCHOR
+
+SOCKETFILTERFW = "/usr/libexec/ApplicationFirewall/socketfilterfw"
+_DIGEST = re.compile(rf'(?:comment|label)\s+"{re.escape(DIGEST_PREFIX)}([0-9a-f]+)"')
+
+
+def _digest(lines: list[str]) -> str | None:
+    for line in lines:
+        found = _DIGEST.search(line)
+        if found:
+            return found.group(1)
+    return None
+
+
+class NftRules(FactBase[dict | None]):
+    """The table ``inet saf``: ``{"digest": "<hex>" or None}``, or None when it is not loaded."""
+
+    def command(self) -> str:
+        return f"nft list table {NFT_TABLE} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> dict | None:
+        if not any(line.strip().startswith(f"table {NFT_TABLE}") for line in output):
+            return None
+        return {"digest": _digest(output)}
+
+
+class PfRules(FactBase[dict]):
+    """pf and SAF's anchor: ``{"enabled": bool, "loaded": bool, "digest": "<hex>" or None}``.
+
+    ``pfctl -s info`` starts with ``Status: Enabled for 0 days 01:02:03 ...`` (or Disabled); the
+    anchor's rules are listed as pfctl normalises them (one line per rule, the label kept).
+    """
+
+    def command(self) -> str:
+        return (f"pfctl -s info 2>/dev/null | grep -i '^status'; echo '-- anchor'; "
+                f"pfctl -a {PF_ANCHOR} -s rules 2>/dev/null; true")
+
+    def process(self, output: list[str]) -> dict:
+        marker = next((i for i, line in enumerate(output) if line.strip() == "-- anchor"), len(output))
+        status, rules = output[:marker], [line for line in output[marker + 1:] if line.strip()]
+        enabled = any(re.match(r"^\s*status\s*:\s*enabled", line, re.IGNORECASE) for line in status)
+        return {"enabled": enabled, "loaded": bool(rules), "digest": _digest(rules)}
+
+
+class AppFirewall(FactBase[dict]):
+    """macOS's application firewall: ``{"state": 0|1|2, "apps": {path: allowed}}``.
+
+    ``--getglobalstate`` says ``Firewall is enabled. (State = 1)`` (0 off, 2 blocks all incoming);
+    ``--listapps`` numbers each app (``1 :  /path``) with its rule on a following line,
+    ``( Allow incoming connections )`` or ``( Block incoming connections )``.
+    """
+
+    default = dict
+
+    def command(self) -> str:
+        return f"{SOCKETFILTERFW} --getglobalstate 2>/dev/null; {SOCKETFILTERFW} --listapps 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> dict:
+        return {"state": _global_state(output), "apps": _listed_apps(output)}
+
+
+def _global_state(output: list[str]) -> int:
+    for line in output:
+        lowered = line.lower()
+        if "firewall is" not in lowered and "state =" not in lowered:
+            continue
+        number = re.search(r"state\s*=\s*(\d+)", lowered)
+        if number:
+            return int(number.group(1))
+        if "disabled" in lowered or re.search(r"\boff\b", lowered):
+            return 0
+        if "blocking all" in lowered or "block all" in lowered:
+            return 2
+        if "enabled" in lowered or re.search(r"\bon\b", lowered):
+            return 1
+    return 0
+
+
+def _listed_apps(output: list[str]) -> dict[str, bool]:
+    apps: dict[str, bool] = {}
+    path = None
+    for line in output:
+        entry = re.match(r"^\s*\d+\s*:\s*(\S.*?)\s*$", line)
+        if entry:
+            path = entry.group(1)
+            apps[path] = False  # a listed app whose rule line is missing is not known to be allowed
+            continue
+        rule = line.strip().lower()
+        if path and ("allow" in rule or "block" in rule):
+            apps[path] = "allow" in rule
+            path = None
+    return apps

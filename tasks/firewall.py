@@ -1,0 +1,163 @@
+"""The host firewall for Ray, before Ray starts.
+
+`firewall: true`: Ray's ports admit only the cluster's nodes and loopback (see saf/firewall.py).
+Linux: the nftables table `inet saf` from /etc/saf/firewall.nft, loaded by the oneshot
+saf-firewall.service (now, and at every boot). macOS: the pf anchor com.apple/org.saf.ray from
+/etc/saf/firewall.pf, loaded now and at every boot by the LaunchDaemon org.saf.firewall.
+`firewall: false` removes whatever of that a node still has; a node that never had it gets nothing.
+
+macOS, whatever `firewall` says: when the application firewall is on, Ray's binaries are allowed
+to accept connections (a headless node has nobody to click "Allow").
+"""
+
+import shlex
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.facts.server import Home, Kernel, Which
+from pyinfra.operations import apt, files, server, systemd
+
+from saf.facts.firewall import SOCKETFILTERFW, AppFirewall, NftRules, PfRules
+from saf.facts.launchd import LaunchdJob
+from saf.firewall import (LAUNCHD_LABEL, NFT_FILE, NFT_TEMPLATE, PF_ANCHOR, PF_FILE, PF_TEMPLATE, PLIST_FILE,
+                          PLIST_TEMPLATE, UNIT, UNIT_FILE, UNIT_TEMPLATE, FirewallRules, app_firewall_paths,
+                          firewall_rules)
+from saf.operations.control import stop_host
+from saf.paths import on_node
+from saf.pins import node_venv
+
+macos = host.get_fact(Kernel) == "Darwin"
+sudo = host.data.use_sudo
+wanted = host.data.firewall
+
+
+def rules_for(template: str) -> FirewallRules:
+    return firewall_rules(host.data, Path(state.cwd) / template)
+
+
+def warn_about_limited_runs() -> None:
+    left_out = [other.name for other in state.inventory if not state.is_host_in_limit(other)]
+    if left_out:
+        logger.warning(f"[{host.name}] firewall: {', '.join(left_out)} keep their old rules in this limited run; "
+                       f"a node new to the cluster file is admitted by them only after a run without --limit.")
+
+
+def nft_command() -> str | None:
+    """nft's path, installing nftables with apt if it is missing; None (node stopped) without apt."""
+    nft = host.get_fact(Which, command="nft")
+    if nft:
+        return nft
+    if not host.get_fact(Which, command="apt-get"):
+        stop_host(name="nftables", reason=(
+            f"firewall: true needs nftables (`nft`) on {host.name}: install it, or set firewall: false."))
+        return None
+    apt.packages(name="Install nftables (apt)", packages=["nftables"], update=True, _sudo=True)
+    return "/usr/sbin/nft"
+
+
+def linux_firewall() -> None:
+    nft = nft_command()
+    if nft is None:
+        return
+    rules = rules_for(NFT_TEMPLATE)
+    files.template(name="Ray's firewall rules (/etc/saf/firewall.nft)", src=NFT_TEMPLATE, dest=NFT_FILE,
+                   rules=rules, mode="644", _sudo=True)
+    unit = files.template(name=f"Load them at boot ({UNIT})", src=UNIT_TEMPLATE, dest=UNIT_FILE, nft=nft,
+                          rules_file=NFT_FILE, mode="644", _sudo=True)
+    loaded = host.get_fact(NftRules, _sudo=True)
+    # start loads the table; restart (of the active oneshot) replaces it atomically
+    systemd.service(name="Ray's firewall rules loaded (table inet saf)", service=UNIT, running=True, enabled=True,
+                    restarted=(loaded or {}).get("digest") != rules.digest, daemon_reload=unit.will_change,
+                    _sudo=True)
+
+
+def remove_linux_firewall() -> None:
+    if host.get_fact(NftRules, _sudo=True) is not None:
+        server.shell(name="Remove Ray's firewall rules (table inet saf)", commands=["nft delete table inet saf"],
+                     _sudo=True)
+    systemd.service(name=f"Stop loading them at boot ({UNIT})", service=UNIT, running=False, enabled=False,
+                    _sudo=True)
+    unit = files.file(name=f"Remove {UNIT}", path=UNIT_FILE, present=False, _sudo=True)
+    if unit.will_change:
+        systemd.daemon_reload(name="Reload systemd (firewall unit removed)", _sudo=True)
+    files.file(name="Remove the firewall rules file", path=NFT_FILE, present=False, _sudo=True)
+
+
+def macos_firewall() -> None:
+    rules = rules_for(PF_TEMPLATE)
+    files.template(name="Ray's firewall rules (/etc/saf/firewall.pf)", src=PF_TEMPLATE, dest=PF_FILE, rules=rules,
+                   anchor=PF_ANCHOR, user="root", group="wheel", mode="644", _sudo=True)
+    pf = host.get_fact(PfRules, _sudo=True)
+    load = [f"pfctl -a {PF_ANCHOR} -f {PF_FILE}"] if pf["digest"] != rules.digest else []
+    enable = [] if pf["enabled"] else ["pfctl -E"]  # -E: an enable reference, as Apple's pf.conf asks
+    if load or enable:
+        server.shell(name=f"Load Ray's firewall rules (pf anchor {PF_ANCHOR})", commands=load + enable, _sudo=True)
+    plist = files.template(name=f"Load them at boot (LaunchDaemon {LAUNCHD_LABEL})", src=PLIST_TEMPLATE,
+                           dest=PLIST_FILE, label=LAUNCHD_LABEL, anchor=PF_ANCHOR, rules_file=PF_FILE,
+                           user="root", group="wheel", mode="644", _sudo=True)
+    job = host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}")
+    # a oneshot job: loaded is what matters (it runs once at load and at boot, then is "not running")
+    bootstrap = [f"launchctl bootstrap system {PLIST_FILE}"]
+    if job is not None and plist.will_change:
+        bootstrap = [f"launchctl bootout system/{LAUNCHD_LABEL} || true", *bootstrap]
+    if plist.will_change:
+        bootstrap = [f"plutil -lint {PLIST_FILE}", *bootstrap]
+    if job is None or plist.will_change:
+        server.shell(name=f"Load the firewall job ({LAUNCHD_LABEL})", commands=bootstrap, _sudo=True)
+
+
+def remove_macos_firewall() -> None:
+    if host.get_fact(PfRules, _sudo=True)["loaded"]:
+        server.shell(name=f"Remove Ray's firewall rules (pf anchor {PF_ANCHOR})",
+                     commands=[f"pfctl -a {PF_ANCHOR} -F all"], _sudo=True)
+    if host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}") is not None:
+        server.shell(name=f"Unload the firewall job ({LAUNCHD_LABEL})",
+                     commands=[f"launchctl bootout system/{LAUNCHD_LABEL}"], _sudo=True)
+    files.file(name="Remove the firewall job definition", path=PLIST_FILE, present=False, _sudo=True)
+    files.file(name="Remove the firewall rules file", path=PF_FILE, present=False, _sudo=True)
+
+
+def allow_ray_through_the_app_firewall() -> None:
+    """socketfilterfw --add/--unblockapp for Ray's binaries that the application firewall does not allow."""
+    app_firewall = host.get_fact(AppFirewall, _sudo=sudo)
+    if not app_firewall["state"]:
+        return
+    home = host.get_fact(Home)
+    paths = app_firewall_paths(on_node(host.data.pyenv_root, home), host.data.python_version,
+                               node_venv(host, home).path)
+    if app_firewall["state"] == 2:
+        logger.warning(f"[{host.name}] the application firewall blocks all incoming connections, so Ray's peers "
+                       "cannot reach this node: turn off \"Block all incoming connections\" (System Settings, "
+                       "Network, Firewall, Options).")
+    listed = app_firewall["apps"]
+    missing = [path for path in paths if not listed.get(path)]
+    if not missing:
+        return
+    if not sudo:
+        logger.warning(f"[{host.name}] the application firewall is on and SAF cannot allow Ray without sudo "
+                       f"(use_sudo: false): allow {', '.join(missing)} in System Settings, Network, Firewall.")
+        return
+    commands = []
+    for path in missing:
+        if path not in listed:
+            commands.append(f"{SOCKETFILTERFW} --add {shlex.quote(path)}")
+        commands.append(f"{SOCKETFILTERFW} --unblockapp {shlex.quote(path)}")
+    server.shell(name="Let Ray accept connections (application firewall)", commands=commands, _sudo=True)
+
+
+if macos:
+    allow_ray_through_the_app_firewall()
+
+if wanted and not sudo:
+    logger.warning(f"[{host.name}] firewall not managed: it needs sudo (use_sudo: false).")
+elif wanted:
+    warn_about_limited_runs()
+    if macos:
+        macos_firewall()
+    else:
+        linux_firewall()
+elif sudo:
+    if macos:
+        remove_macos_firewall()
+    else:
+        remove_linux_firewall()
