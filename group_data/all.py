@@ -31,6 +31,7 @@ ray_auth_token_file = ".saf/secrets/ray-auth-token"  # control-side token file (
 # --- Ray's other ports: every port `ray start` listens on is pinned (Ray picks most at random) ----
 # Named like their `ray start` options; all distinct, outside the worker range, and below the OS's
 # ephemeral ports (Linux 32768+, macOS 49152+) so no outgoing connection can take one first.
+# (The head's metrics servers use Ray's fixed 44217 and 44227; the firewall covers those too.)
 node_manager_port = 6381  # every node: the raylet (scheduling, leases)
 object_manager_port = 6382  # every node: object transfers between nodes
 runtime_env_agent_port = 6383  # every node: the runtime env agent

@@ -22,6 +22,9 @@ from pathlib import Path
 from saf.spec import PORT_SETTINGS
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
+# Ray's head also serves Prometheus metrics on fixed ports no `ray start` option sets (Ray's
+# AUTOSCALER_METRIC_PORT and DASHBOARD_METRIC_PORT environment variables, left at their defaults)
+RAY_FIXED_PORTS = (44217, 44227)
 
 NFT_TABLE = "inet saf"
 NFT_FILE = "/etc/saf/firewall.nft"
@@ -86,8 +89,9 @@ def merge_ports(ranges: Iterable[tuple[int, int]]) -> tuple[PortRange, ...]:
 
 
 def ray_ports(data: object) -> tuple[PortRange, ...]:
-    """Every port Ray listens on, from the settings: the single ports and the worker range."""
-    singles = [getattr(data, key) for key in PORT_SETTINGS if key not in ("min_worker_port", "max_worker_port")]
+    """Every port Ray listens on: the port settings, the worker range and Ray's fixed metrics ports."""
+    singles = [*(getattr(data, key) for key in PORT_SETTINGS if key not in ("min_worker_port", "max_worker_port")),
+               *RAY_FIXED_PORTS]
     return merge_ports([*((port, port) for port in singles), (data.min_worker_port, data.max_worker_port)])
 
 

@@ -1,8 +1,8 @@
 """The host firewall for Ray, before Ray starts.
 
 `firewall: true`: Ray's ports admit only the cluster's nodes and loopback (see saf/firewall.py).
-Linux: the nftables table `inet saf` from /etc/saf/firewall.nft, loaded by the oneshot
-saf-firewall.service (now, and at every boot). macOS: the pf anchor com.apple/org.saf.ray from
+Linux: the nftables table `inet saf` from /etc/saf/firewall.nft, loaded with `nft -f` now and at
+every boot by the oneshot saf-firewall.service. macOS: the pf anchor com.apple/org.saf.ray from
 /etc/saf/firewall.pf, loaded now and at every boot by the LaunchDaemon org.saf.firewall.
 `firewall: false` removes whatever of that a node still has; a node that never had it gets nothing.
 
@@ -39,12 +39,12 @@ def warn_about_limited_runs() -> None:
     left_out = [other.name for other in state.inventory if not state.is_host_in_limit(other)]
     if left_out:
         logger.warning(f"[{host.name}] firewall: {', '.join(left_out)} keep their old rules in this limited run; "
-                       f"a node new to the cluster file is admitted by them only after a run without --limit.")
+                       "a node new to the cluster file is admitted by them only after a run without --limit.")
 
 
 def nft_command() -> str | None:
     """nft's path, installing nftables with apt if it is missing; None (node stopped) without apt."""
-    nft = host.get_fact(Which, command="nft")
+    nft = host.get_fact(Which, command="nft", _sudo=True)  # root's PATH: nft lives in /usr/sbin
     if nft:
         return nft
     if not host.get_fact(Which, command="apt-get"):
@@ -65,10 +65,12 @@ def linux_firewall() -> None:
     unit = files.template(name=f"Load them at boot ({UNIT})", src=UNIT_TEMPLATE, dest=UNIT_FILE, nft=nft,
                           rules_file=NFT_FILE, mode="644", _sudo=True)
     loaded = host.get_fact(NftRules, _sudo=True)
-    # start loads the table; restart (of the active oneshot) replaces it atomically
-    systemd.service(name="Ray's firewall rules loaded (table inet saf)", service=UNIT, running=True, enabled=True,
-                    restarted=(loaded or {}).get("digest") != rules.digest, daemon_reload=unit.will_change,
-                    _sudo=True)
+    if (loaded or {}).get("digest") != rules.digest:  # the file's first lines make this an atomic replace
+        server.shell(name="Load Ray's firewall rules (table inet saf)", commands=[f"{nft} -f {NFT_FILE}"],
+                     _sudo=True)
+    # the unit only loads them at boot (like saf-mtu.service): nothing is restarted by a deploy
+    systemd.service(name=f"Enable {UNIT}", service=UNIT, running=None, enabled=True,
+                    daemon_reload=unit.will_change, _sudo=True)
 
 
 def remove_linux_firewall() -> None:
@@ -88,6 +90,9 @@ def macos_firewall() -> None:
     files.template(name="Ray's firewall rules (/etc/saf/firewall.pf)", src=PF_TEMPLATE, dest=PF_FILE, rules=rules,
                    anchor=PF_ANCHOR, user="root", group="wheel", mode="644", _sudo=True)
     pf = host.get_fact(PfRules, _sudo=True)
+    if not pf["anchor_point"]:
+        logger.warning(f"[{host.name}] pf's main ruleset has no `anchor \"com.apple/*\"` (Apple's /etc/pf.conf has "
+                       f"it): until it does, the rules in {PF_ANCHOR} are loaded but not consulted.")
     load = [f"pfctl -a {PF_ANCHOR} -f {PF_FILE}"] if pf["digest"] != rules.digest else []
     enable = [] if pf["enabled"] else ["pfctl -E"]  # -E: an enable reference, as Apple's pf.conf asks
     if load or enable:
@@ -109,7 +114,7 @@ def macos_firewall() -> None:
 def remove_macos_firewall() -> None:
     if host.get_fact(PfRules, _sudo=True)["loaded"]:
         server.shell(name=f"Remove Ray's firewall rules (pf anchor {PF_ANCHOR})",
-                     commands=[f"pfctl -a {PF_ANCHOR} -F all"], _sudo=True)
+                     commands=[f"pfctl -a {PF_ANCHOR} -F rules", f"pfctl -a {PF_ANCHOR} -F Tables"], _sudo=True)
     if host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}") is not None:
         server.shell(name=f"Unload the firewall job ({LAUNCHD_LABEL})",
                      commands=[f"launchctl bootout system/{LAUNCHD_LABEL}"], _sudo=True)

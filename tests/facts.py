@@ -82,7 +82,7 @@ PMSET_CONVERGED = "AC Power:\n sleep 0\n disksleep 0\n womp 1\n autorestart 1\n 
 
 # pf off with no SAF anchor, and the application firewall off (macOS's defaults)
 MAC_NO_FIREWALLS = {
-    "firewall.PfRules": Raw("Status: Disabled                              Debug: Urgent\n-- anchor\n"),
+    "firewall.PfRules": Raw('Status: Disabled       Debug: Urgent\n-- main\nanchor "com.apple/*" all\n-- anchor\n'),
     "firewall.AppFirewall": Raw("Firewall is disabled. (State = 0)\nALF: total number of apps = 0\n"),
 }
 

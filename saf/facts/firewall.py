@@ -39,21 +39,32 @@ class NftRules(FactBase[dict | None]):
 
 
 class PfRules(FactBase[dict]):
-    """pf and SAF's anchor: ``{"enabled": bool, "loaded": bool, "digest": "<hex>" or None}``.
+    """pf and SAF's anchor: ``{"enabled", "anchor_point", "loaded": bool, "digest": "<hex>" or None}``.
 
-    ``pfctl -s info`` starts with ``Status: Enabled for 0 days 01:02:03 ...`` (or Disabled); the
-    anchor's rules are listed as pfctl normalises them (one line per rule, the label kept).
+    ``pfctl -s info`` starts with ``Status: Enabled for 0 days 01:02:03 ...`` (or Disabled);
+    ``anchor_point``: the main ruleset evaluates ``anchor "com.apple/*"`` (Apple's stock pf.conf),
+    without which SAF's anchor is never consulted; the anchor's rules are listed as pfctl normalises
+    them (one line per rule, the label kept).
     """
 
     def command(self) -> str:
-        return (f"pfctl -s info 2>/dev/null | grep -i '^status'; echo '-- anchor'; "
+        return (f"pfctl -s info 2>/dev/null | grep -i '^status'; echo '-- main'; "
+                f"pfctl -s rules 2>/dev/null | grep -F 'anchor \"com.apple/*\"'; echo '-- anchor'; "
                 f"pfctl -a {PF_ANCHOR} -s rules 2>/dev/null; true")
 
     def process(self, output: list[str]) -> dict:
-        marker = next((i for i, line in enumerate(output) if line.strip() == "-- anchor"), len(output))
-        status, rules = output[:marker], [line for line in output[marker + 1:] if line.strip()]
-        enabled = any(re.match(r"^\s*status\s*:\s*enabled", line, re.IGNORECASE) for line in status)
-        return {"enabled": enabled, "loaded": bool(rules), "digest": _digest(rules)}
+        sections: dict[str, list[str]] = {"status": [], "main": [], "anchor": []}
+        section = "status"
+        for line in output:
+            marker = re.match(r"^-- (main|anchor)$", line.strip())
+            if marker:
+                section = marker.group(1)
+            elif line.strip():
+                sections[section].append(line)
+        enabled = any(re.match(r"^\s*status\s*:\s*enabled", line, re.IGNORECASE) for line in sections["status"])
+        anchor_point = any(line.strip().startswith('anchor "com.apple/*"') for line in sections["main"])
+        return {"enabled": enabled, "anchor_point": anchor_point, "loaded": bool(sections["anchor"]),
+                "digest": _digest(sections["anchor"])}
 
 
 class AppFirewall(FactBase[dict]):

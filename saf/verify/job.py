@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -113,6 +114,50 @@ def path_probe(peers: list[str], mtu: int) -> dict:
             low, high = (middle, high) if _ping_df(ip, middle) else (low, middle)
         results[ip] = {"ok": False, "largest": low}
     return results
+
+
+def interface_of(ip_addr_json: str, ip: str) -> str | None:
+    """Linux: the interface carrying ``ip``, from ``ip -j addr``."""
+    for link in json.loads(ip_addr_json or "[]"):
+        if any(address.get("local") == ip for address in link.get("addr_info", [])):
+            return link.get("ifname")
+    return None
+
+
+def speed_from_ifconfig(ifconfig: str, ip: str) -> float | None:
+    """macOS: the negotiated speed (Gbit/s) of the interface carrying ``ip``, from ``ifconfig``'s
+    ``media: autoselect (10Gbase-T <full-duplex>)``; None for a tunnel or Wi-Fi (no such line)."""
+    blocks, current = [], []
+    for line in ifconfig.splitlines():
+        if line and not line[0].isspace() and current:
+            blocks.append(current)
+            current = []
+        current.append(line)
+    blocks.append(current)
+    for block in blocks:
+        text = "\n".join(block)
+        if f"inet {ip} " in text or text.rstrip().endswith(f"inet {ip}"):
+            found = re.search(r"media:.*?\((\d+(?:\.\d+)?)(G?)[bB]ase", text)  # 10Gbase-T, 1000baseT, 2500Base-T
+            if found:
+                return float(found.group(1)) / (1 if found.group(2) else 1000)
+    return None
+
+
+def link_speed_gbit(ip: str) -> float | None:
+    """The speed of the link carrying ``ip`` on this node, in Gbit/s, where the OS reports one."""
+    try:
+        if sys.platform == "darwin":
+            return speed_from_ifconfig(subprocess.run(["ifconfig"], capture_output=True, text=True,
+                                                      timeout=5).stdout, ip)
+        name = interface_of(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True,
+                                           timeout=5).stdout, ip)
+        if name is None:
+            return None
+        with open(f"/sys/class/net/{name}/speed") as speed:  # Mbit/s; -1 or an error when unknown
+            megabits = int(speed.read().strip())
+        return megabits / 1000 if megabits > 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def make_payload(megabytes: int):
@@ -290,6 +335,7 @@ def _check_transfers(ray, nodes: dict, expect: dict, timeout: float, report: dic
     digest = ray.remote(num_cpus=0)(checksum)
     sink_class = ray.remote(num_cpus=0, max_concurrency=2)(TcpSink)
     sender = ray.remote(num_cpus=0)(tcp_send)
+    link = ray.remote(num_cpus=0)(link_speed_gbit)
     for node in nodes.values():
         if node is head or not node["node_id"]:
             continue
@@ -309,6 +355,9 @@ def _check_transfers(ray, nodes: dict, expect: dict, timeout: float, report: dic
                 node["ip"], port, TCP_SECONDS), timeout=timeout)
             got = ray.get(sink.received_bytes.remote(), timeout=timeout)
             node["gbit_s"] = round(got * 8 / sent["seconds"] / 1e9, 2)
+            speeds = [ray.get(link.options(scheduling_strategy=pinned(ray, end["node_id"])).remote(end["ip"]),
+                              timeout=timeout) for end in (head, node)]
+            node["link_gbit_s"] = min(speeds) if None not in speeds else None  # the slower end bounds it
             ray.kill(sink)
         except Exception as error:  # noqa: BLE001
             node["problems"].append(f"transfer {head['name']} -> {node['name']} failed: "

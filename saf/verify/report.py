@@ -8,7 +8,15 @@ from pathlib import Path
 
 COLUMNS = (("node", "name"), ("role", "role"), ("hostname", "hostname"), ("python", "python"), ("ray", "ray"),
            ("mlx", "mlx"), ("device", "device"), ("GFLOPS f32", "gflops_f32"), ("GFLOPS f16", "gflops_f16"),
-           ("MTU path", "mtu_path_ok"), ("Gbit/s", "gbit_s"), ("verdict", "ok"))
+           ("MTU path", "mtu_path_ok"), ("Gbit/s (link)", "gbit_s"), ("verdict", "ok"))
+
+
+def _throughput(node: dict) -> str:
+    """``9.41 (10)``: measured head -> node, and the link speed where the OS reports it."""
+    measured, link = node.get("gbit_s"), node.get("link_gbit_s")
+    if measured is None:
+        return "-"
+    return f"{measured} ({link:g})" if link else str(measured)
 
 
 def _cell(key: str, value) -> str:
@@ -23,7 +31,7 @@ def table(report: dict) -> str:
     """The report as an aligned text table, then one line per problem."""
     rows = [[title for title, _ in COLUMNS]]
     for node in report.get("nodes", []):
-        rows.append([_cell(key, node.get(key)) for _, key in COLUMNS])
+        rows.append([_throughput(node) if key == "gbit_s" else _cell(key, node.get(key)) for _, key in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = [*report.get("problems", []), *(p for n in report.get("nodes", []) for p in n.get("problems", []))]

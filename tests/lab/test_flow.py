@@ -33,7 +33,8 @@ def venv_report(lab, name: str) -> dict:
     script = ("import json, platform, sys, os, subprocess, importlib.metadata as m; print(json.dumps({"
               "'python': subprocess.run([sys.executable, '-VV'], capture_output=True, text=True).stdout, "
               "'prefix': os.path.realpath(sys.prefix), "
-              "'pins': {d: m.version(d) for d in ('ray', 'mlx', 'numpy')}}))")
+              "'pins': {d: m.version(d) for d in ('ray', 'mlx', 'numpy')}, "
+              "'freeze': sorted(d.metadata['Name'].lower() + '==' + d.version for d in m.distributions())}))")
     out = lab.exec(name, [f"/home/{NODE_USER}/saf/venv/current/bin/python", "-c", script], user=NODE_USER).stdout
     return json.loads(out)
 
@@ -70,6 +71,8 @@ def test_every_node_has_the_same_python_venv_path_and_pins(lab):
     assert len({r["prefix"] for r in reports.values()}) == 1
     for report in reports.values():
         assert report["pins"] == {"ray": "2.49.1", "mlx": "0.29.1", "numpy": "2.0.2"}
+    assert len({tuple(r["freeze"]) for r in reports.values()}) == 1  # every package, not just the pins
+    assert "mlx-cpu==0.29.1" in {entry.replace("_", "-") for entry in reports["alpha"]["freeze"]}
 
 
 def verify(clusters) -> tuple:

@@ -88,6 +88,8 @@ def test_one_run_upgrades_every_node_and_turns_token_auth_on(lab, clusters, toke
     assert upgrade.returncode == 0, upgrade.log[-3000:]
     assert upgrade.changed_hosts() == set(NODES)
     assert latest_report()["ok"] and versions() == {("3.11.2", "2.60.0", "0.32.4")}
+    workers = [n for n in latest_report()["nodes"] if n["role"] == "worker"]
+    assert all(n["gbit_s"] > 0 and "link_gbit_s" in n for n in workers)  # throughput, beside the link speed
     token = token_file.read_text().strip()
     for name in NODES:
         stat = lab.exec(name, ["stat", "-c", "%a %U", NODE_TOKEN]).stdout.split()

@@ -63,7 +63,7 @@ def pf_loaded(label: str, enabled: bool = True) -> Raw:
     rules = "".join(f'block return in quick on ! lo0 proto {proto} from ! <saf_ray_peers> to any port 6380:6386 '
                     f'label "{label}"\n' for proto in ("tcp", "udp"))
     status = "Enabled for 2 days 03:04:05" if enabled else "Disabled"
-    return Raw(f"Status: {status}              Debug: Urgent\n-- anchor\n{rules}")
+    return Raw(f'Status: {status}              Debug: Urgent\n-- main\nanchor "com.apple/*" all\n-- anchor\n{rules}')
 
 
 def mac_with_firewall(fresh_plan, **overrides):
@@ -88,7 +88,7 @@ def test_fresh_mac_gets_the_rules_in_an_anchor_pf_enabled_and_a_boot_daemon(plan
     rules = alpha.op("firewall.pf").uploads[PF_FILE].decode()
     assert "table <saf_ray_peers> const { 192.168.1.42 192.168.1.172 }" in rules
     assert re.search(r'^block return in quick on ! lo0 proto \{ tcp udp \} from ! <saf_ray_peers> to any '
-                     r'port \{ 6380:6386 8265 10001:19999 \} label "saf-ray-[0-9a-f]{12}"$', rules, re.M)
+                     r'port \{ 6380:6386 8265 10001:19999 44217 44227 \} label "saf-ray-[0-9a-f]{12}"$', rules, re.M)
     assert [line for line in rules.splitlines() if not line.startswith("#") and line.strip()][-1].startswith("block")
     load = alpha.op("Load Ray's firewall rules (pf anchor")
     assert load.sudo and load.commands == ["pfctl -a com.apple/org.saf.ray -f /etc/saf/firewall.pf", "pfctl -E"]
@@ -131,8 +131,10 @@ def test_pf_disabled_after_all_is_enabled_again_without_reloading(plan):
 
 def test_firewall_off_on_a_mac_that_had_it_removes_anchor_job_and_files(plan):
     fresh = plan({"alpha": fresh_mac(), "beta": beta_mac()}, cluster=MACS)["alpha"]
-    alpha = plan({"alpha": mac_with_firewall(fresh), "beta": beta_mac()}, cluster=without(MACS, firewall=False))["alpha"]
-    assert alpha.op("Remove Ray's firewall rules (pf anchor").commands == ["pfctl -a com.apple/org.saf.ray -F all"]
+    alpha = plan({"alpha": mac_with_firewall(fresh), "beta": beta_mac()},
+                 cluster=without(MACS, firewall=False))["alpha"]
+    assert alpha.op("Remove Ray's firewall rules (pf anchor").commands == [  # anchor-scoped: never -F all
+        "pfctl -a com.apple/org.saf.ray -F rules", "pfctl -a com.apple/org.saf.ray -F Tables"]
     assert alpha.op("Unload the firewall job").commands == ["launchctl bootout system/org.saf.firewall"]
     assert alpha.op("Remove the firewall job definition").commands == [f"rm -f {PLIST}"]
     assert alpha.op("Remove the firewall rules file").commands == [f"rm -f {PF_FILE}"]
@@ -194,7 +196,7 @@ def debian(ip: str, **overrides):
 
 def debian_with_firewall(fresh_plan, ip: str = "10.0.0.1", **overrides):
     nft = fresh_plan.op("firewall.nft").uploads[NFT_FILE]
-    unit = fresh_plan.op("saf-firewall.service").uploads[UNIT_FILE]
+    unit = fresh_plan.op("Load them at boot (saf-firewall.service)").uploads[UNIT_FILE]
     return debian(ip, **{
         "files.Directory:/etc/saf": {"mode": 755, "user": "root", "group": "root"},
         f"files.File:{NFT_FILE}": {"mode": 644, "user": "root", "group": "root"},
@@ -202,7 +204,7 @@ def debian_with_firewall(fresh_plan, ip: str = "10.0.0.1", **overrides):
         f"files.File:{UNIT_FILE}": {"mode": 644, "user": "root", "group": "root"},
         f"files.Sha1File:{UNIT_FILE}": sha1(unit),
         "firewall.NftRules": {"digest": label_of(nft).removeprefix("saf-ray-")},
-        "systemd.SystemdStatus:*": {"saf-firewall.service": True},
+        "systemd.SystemdStatus:*": {"saf-firewall.service": True},  # after a boot
         "systemd.SystemdEnabled:*": {"saf-firewall.service": True},
         **overrides,
     })
@@ -212,15 +214,17 @@ def test_debian_gets_the_nft_table_and_a_boot_unit_that_loads_it(plan):
     alpha = plan({"alpha": debian("10.0.0.1"), "beta": debian("10.0.0.2")}, cluster=DEBIANS)["alpha"]
     rules = alpha.op("firewall.nft").uploads[NFT_FILE].decode()
     assert rules.index("table inet saf {}") < rules.index("delete table inet saf") < rules.index("table inet saf {\n")
-    assert "elements = { 6380-6386, 8265, 10001-19999 }" in rules
+    assert "elements = { 6380-6386, 8265, 10001-19999, 44217, 44227 }" in rules
+    assert rules.index("ct state established,related accept") < rules.index("ip saddr @peers4 accept")
     assert "elements = { 10.0.0.1, 10.0.0.2 }" in rules
     assert "type filter hook input priority 0; policy accept;" in rules
-    unit = alpha.op("saf-firewall.service").uploads[UNIT_FILE].decode()
+    unit = alpha.op("Load them at boot (saf-firewall.service)").uploads[UNIT_FILE].decode()
     assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
     assert "ExecStart=/usr/sbin/nft -f /etc/saf/firewall.nft" in unit and "WantedBy=multi-user.target" in unit
-    load = alpha.op("firewall rules loaded (table inet saf)")
-    assert load.sudo and load.commands == ["systemctl daemon-reload", "systemctl start saf-firewall.service",
-                                           "systemctl enable saf-firewall.service"]
+    load = alpha.op("Load Ray's firewall rules (table inet saf)")
+    assert load.sudo and load.commands == ["/usr/sbin/nft -f /etc/saf/firewall.nft"]
+    boot = alpha.op("Enable saf-firewall.service")
+    assert boot.sudo and boot.commands == ["systemctl daemon-reload", "systemctl enable saf-firewall.service"]
     assert load.position < alpha.op("Ray head (systemd)").position
 
 
@@ -237,12 +241,12 @@ def test_converged_debian_gets_no_firewall_command(plan):
     assert firewall_ops(alpha) and changing_firewall_ops(alpha) == []
 
 
-def test_debian_whose_table_was_deleted_gets_it_back_by_a_restart(plan):
+def test_debian_whose_table_was_deleted_gets_it_loaded_again(plan):
     fresh = plan({"alpha": debian("10.0.0.1"), "beta": debian("10.0.0.2")}, cluster=DEBIANS)["alpha"]
     facts = debian_with_firewall(fresh, **{"firewall.NftRules": None})
     alpha = plan({"alpha": facts, "beta": debian("10.0.0.2")}, cluster=DEBIANS)["alpha"]
-    assert changing_firewall_ops(alpha) == ["tasks/firewall.py | Ray's firewall rules loaded (table inet saf)"]
-    assert alpha.op("firewall rules loaded").commands == ["systemctl restart saf-firewall.service"]
+    assert changing_firewall_ops(alpha) == ["tasks/firewall.py | Load Ray's firewall rules (table inet saf)"]
+    assert alpha.op("Load Ray's firewall rules").commands == ["/usr/sbin/nft -f /etc/saf/firewall.nft"]
 
 
 def test_firewall_off_on_a_debian_host_that_had_it_removes_table_unit_and_file(plan):
@@ -272,8 +276,8 @@ def test_default_off_on_fresh_hosts_gives_no_firewall_command(plan):
 def test_without_sudo_the_firewall_is_skipped_with_a_warning(plan, caplog):
     linger = {"server.Command:loginctl show-user saf -p Linger --value 2>/dev/null || true": "yes"}
     with caplog.at_level(logging.WARNING):
-        alpha = plan({"alpha": debian("10.0.0.1", **linger)},
-                     cluster={"nodes": DEBIANS["nodes"][:1], "settings": {"firewall": True, "use_sudo": False}})["alpha"]
+        no_sudo = {"nodes": DEBIANS["nodes"][:1], "settings": {"firewall": True, "use_sudo": False}}
+        alpha = plan({"alpha": debian("10.0.0.1", **linger)}, cluster=no_sudo)["alpha"]
     assert firewall_ops(alpha) == []
     assert "[alpha] firewall not managed: it needs sudo (use_sudo: false)" in caplog.text
 
@@ -282,3 +286,11 @@ def test_a_limited_run_warns_that_the_other_nodes_keep_their_rules(plan, caplog)
     with caplog.at_level(logging.WARNING):
         plan({"beta": debian("10.0.0.2")}, cluster=DEBIANS, limit=["beta"])
     assert "firewall: alpha keep their old rules in this limited run" in caplog.text
+
+
+def test_a_mac_whose_pf_ignores_apples_anchors_is_warned(plan, caplog):
+    edited = Raw("Status: Enabled for 0 days 00:01:02     Debug: Urgent\n-- main\n-- anchor\n")
+    with caplog.at_level(logging.WARNING):
+        plan({"alpha": fresh_mac(**{"firewall.PfRules": edited}), "beta": beta_mac()}, cluster=MACS)
+    assert "[alpha] pf's main ruleset has no `anchor \"com.apple/*\"`" in caplog.text
+    assert "[beta] pf's main ruleset" not in caplog.text

@@ -43,15 +43,18 @@ def test_table_and_files(tmp_path):
         {"name": "alpha", "role": "head", "hostname": "alpha", "python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1",
          "device": "gpu", "gflops_f32": 5210.4, "gflops_f16": 9800.1, "mtu_path_ok": True, "gbit_s": None,
          "ok": True, "problems": []},
+        {"name": "beta", "role": "worker", "gbit_s": 9.41, "link_gbit_s": 10.0, "ok": True, "problems": []},
         {"name": "gamma", "role": "worker", "ok": False, "problems": ["gamma (10.0.0.3) is not alive in the Ray cluster"]},
     ]}
     text = report.table(result)
+    assert " 9.41 (10) " in text  # measured, beside the link speed
     assert text.splitlines()[0].split() == ["node", "role", "hostname", "python", "ray", "mlx", "device", "GFLOPS",
-                                            "f32", "GFLOPS", "f16", "MTU", "path", "Gbit/s", "verdict"]
+                                            "f32", "GFLOPS", "f16", "MTU", "path", "Gbit/s", "(link)",
+                                            "verdict"]
     assert "5210.4" in text and "FAIL" in text and "- gamma (10.0.0.3) is not alive" in text
     assert text.endswith("cluster verification FAILED (1 problems)")
     path = report.write(result, tmp_path)
-    assert json.loads(path.read_text())["nodes"][1]["name"] == "gamma"
+    assert json.loads(path.read_text())["nodes"][2]["name"] == "gamma"
     assert (tmp_path / "latest.json").read_text() == path.read_text()
 
 
@@ -83,3 +86,27 @@ def test_expectation_covers_the_whole_cluster():
     expected = expectation(Data)
     assert [n["name"] for n in expected["nodes"]] == ["alpha", "beta", "gamma"]
     assert expected["mtu"] == 9000 and expected["pins"]["python"] == "3.9.23"
+
+
+IFCONFIG = """lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 16384
+\tinet 127.0.0.1 netmask 0xff000000
+en0: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu 9000
+\tether 3c:a6:f6:12:34:56
+\tinet 192.168.1.172 netmask 0xffffff00 broadcast 192.168.1.255
+\tmedia: autoselect (10Gbase-T <full-duplex>)
+\tstatus: active
+en2: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu 1500
+\tinet 192.168.2.5 netmask 0xffffff00 broadcast 192.168.2.255
+\tmedia: autoselect (1000baseT <full-duplex>)
+utun4: flags=8051<UP,POINTOPOINT,RUNNING,MULTICAST> mtu 1280
+\tinet 100.106.170.128 --> 100.106.170.128 netmask 0xffffffff
+"""
+
+
+def test_link_speed_is_read_from_the_interface_carrying_the_ip():
+    assert job.speed_from_ifconfig(IFCONFIG, "192.168.1.172") == 10.0
+    assert job.speed_from_ifconfig(IFCONFIG, "192.168.2.5") == 1.0
+    assert job.speed_from_ifconfig(IFCONFIG, "100.106.170.128") is None  # a tunnel has no media line
+    assert job.speed_from_ifconfig(IFCONFIG, "192.168.1.17") is None  # a prefix of another address
+    ip_json = '[{"ifname":"lo","addr_info":[{"local":"127.0.0.1"}]},{"ifname":"eth0","addr_info":[{"local":"10.77.0.12"}]}]'
+    assert job.interface_of(ip_json, "10.77.0.12") == "eth0" and job.interface_of(ip_json, "10.77.0.1") is None

@@ -1,0 +1,154 @@
+"""The firewall's rule set: Ray's ports, the peers, the rendered nftables ruleset checked by nft itself,
+the port settings' validation, and the facts that read the loaded rules back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api.util import get_template
+
+from saf.facts.firewall import AppFirewall, NftRules, PfRules
+from saf.firewall import NFT_TEMPLATE, PF_TEMPLATE, PortRange, firewall_rules, merge_ports, ray_ports
+from saf.spec import PORT_SETTINGS, ClusterFileError, load_cluster, load_defaults
+from tests.conftest import PROJECT_DIR
+
+DEFAULTS = load_defaults(PROJECT_DIR)
+LAB_NODES = [{"name": "alpha", "role": "head", "ip": "10.77.0.11"},
+             {"name": "beta", "role": "worker", "ip": "10.77.0.12"},
+             {"name": "gamma", "role": "worker", "ip": "10.77.0.13"}]
+
+
+def settings(**overrides) -> SimpleNamespace:
+    return SimpleNamespace(**{**DEFAULTS, "cluster_nodes": LAB_NODES, **overrides})
+
+
+def render(template: str, data: SimpleNamespace) -> str:
+    rules = firewall_rules(data, PROJECT_DIR / template)
+    return get_template(str(PROJECT_DIR / template)).render(rules=rules, anchor="com.apple/org.saf.ray")
+
+
+def test_ports_are_merged_into_sorted_ranges():
+    assert merge_ports([(8265, 8265), (6381, 6381), (6380, 6380), (10002, 19999), (10001, 10001), (6383, 6383)]) == (
+        PortRange(6380, 6381), PortRange(6383, 6383), PortRange(8265, 8265), PortRange(10001, 19999))
+
+
+def test_the_default_rules_cover_every_ray_port_setting_and_nothing_else_nearby():
+    ports = ray_ports(settings())
+    assert [p.nft for p in ports] == ["6380-6386", "8265", "10001-19999", "44217", "44227"]  # + the head's metrics
+    rules = firewall_rules(settings(), PROJECT_DIR / NFT_TEMPLATE)
+    assert all(rules.covers(DEFAULTS[key]) for key in PORT_SETTINGS)
+    assert not any(rules.covers(port) for port in (22, 6379, 6387, 8264, 8266, 10000, 20000, 32768))
+
+
+def test_the_digest_follows_ports_peers_and_template():
+    base = firewall_rules(settings(), PROJECT_DIR / NFT_TEMPLATE)
+    assert firewall_rules(settings(), PROJECT_DIR / NFT_TEMPLATE) == base
+    assert firewall_rules(settings(cluster_nodes=LAB_NODES[:2]), PROJECT_DIR / NFT_TEMPLATE).digest != base.digest
+    assert firewall_rules(settings(metrics_export_port=7000), PROJECT_DIR / NFT_TEMPLATE).digest != base.digest
+    assert firewall_rules(settings(), PROJECT_DIR / PF_TEMPLATE).digest != base.digest
+
+
+def test_peers_are_split_by_family_and_land_in_both_rule_sets():
+    nodes = [*LAB_NODES[:1], {"name": "v6", "role": "worker", "ip": "fd00::12"}]
+    rules = firewall_rules(settings(cluster_nodes=nodes), PROJECT_DIR / NFT_TEMPLATE)
+    assert (rules.peers4, rules.peers6) == (("10.77.0.11",), ("fd00::12",))
+    assert "table <saf_ray_peers> const { 10.77.0.11 fd00::12 }" in render(PF_TEMPLATE, settings(cluster_nodes=nodes))
+
+
+def nft_check(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "firewall.nft"
+    path.write_text(text)
+    return subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+
+
+needs_nft = pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0,
+                               reason="`nft -c` needs the nftables package and root")
+
+
+@needs_nft
+@pytest.mark.parametrize("nodes", [LAB_NODES, [*LAB_NODES, {"name": "v6", "role": "worker", "ip": "fd00::12"}]],
+                         ids=["ipv4", "ipv4+ipv6"])
+def test_the_rendered_nft_ruleset_passes_nft_check_mode(tmp_path, nodes):
+    checked = nft_check(render(NFT_TEMPLATE, settings(cluster_nodes=nodes)), tmp_path)
+    assert checked.returncode == 0, checked.stderr
+
+
+@needs_nft
+def test_nft_check_mode_does_reject_a_broken_ruleset(tmp_path):
+    broken = render(NFT_TEMPLATE, settings()).replace("iifname", "iifnam")
+    assert nft_check(broken, tmp_path).returncode != 0
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+NODE = {"name": "alpha", "role": "head", "address": "10.0.0.1"}
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"object_manager_port": 6381}, "object_manager_port and node_manager_port are both 6381"),
+    ({"metrics_export_port": 80}, "80 is not a usable port"),
+    ({"node_manager_port": 15000}, "node_manager_port (15000) falls in the worker port range 10002-19999"),
+    ({"min_worker_port": 20000}, "min_worker_port (20000) must be below max_worker_port (19999)"),
+    ({"firewall": "yes"}, "settings.firewall: is 'yes'; it must be true or false"),
+])
+def test_port_and_firewall_settings_are_validated(write_cluster, overrides, expected):
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, write_cluster({"nodes": [NODE], "settings": overrides}))
+    assert expected in str(caught.value)
+
+
+def test_the_firewall_is_off_by_default(write_cluster):
+    assert load_cluster(PROJECT_DIR, write_cluster({"nodes": [NODE]})).settings.firewall is False
+
+
+# --- facts ----------------------------------------------------------------------------------
+
+
+NFT_LISTED = """table inet saf {
+\tset ray_ports {
+\t\ttype inet_service
+\t\tflags interval
+\t\telements = { 6380-6386, 8265, 10001-19999 }
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tmeta l4proto { tcp, udp } th dport @ray_ports jump ray comment "saf-ray-0123456789ab"
+\t}
+}
+"""
+
+
+def test_nft_fact_reads_the_digest_or_absence():
+    assert NftRules().process(NFT_LISTED.splitlines()) == {"digest": "0123456789ab"}
+    without_comment = NFT_LISTED.replace(' comment "saf-ray-0123456789ab"', "")
+    assert NftRules().process(without_comment.splitlines()) == {"digest": None}
+    assert NftRules().process([]) is None
+
+
+def test_pf_fact_reads_status_and_the_anchors_label():
+    output = ["Status: Enabled for 0 days 00:12:01           Debug: Urgent", "-- main",
+              'scrub-anchor "com.apple/*" all fragment reassemble', 'anchor "com.apple/*" all', "-- anchor",
+              "block return in quick on ! lo0 proto tcp from ! <saf_ray_peers> to any port 6380:6386 "
+              'label "saf-ray-ab12"']
+    assert PfRules().process(output) == {"enabled": True, "anchor_point": True, "loaded": True, "digest": "ab12"}
+    edited = ["Status: Disabled              Debug: Urgent", "-- main", 'scrub-anchor "com.apple/*" all', "-- anchor"]
+    assert PfRules().process(edited) == {"enabled": False, "anchor_point": False, "loaded": False, "digest": None}
+
+
+def test_app_firewall_fact_reads_state_and_apps_tolerantly():
+    output = ["Firewall is enabled. (State = 1)", "ALF: total number of apps = 2", "",
+              "1 :  /Applications/Safari.app", " \t ( Allow incoming connections )", "",
+              "2 :\t/opt/ray/bin/python3.9", "\t\t(Block incoming connections)"]
+    assert AppFirewall().process(output) == {
+        "state": 1, "apps": {"/Applications/Safari.app": True, "/opt/ray/bin/python3.9": False}}
+    assert AppFirewall().process(["Firewall is disabled. (State = 0)"])["state"] == 0
+    blocking_all = "Firewall is blocking all non-essential incoming connections. (State = 2)"
+    assert AppFirewall().process([blocking_all])["state"] == 2
+    assert AppFirewall().process(["Firewall is enabled."])["state"] == 1  # no state number: the words decide
