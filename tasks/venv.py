@@ -22,14 +22,14 @@ if venv_work(spec) in ("build", "repair"):
     kernel = host.get_fact(Kernel)
     os_version = host.get_fact(MacosVersion) if kernel == "Darwin" else host.get_fact(GlibcVersion)
     arch = host.get_fact(Arch)
-    platform = dict(platforms=wheel_platforms(kernel, arch, os_version), python_version=spec.python_version,
-                    key=platform_key(kernel, arch, os_version, spec.python_version), node=host.name)
+    node_platform = dict(platforms=wheel_platforms(kernel, arch, os_version), python_version=spec.python_version,
+                         key=platform_key(kernel, arch, os_version, spec.python_version), node=host.name)
     if host.data.wheelhouse:
         wheels = [str(path) for path in ensure_wheels(
             on_control(host.data.wheelhouse, state.cwd), venv_name=spec.name, requirements=spec.requirements,
-            **platform)]
+            **node_platform)]
     else:
-        check_pins_available(spec.requirements, **platform)
+        check_pins_available(spec.requirements, **node_platform)
 
 venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
                    wheel_dir=f"{home}/.saf/wheels/{spec.name}")
