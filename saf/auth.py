@@ -14,10 +14,16 @@ import secrets
 from pathlib import Path
 
 from packaging.version import Version
+from pyinfra.api.exceptions import PyinfraError
 
 RAY_AUTH_SINCE = Version("2.52.0")  # the first Ray with token authentication
 NODE_TOKEN_FILE = ".saf/ray/auth-token"  # on each node, under the SSH user's home
 TOKEN_BYTES = 32  # as `ray get-auth-token --generate`: 64 hex characters
+
+
+class TokenFileError(PyinfraError):
+    """The control-side token file cannot be used; raised while the deploy is prepared, so the run
+    stops before any host changes and pyinfra shows the message without a traceback."""
 
 
 def ray_has_auth(ray_version: str) -> bool:
@@ -62,7 +68,8 @@ def ensure_control_token(path: Path) -> Path:
         except FileExistsError:  # another host of the same run made it first
             pass
     if not path.read_text().strip():
-        raise ValueError(f"the Ray auth token file {path} is empty: delete it to have a new one generated")
+        raise TokenFileError(f"the Ray auth token file {path} is empty: delete it to have a new one generated "
+                             "(then re-run; every node gets the new one), or put the cluster's token in it")
     return path
 
 

@@ -19,12 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from saf.spec import PORT_SETTINGS
+from saf.spec import PORT_SETTINGS, RAY_FIXED_PORTS
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
-# Ray's head also serves Prometheus metrics on fixed ports no `ray start` option sets (Ray's
-# AUTOSCALER_METRIC_PORT and DASHBOARD_METRIC_PORT environment variables, left at their defaults)
-RAY_FIXED_PORTS = (44217, 44227)
 
 NFT_TABLE = "inet saf"
 NFT_FILE = "/etc/saf/firewall.nft"

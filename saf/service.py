@@ -12,11 +12,13 @@ from pyinfra.api.host import Host
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
 from saf.paths import on_node
+from saf.spec import PORT_SETTINGS
 
 LABEL_PREFIX = "org.saf.ray"  # launchd labels: org.saf.ray-head, org.saf.ray-worker
-# the ports every node listens on, each pinned by the `ray start` option of the same name
-NODE_PORT_SETTINGS = ("node_manager_port", "object_manager_port", "runtime_env_agent_port", "dashboard_agent_grpc_port",
-                      "dashboard_agent_listen_port", "metrics_export_port", "min_worker_port", "max_worker_port")
+# the ports every node listens on, each pinned by the `ray start` option of the same name (the head's
+# own three are given in its role arguments)
+NODE_PORT_SETTINGS = tuple(key for key in PORT_SETTINGS
+                           if key not in ("ray_port", "dashboard_port", "ray_client_server_port"))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ PORT_SETTINGS = (
     "dashboard_agent_grpc_port", "dashboard_agent_listen_port", "metrics_export_port", "ray_client_server_port",
     "min_worker_port", "max_worker_port",
 )
+# ports Ray's head always listens on, set by no `ray start` option (its autoscaler and dashboard metrics)
+RAY_FIXED_PORTS = (44217, 44227)
 
 
 class ClusterFileError(Exception):
@@ -223,7 +225,7 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:
-        seen: dict[int, str] = {}
+        seen: dict[int, str] = {port: "Ray's own fixed metrics port" for port in RAY_FIXED_PORTS}
         for key in PORT_SETTINGS:
             port = getattr(self, key)
             if port in seen:

@@ -18,12 +18,9 @@ from saf.pins import requirements, venv_name
 from saf.service import ray_service
 from saf.plan import Raw
 from saf.platform import MAC_BUILD_DEPS
-from saf.spec import PORT_SETTINGS, load_defaults
+from saf.spec import load_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# the defaults of every Ray port setting besides ray_port and dashboard_port (group_data/all.py)
-PINNED_PORTS = {key: value for key, value in load_defaults(PROJECT_DIR).items()
-                if key in PORT_SETTINGS and key not in ("ray_port", "dashboard_port")}
 
 DF_MAC = """Filesystem     1024-blocks      Used  Available Capacity  Mounted on
 /dev/disk3s5    1942700360 402534448 1498231504    22%    /System/Volumes/Data
@@ -145,11 +142,10 @@ def installed(reqs: tuple[str, ...]) -> dict[str, str]:
 
 
 def rendered_plist(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell",
-                   user: str = "arthurdell", ray_version: str = "2.49.1", ray_auth: str = "auto") -> bytes:
-    """The plist SAF renders for a node with default settings, rendered by SAF's own code."""
-    data = SimpleNamespace(role=role, cluster_ip=ip, head_ip=head_ip, ray_port=6380, dashboard_port=8265,
-                           dashboard_bind="loopback", ray_version=ray_version, ray_auth=ray_auth,
-                           **PINNED_PORTS)
+                   user: str = "arthurdell", **overrides: Any) -> bytes:
+    """The plist SAF renders for a node with default settings (or ``overrides`` of them), by SAF's own code."""
+    settings = {**load_defaults(PROJECT_DIR), **overrides}
+    data = SimpleNamespace(**settings, role=role, cluster_ip=ip, head_ip=head_ip)
     service = ray_service(SimpleNamespace(data=data), user, home, f"{home}/saf/venv/current")
     template = get_template(str(PROJECT_DIR / "templates/ray.plist.j2"))
     return template.render(service=service, daemon=True, logs=f"{home}/Library/Logs/saf").encode()

@@ -7,6 +7,7 @@ the node changes, which is why a converged deploy still reports zero changes.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase, StringCommand
@@ -24,8 +25,8 @@ class ClusterVerification(FactBase[dict]):
         return {"ok": False, "nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
 
     def command(self, python: str, address: str, expect: str, timeout: int, environment: str = "") -> StringCommand:
-        # environment: ``KEY=value`` words for the driver, e.g. RAY_AUTH_TOKEN_PATH (a path, not the token)
-        env = ["env", *(QuoteString(word) for word in environment.split())] if environment else []
+        # environment: ``KEY=value`` shell words for the driver, e.g. RAY_AUTH_TOKEN_PATH (a path, not the token)
+        env = ["env", *(QuoteString(word) for word in shlex.split(environment))] if environment else []
         return StringCommand(*env, QuoteString(python), "-c", QuoteString(JOB), "--address", QuoteString(address),
                              "--expect", QuoteString(expect), "--timeout", str(timeout), "2>&1 || true")
 

@@ -8,6 +8,7 @@ printed and the JSON written on the control machine either way.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from pyinfra import host, logger, state
@@ -36,7 +37,7 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
         return  # a check, not a change: it runs when the deploy executes, after every other task
     result = host.get_fact(ClusterVerification, python=python, address=address,
                            expect=json.dumps(expect, sort_keys=True), timeout=timeout,
-                           environment=" ".join(f"{key}={value}" for key, value in environment),
+                           environment=shlex.join(f"{key}={value}" for key, value in environment),
                            _timeout=timeout * 4 + 120)
     path = reports.write(result, Path(reports_dir))
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 import saf.wheelhouse
-from saf.auth import auth_environment, auth_mode, ensure_control_token, rotate_control_token
+from saf.facts.verify import ClusterVerification
+from saf.auth import TokenFileError, auth_environment, auth_mode, ensure_control_token, rotate_control_token
 from saf.spec import ClusterFileError, load_cluster
 from saf.wheelhouse import WheelhouseError, platform_key, wheel_platforms
 from tests.conftest import PROJECT_DIR
@@ -48,7 +51,7 @@ def test_rotation_replaces_the_token_and_keeps_it_private(tmp_path):
 def test_an_empty_token_file_is_refused_with_the_fix(tmp_path):
     path = tmp_path / "ray-auth-token"
     path.write_text("")
-    with pytest.raises(ValueError, match="delete it to have a new one generated"):
+    with pytest.raises(TokenFileError, match="delete it to have a new one generated"):
         ensure_control_token(path)
 
 
@@ -79,3 +82,18 @@ def test_without_a_wheelhouse_the_index_is_asked_and_an_impossible_pin_stops_the
     message = str(caught.value)
     assert message.startswith("mlx==0.32.4 has no wheel for Python 3.9.23 on macosx_15_0_arm64 (node beta).")
     assert "Nearest versions that do: " in message and "0.29.3" in message
+
+
+def test_a_setting_on_one_of_rays_fixed_ports_is_refused(write_cluster):
+    path = write_cluster({"nodes": ONE_NODE, "settings": {"metrics_export_port": 44217}})
+    with pytest.raises(ClusterFileError, match="metrics_export_port and Ray's own fixed metrics port are both 44217"):
+        load_cluster(PROJECT_DIR, path)
+
+
+def test_the_verification_driver_gets_its_environment_as_quoted_words():
+    command = ClusterVerification().command(
+        "/Users/a b/saf/venv/current/bin/python", "10.0.0.1:6380", "{}", 120,
+        environment=shlex.join(["RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/Users/a b/.saf/ray/auth-token"]))
+    words = shlex.split(command.get_raw_value())
+    assert words[:3] == ["env", "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/Users/a b/.saf/ray/auth-token"]
+    assert words[3] == "/Users/a b/saf/venv/current/bin/python"
