@@ -1,6 +1,6 @@
 """The host firewall for Ray: which ports, which peers, and the names of what SAF puts on a node.
 
-Every node of a cluster gets the same rule set: all of Ray's pinned ports (``PORT_SETTINGS``),
+Every node of a cluster gets the same rule set: every port Ray listens on (``saf.ports``),
 admitted from the cluster's nodes (their cluster ips) and loopback only; everyone else is refused
 on those ports, and nothing else is touched. Linux loads it as the nftables table ``inet saf``,
 macOS as the pf anchor ``com.apple/org.saf.ray`` (the stock /etc/pf.conf evaluates
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from saf.spec import PORT_SETTINGS, RAY_FIXED_PORTS
+from saf.ports import single_ports, worker_range
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
 
@@ -87,9 +87,7 @@ def merge_ports(ranges: Iterable[tuple[int, int]]) -> tuple[PortRange, ...]:
 
 def ray_ports(data: object) -> tuple[PortRange, ...]:
     """Every port Ray listens on: the port settings, the worker range and Ray's fixed metrics ports."""
-    singles = [*(getattr(data, key) for key in PORT_SETTINGS if key not in ("min_worker_port", "max_worker_port")),
-               *RAY_FIXED_PORTS]
-    return merge_ports([*((port, port) for port in singles), (data.min_worker_port, data.max_worker_port)])
+    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data)])
 
 
 def cluster_peers(cluster_nodes: Iterable[dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -12,13 +12,9 @@ from pyinfra.api.host import Host
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
 from saf.paths import on_node
-from saf.spec import PORT_SETTINGS
+from saf.ports import NODE_PORTS, port
 
 LABEL_PREFIX = "org.saf.ray"  # launchd labels: org.saf.ray-head, org.saf.ray-worker
-# the ports every node listens on, each pinned by the `ray start` option of the same name (the head's
-# own three are given in its role arguments)
-NODE_PORT_SETTINGS = tuple(key for key in PORT_SETTINGS
-                           if key not in ("ray_port", "dashboard_port", "ray_client_server_port"))
 
 
 @dataclass(frozen=True)
@@ -51,16 +47,16 @@ def dashboard_host(host: Host) -> str:
 
 def pinned_port_arguments(data: object) -> tuple[str, ...]:
     """``--node-manager-port=6381 ...``: every port a node listens on, so a firewall can name them."""
-    return tuple(f"--{key.replace('_', '-')}={getattr(data, key)}" for key in NODE_PORT_SETTINGS)
+    return tuple(entry.argument(getattr(data, entry.setting)) for entry in NODE_PORTS)
 
 
 def ray_arguments(host: Host) -> tuple[str, ...]:
     """``ray start`` arguments for the node's role, ending in --block (the supervisor keeps it)."""
     data = host.data
     if data.role == "head":
-        role_args = ("--head", f"--port={data.ray_port}", f"--dashboard-host={dashboard_host(host)}",
-                     f"--dashboard-port={data.dashboard_port}",
-                     f"--ray-client-server-port={data.ray_client_server_port}")
+        role_args = ("--head", port("ray_port").argument(data.ray_port), f"--dashboard-host={dashboard_host(host)}",
+                     port("dashboard_port").argument(data.dashboard_port),
+                     port("ray_client_server_port").argument(data.ray_client_server_port))
     else:
         role_args = (f"--address={data.head_ip}:{data.ray_port}",)
     return ("start", *role_args, f"--node-ip-address={data.cluster_ip}", *pinned_port_arguments(data),

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from saf.auth import RAY_AUTH_SINCE, ray_has_auth
+from saf.ports import PORT_SETTINGS, RAY_FIXED_PORTS, SINGLE_PORT_SETTINGS
 
 CLUSTER_ENV = "SAF_CLUSTER"
 DEFAULT_CLUSTER_FILE = "cluster.yaml"
@@ -40,14 +41,6 @@ EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==\d+(\.\d+)*$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
-# every port Ray listens on (settings named like their `ray start` options): distinct, 1024-65535
-PORT_SETTINGS = (
-    "ray_port", "dashboard_port", "node_manager_port", "object_manager_port", "runtime_env_agent_port",
-    "dashboard_agent_grpc_port", "dashboard_agent_listen_port", "metrics_export_port", "ray_client_server_port",
-    "min_worker_port", "max_worker_port",
-)
-# ports Ray's head always listens on, set by no `ray start` option (its autoscaler and dashboard metrics)
-RAY_FIXED_PORTS = (44217, 44227)
 
 
 class ClusterFileError(Exception):
@@ -239,8 +232,7 @@ class Settings(_Strict):
         if low >= high:
             raise ValueError(f"min_worker_port ({low}) must be below max_worker_port ({high}); "
                              "Ray's own range is 10002-19999")
-        inside = [key for key in PORT_SETTINGS if key not in ("min_worker_port", "max_worker_port")
-                  and low <= getattr(self, key) <= high]
+        inside = [key for key in SINGLE_PORT_SETTINGS if low <= getattr(self, key) <= high]
         if inside:
             raise ValueError(f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
                              f"worker port range {low}-{high}; move it out, or narrow the range")

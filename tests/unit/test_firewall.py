@@ -14,7 +14,8 @@ from pyinfra.api.util import get_template
 
 from saf.facts.firewall import AppFirewall, NftRules, PfRules
 from saf.firewall import NFT_TEMPLATE, PF_TEMPLATE, PortRange, firewall_rules, merge_ports, ray_ports
-from saf.spec import PORT_SETTINGS, ClusterFileError, load_cluster, load_defaults
+from saf.ports import PORT_SETTINGS
+from saf.spec import ClusterFileError, load_cluster, load_defaults
 from tests.conftest import PROJECT_DIR
 
 DEFAULTS = load_defaults(PROJECT_DIR)
