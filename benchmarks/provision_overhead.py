@@ -25,7 +25,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from saf.paths import on_control  # noqa: E402
-from saf.pins import requirements, venv_name  # noqa: E402
+from saf.venv_spec import requirements, venv_name  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
 from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms  # noqa: E402
 

@@ -49,7 +49,7 @@ manage_mtu = True  # set the MTU; False leaves interfaces alone
 # --- Firewall -------------------------------------------------------------------------------------
 firewall = False  # host rules (nftables / pf) admitting Ray's ports only from the cluster's nodes and loopback
 
-# --- macOS node hygiene ---------------------------------------------------------------------------
+# --- macOS power settings ---------------------------------------------------------------------------
 macos_power_settings = True  # pmset: never sleep (sleep 0, disksleep 0), autorestart 1, womp 1
 
 # --- Verification ---------------------------------------------------------------------------------

@@ -1,8 +1,23 @@
-"""The ``saf`` command: what pyinfra's own CLI does not cover (the lab, verify, tunnels...)."""
+"""The ``saf`` command: what pyinfra's own CLI does not cover.
+
+``saf verify``, ``saf rollback``, ``saf teardown`` and ``saf rotate-token`` run the deploy's parts a
+user runs alone (task files of their own, through pyinfra); ``saf dashboard`` is a private way to
+the dashboard; ``saf lab`` (saf/lab/cli.py) is the local lab.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import click
+
+from saf.auth import auth_mode, rotate_control_token
+from saf.lab.cli import lab
+from saf.paths import on_control
+from saf.spec import ClusterFileError, load_cluster
 
 
 @click.group()
@@ -10,12 +25,80 @@ def main() -> None:
     """Studio Air Fabric: provision and verify a Ray + MLX cluster."""
 
 
-def _register_subcommands() -> None:
-    from saf.commands import dashboard, rollback, rotate_token, teardown, verify
-    from saf.lab.cli import lab
+def _project_dir() -> Path:
+    here = Path.cwd()
+    if not (here / "inventory.py").exists():
+        raise click.ClickException(f"run saf from the project directory (the one with inventory.py), not {here}")
+    return here
 
-    for command in (lab, verify, dashboard, rollback, teardown, rotate_token):
-        main.add_command(command)
+
+@click.command()
+def verify() -> None:
+    """Verify the cluster now (the deploy's last step, alone): table, .saf/reports/latest.json, exit status."""
+    _run_deploy_file("tasks/verify.py")
 
 
-_register_subcommands()
+def _run_deploy_file(deploy_file: str, *extra: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", deploy_file, "-y", *extra],
+                            cwd=_project_dir(), stdin=subprocess.DEVNULL)
+    sys.exit(result.returncode)
+
+
+@click.command()
+def rollback() -> None:
+    """Make every node's previous venv current again and restart Ray, head first."""
+    _run_deploy_file("tasks/rollback.py")
+
+
+@click.command()
+@click.option("--venvs", is_flag=True, help="Also remove the venvs.")
+def teardown(venvs: bool) -> None:
+    """Stop Ray and remove its launchd jobs / systemd units on every node (venvs stay unless --venvs)."""
+    _run_deploy_file("tasks/teardown.py", *(["--data", "teardown_venvs=true"] if venvs else []))
+
+
+def _load_cluster():
+    try:
+        return load_cluster(_project_dir())
+    except ClusterFileError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command(name="rotate-token")
+def rotate_token() -> None:
+    """Replace the Ray auth token: a new one on the control machine, then a deploy that pushes it
+    to every node and restarts Ray, head first, and verifies the cluster."""
+    settings = _load_cluster().settings
+    if auth_mode(settings.ray_auth, settings.ray_version) != "token":
+        raise click.ClickException(
+            f"this cluster runs without token authentication (ray_auth: {settings.ray_auth}, ray_version: "
+            f"{settings.ray_version}); there is no token to rotate")
+    path = rotate_control_token(on_control(settings.ray_auth_token_file, _project_dir()))
+    click.echo(f"saf: new Ray auth token in {path}; deploying it (head first)")
+    _run_deploy_file("deploy.py")
+
+
+@click.command()
+@click.option("--port", default=8265, show_default=True, help="Local port for the tunnel.")
+def dashboard(port: int) -> None:
+    """Open an SSH tunnel to the head's dashboard (bound to its loopback) and keep it open."""
+    cluster = _load_cluster()
+    head, settings = cluster.head, cluster.settings
+    bind = head.ip if settings.dashboard_bind == "cluster" else "127.0.0.1"
+    argv = ["ssh", "-N", "-L", f"127.0.0.1:{port}:{bind}:{settings.dashboard_port}"]
+    if head.ssh_key:
+        argv += ["-i", head.ssh_key]
+    if head.ssh_known_hosts_file:
+        argv += ["-o", f"UserKnownHostsFile={head.ssh_known_hosts_file}"]
+    if head.ssh_port:
+        argv += ["-p", str(head.ssh_port)]
+    argv.append(f"{head.ssh_user}@{head.address}" if head.ssh_user else head.address)
+    click.echo(f"dashboard of {head.name}: http://127.0.0.1:{port} (Ctrl-C closes the tunnel)")
+    if auth_mode(settings.ray_auth, settings.ray_version) == "token":
+        token_file = on_control(settings.ray_auth_token_file, _project_dir())
+        click.echo(f"it asks for the cluster's token: the content of {token_file}")
+    os.execvp(argv[0], argv)
+
+
+for _command in (lab, verify, dashboard, rollback, teardown, rotate_token):
+    main.add_command(_command)

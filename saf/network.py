@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra.api.host import Host
-from pyinfra.facts.server import Kernel
 
 from saf.facts.network import LinuxInterfaces, MacHardwarePorts, MacInterfaces
+from saf.node_os import is_macos
 
 _MAC_TUNNEL_PREFIXES = ("utun", "ipsec", "ppp", "gif", "stf", "lo", "awdl", "llw")
 _LINUX_TUNNEL_PREFIXES = ("tailscale", "wg", "tun", "tap", "zt", "lo")
@@ -55,6 +55,6 @@ def _linux_interface(host: Host, ip: str) -> ClusterInterface | None:
 def cluster_interface(host: Host) -> ClusterInterface | None:
     """The interface carrying ``host.data.cluster_ip``, or None if no interface has it."""
     ip = host.data.cluster_ip
-    if host.get_fact(Kernel) == "Darwin":
+    if is_macos(host):
         return _mac_interface(host, ip)
     return _linux_interface(host, ip)

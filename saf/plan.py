@@ -25,7 +25,12 @@ from typing import Any
 
 import pyinfra
 from pyinfra.api import Config, Inventory, State
-from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.command import (
+    FileDownloadCommand,
+    FileUploadCommand,
+    FunctionCommand,
+    StringCommand,
+)
 from pyinfra.api.facts import FactBase, ShortFactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage

@@ -10,6 +10,7 @@ from pyinfra.api.host import Host
 from pyinfra.facts.server import Arch, Kernel, MacosVersion
 
 from saf.facts.system import FreeDiskKiB, PasswordlessSudo, XcodeCommandLineTools
+from saf.node_os import is_macos_kernel
 
 SUPPORTED_LINUX_ARCHS = ("x86_64", "aarch64")
 
@@ -78,7 +79,7 @@ def _common_problems(host: Host) -> list[str]:
 def preflight_problems(host: Host) -> list[str]:
     """Everything that stops ``host`` from being provisioned; empty when it may go ahead."""
     kernel = host.get_fact(Kernel)
-    if kernel == "Darwin":
+    if is_macos_kernel(kernel):
         problems = _macos_problems(host)
     elif kernel == "Linux":
         problems = _linux_problems(host)

@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import dataclass
 
 from pyinfra.api.host import Host
-from pyinfra.facts.server import Kernel, Which
+from pyinfra.facts.server import Which
 
+from saf.node_os import is_macos
 from saf.paths import on_node
 
 
@@ -36,7 +37,7 @@ class VenvSpec:
 
 def mlx_extra(host: Host) -> str:
     """The mlx extra a node needs: none on macOS (Metal), cuda with an NVIDIA GPU, else cpu."""
-    if host.get_fact(Kernel) == "Darwin":
+    if is_macos(host):
         return ""
     return "cuda" if host.get_fact(Which, command="nvidia-smi") else "cpu"
 

@@ -19,6 +19,8 @@ import gevent.lock
 from packaging.version import Version
 from pyinfra.api.exceptions import PyinfraError
 
+from saf.node_os import is_macos_kernel
+
 COMPLETE = ".complete"
 _locks: defaultdict[str, gevent.lock.Semaphore] = defaultdict(gevent.lock.Semaphore)
 
@@ -33,7 +35,7 @@ class WheelhouseError(PyinfraError):
 
 def wheel_platforms(kernel: str, arch: str, os_version: str) -> list[str]:
     """Every platform tag a node accepts, newest first (pip does not expand them for --platform)."""
-    if kernel == "Darwin":
+    if is_macos_kernel(kernel):
         major = int(os_version.split(".")[0])
         tags = [f"macosx_{v}_0_{a}" for v in range(major, 10, -1) for a in (arch, "universal2")]
         return tags + [f"macosx_10_{minor}_universal2" for minor in range(16, 8, -1)]

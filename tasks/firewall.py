@@ -14,19 +14,33 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.facts.server import Home, Kernel, Which
+from pyinfra.facts.server import Home, Which
 from pyinfra.operations import apt, files, server, systemd
 
 from saf.facts.firewall import SOCKETFILTERFW, AppFirewall, NftRules, PfRules
 from saf.facts.launchd import LaunchdJob
-from saf.firewall import (LAUNCHD_LABEL, NFT_FILE, NFT_TEMPLATE, PF_ANCHOR, PF_FILE, PF_TEMPLATE, PLIST_FILE,
-                          PLIST_TEMPLATE, UNIT, UNIT_FILE, UNIT_TEMPLATE, FirewallRules, app_firewall_paths,
-                          firewall_rules)
-from saf.operations.control import stop_host
+from saf.firewall import (
+    LAUNCHD_LABEL,
+    NFT_FILE,
+    NFT_TEMPLATE,
+    PF_ANCHOR,
+    PF_FILE,
+    PF_TEMPLATE,
+    PLIST_FILE,
+    PLIST_TEMPLATE,
+    UNIT,
+    UNIT_FILE,
+    UNIT_TEMPLATE,
+    FirewallRules,
+    app_firewall_paths,
+    firewall_rules,
+)
+from saf.node_os import is_macos
+from saf.operations.stop import stop_host
 from saf.paths import on_node
-from saf.pins import node_venv
+from saf.venv_spec import node_venv
 
-macos = host.get_fact(Kernel) == "Darwin"
+macos = is_macos(host)
 sudo = host.data.use_sudo
 wanted = host.data.firewall
 

@@ -2,12 +2,13 @@
 differs and where it makes sense; tunnels and Wi-Fi are left alone with a warning."""
 
 from pyinfra import host, logger
-from pyinfra.facts.server import Kernel, Which
+from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
 from saf.facts.network import MacMTU, MacValidMTURange
 from saf.network import cluster_interface
-from saf.operations.control import stop_host
+from saf.node_os import is_macos
+from saf.operations.stop import stop_host
 
 mtu = host.data.mtu
 interface = cluster_interface(host) if host.data.manage_mtu else None
@@ -18,7 +19,7 @@ if host.data.manage_mtu and interface is None:
         "`address`) for this node in the cluster file."))
 elif interface and interface.skip_reason:
     logger.warning(f"[{host.name}] MTU left at {interface.mtu}: {interface.skip_reason}.")
-elif interface and host.get_fact(Kernel) == "Darwin":
+elif interface and is_macos(host):
     valid = host.get_fact(MacValidMTURange, device=interface.name)
     current = host.get_fact(MacMTU, device=interface.name)
     if valid and not valid[0] <= mtu <= valid[1]:

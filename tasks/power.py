@@ -1,15 +1,15 @@
-"""macOS node hygiene: a cluster node must not sleep, should come back after a power loss and
+"""macOS power settings (pmset): a cluster node must not sleep, should come back after a power loss and
 wake on LAN. Only the values that differ are set."""
 
 from pyinfra import host
-from pyinfra.facts.server import Kernel
 from pyinfra.operations import server
 
 from saf.facts.macos import PmsetSettings
+from saf.node_os import is_macos
 
 WANTED = {"sleep": 0, "disksleep": 0, "autorestart": 1, "womp": 1}
 
-if host.get_fact(Kernel) == "Darwin" and host.data.macos_power_settings:
+if is_macos(host) and host.data.macos_power_settings:
     current = host.get_fact(PmsetSettings)
     differing = {key: value for key, value in WANTED.items() if current.get(key) != value}
     if differing:

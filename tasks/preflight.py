@@ -2,7 +2,7 @@
 
 from pyinfra import host
 
-from saf.operations.control import stop_host
+from saf.operations.stop import stop_host
 from saf.preflight import preflight_problems
 
 problems = preflight_problems(host)

@@ -3,19 +3,27 @@
 from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
-from pyinfra.facts.server import Home, Kernel, Which
+from pyinfra.facts.server import Home, Which
 from pyinfra.operations import apt, git, server
 
+from saf.build_deps import (
+    BREW,
+    BREW_ENV,
+    BREW_PATH,
+    DEBIAN_BUILD_DEPS,
+    HOMEBREW_INSTALL,
+    MAC_BUILD_DEPS,
+)
+from saf.node_os import is_macos
 from saf.operations.brew import formulae
-from saf.operations.control import stop_host
 from saf.operations.python import pyenv_python
+from saf.operations.stop import stop_host
 from saf.paths import on_control, on_node
-from saf.platform import BREW, BREW_ENV, BREW_PATH, HOMEBREW_INSTALL, MAC_BUILD_DEPS, DEBIAN_BUILD_DEPS
 
 version = host.data.python_version
 pyenv_root = on_node(host.data.pyenv_root, host.get_fact(Home))
 
-if host.get_fact(Kernel) == "Darwin":
+if is_macos(host):
     if not host.get_fact(File, path=BREW):
         server.shell(name="Install Homebrew", commands=[HOMEBREW_INSTALL])
     formulae(name="Install pyenv and Python's build dependencies (Homebrew)",

@@ -5,10 +5,11 @@ first. A node's Ray restarts only when its definition, the venv it runs or its a
 """
 
 from pyinfra import host
-from pyinfra.facts.server import Command, Home, Kernel, User
+from pyinfra.facts.server import Command, Home, User
 from pyinfra.operations import files, server, systemd
 
 from saf import runstate
+from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.paths import on_node
 from saf.service import ray_service
@@ -18,7 +19,7 @@ user = host.data.get("ssh_user") or host.get_fact(User)
 service = ray_service(host, user, home, venv_current=f"{on_node(host.data.venv_root, home)}/current")
 # a new venv or a new auth token: Ray must restart to use it (the definition itself is unchanged)
 restart = runstate.read(host, "venv_changes", False) or runstate.read(host, "auth_changes", False)
-macos = host.get_fact(Kernel) == "Darwin"
+macos = is_macos(host)
 daemon = host.data.macos_service == "daemon"
 
 

@@ -2,9 +2,10 @@
 head first. The next deploy goes back to the pins of the cluster file: revert them to keep it."""
 
 from pyinfra import host
-from pyinfra.facts.server import Command, Home, Kernel, User
+from pyinfra.facts.server import Command, Home, User
 from pyinfra.operations import systemd
 
+from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.operations.python import rolled_back_venv
 from saf.paths import on_node
@@ -20,7 +21,7 @@ def switch_and_restart() -> None:
     switched = rolled_back_venv(name="Make the previous venv current", root=venv_root)
     if not switched.will_change:
         return
-    if host.get_fact(Kernel) == "Darwin":
+    if is_macos(host):
         daemon = host.data.macos_service == "daemon"
         domain = "system" if daemon else f"gui/{host.get_fact(Command, command='id -u')}"
         plist = (f"/Library/LaunchDaemons/{service.label}.plist" if daemon

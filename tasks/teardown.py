@@ -2,10 +2,11 @@
 The auth token goes too; the venvs stay unless the run sets `--data teardown_venvs=true`."""
 
 from pyinfra import host
-from pyinfra.facts.server import Command, Home, Kernel, User
+from pyinfra.facts.server import Command, Home, User
 from pyinfra.operations import files, systemd
 
 from saf.auth import NODE_TOKEN_FILE
+from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.paths import on_node
 from saf.service import ray_service
@@ -18,7 +19,7 @@ sudo = host.data.use_sudo
 
 
 def remove_service() -> None:
-    if host.get_fact(Kernel) == "Darwin":
+    if is_macos(host):
         daemon = host.data.macos_service == "daemon"
         plist = (f"/Library/LaunchDaemons/{service.label}.plist" if daemon
                  else f"{home}/Library/LaunchAgents/{service.label}.plist")

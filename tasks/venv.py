@@ -6,10 +6,16 @@ from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
 
 from saf import runstate
 from saf.facts.python import GlibcVersion
+from saf.node_os import is_macos_kernel
 from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
-from saf.pins import node_venv
-from saf.wheelhouse import check_pins_available, ensure_wheels, platform_key, wheel_platforms
+from saf.venv_spec import node_venv
+from saf.wheelhouse import (
+    check_pins_available,
+    ensure_wheels,
+    platform_key,
+    wheel_platforms,
+)
 
 home = host.get_fact(Home)
 spec = node_venv(host, home)
@@ -20,7 +26,7 @@ if venv_work(spec) in ("build", "repair"):
     # While the deploy is prepared, before any change: a pin with no wheel for this node's
     # platform and Python stops the whole run, naming the nearest pins that would work.
     kernel = host.get_fact(Kernel)
-    os_version = host.get_fact(MacosVersion) if kernel == "Darwin" else host.get_fact(GlibcVersion)
+    os_version = host.get_fact(MacosVersion) if is_macos_kernel(kernel) else host.get_fact(GlibcVersion)
     arch = host.get_fact(Arch)
     node_platform = dict(platforms=wheel_platforms(kernel, arch, os_version), python_version=spec.python_version,
                          key=platform_key(kernel, arch, os_version, spec.python_version), node=host.name)

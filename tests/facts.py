@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 from pyinfra.api.util import get_template
 
-from saf.pins import requirements, venv_name
+from saf.venv_spec import requirements, venv_name
 from saf.service import ray_service
 from saf.plan import Raw
-from saf.platform import MAC_BUILD_DEPS
+from saf.build_deps import MAC_BUILD_DEPS
 from saf.spec import load_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -130,7 +130,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
 
 def venv_for(python: str = "3.9.23", ray: str = "2.49.1", mlx: str = "0.29.1", extra: str = "",
              extra_packages: tuple[str, ...] = ("numpy==2.0.2",)) -> tuple[str, tuple[str, ...]]:
-    """The venv name and requirements SAF derives from these pins (as saf.pins computes them)."""
+    """The venv name and requirements SAF derives from these pins (as saf.venv_spec computes them)."""
     reqs = requirements(ray, mlx, extra, list(extra_packages))
     return venv_name(python, reqs), reqs
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from saf.build_deps import DEBIAN_BUILD_DEPS
 from saf.lab.layout import NODE_USER, LabLayout, LabNode
 from saf.lab.system import run
-from saf.platform import DEBIAN_BUILD_DEPS
 
 MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = (

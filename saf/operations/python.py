@@ -14,9 +14,14 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from saf.facts.python import COMPLETE_MARKER, REQUIRED_MODULES, PythonInterpreter, SafVenvs, VenvDistributions
-from saf.pins import VenvSpec
-
+from saf.facts.python import (
+    COMPLETE_MARKER,
+    REQUIRED_MODULES,
+    PythonInterpreter,
+    SafVenvs,
+    VenvDistributions,
+)
+from saf.venv_spec import VenvSpec
 
 BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
 
@@ -123,7 +128,7 @@ if old != name:
         link(old, "previous")
     link(name, "current")
 keep = {name, target("previous")}
-ours = re.compile(r"^py[0-9][^/]*-ray[^/]*-mlx[^/]*-[^/]+$")  # what saf.pins.venv_name makes; nothing else
+ours = re.compile(r"^py[0-9][^/]*-ray[^/]*-mlx[^/]*-[^/]+$")  # what saf.venv_spec.venv_name makes; nothing else
 for entry in os.listdir(root):  # older venvs go: only current and previous (for rollback) stay
     path = os.path.join(root, entry)
     if entry not in keep and ours.match(entry) and os.path.isdir(path) and not os.path.islink(path):

@@ -6,7 +6,7 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, operation
 
 
-def _log_and_fail(state, host, reason: str) -> bool:
+def fail_host(state, host, reason: str) -> bool:
     host.log_styled(reason, fg="red", log_func=logger.error)
     return False  # a False status fails the host: pyinfra runs nothing more on it
 
@@ -18,4 +18,4 @@ def stop_host(reason: str):
 
     + reason: what is wrong and how to fix it, shown as the host's error
     """
-    yield FunctionCommand(_log_and_fail, (reason,), {})
+    yield FunctionCommand(fail_host, (reason,), {})

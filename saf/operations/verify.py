@@ -15,7 +15,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, operation
 
 from saf.facts.verify import ClusterVerification
-from saf.operations.control import _log_and_fail
+from saf.operations.stop import fail_host
 from saf.verify import report as reports
 
 
@@ -43,4 +43,4 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
     if not result.get("ok"):
         problems = [*result.get("problems", []), *(p for n in result.get("nodes", []) for p in n.get("problems", []))]
-        yield FunctionCommand(_log_and_fail, ("cluster verification failed: " + "; ".join(problems),), {})
+        yield FunctionCommand(fail_host, ("cluster verification failed: " + "; ".join(problems),), {})

@@ -124,7 +124,7 @@ def test_debian_gets_build_deps_pyenv_from_git_and_mlx_cpu(plan):
 
 
 def test_debian_with_build_deps_installed_skips_apt(plan):
-    from saf.platform import DEBIAN_BUILD_DEPS
+    from saf.build_deps import DEBIAN_BUILD_DEPS
 
     facts = fresh_debian(**{"deb.DebPackages": {p: {"1"} for p in DEBIAN_BUILD_DEPS}})
     cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
