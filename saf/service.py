@@ -1,4 +1,5 @@
-"""What the Ray service of a node runs: one definition of the command, for launchd and systemd.
+"""The Ray service of a node, in one place: what it runs, where its definition lives, how it is
+addressed by launchd or systemd, and the order in which the nodes' services change.
 
 Safe by default: Ray binds to the node's cluster ip, and the dashboard (which runs any code a
 visitor submits) to the head's loopback unless the settings say ``dashboard_bind: cluster``.
@@ -6,27 +7,39 @@ visitor submits) to the head's loopback unless the settings say ``dashboard_bind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pyinfra.api.host import Host
+from pyinfra.facts.server import Command, Home, User
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
+from saf.node_os import is_macos
 from saf.paths import on_node
 from saf.ports import NODE_PORTS, port
+from saf.venv_spec import current_venv_path
 
 LABEL_PREFIX = "org.saf.ray"  # launchd labels: org.saf.ray-head, org.saf.ray-worker
+Role = Literal["head", "worker"]
 
 
 @dataclass(frozen=True)
 class RayService:
-    """The Ray service of one node, in the words both service managers need."""
+    """The Ray service of one node, in the words both service managers need.
 
-    role: str
+    ``system``: a LaunchDaemon / system unit (root installs it; it runs as ``user``), else a
+    LaunchAgent in the user's GUI session (``uid`` names it) / a user unit with lingering.
+    """
+
+    role: Role
     user: str
     home: str
     venv_current: str
     arguments: tuple[str, ...]
     environment: tuple[tuple[str, str], ...]
+    system: bool = True
+    uid: str = ""
 
     @property
     def label(self) -> str:
@@ -39,6 +52,48 @@ class RayService:
     @property
     def ray(self) -> str:
         return f"{self.venv_current}/bin/ray"
+
+    @property
+    def python(self) -> str:
+        return f"{self.venv_current}/bin/python"
+
+    # --- launchd ---
+    @property
+    def plist_path(self) -> str:
+        directory = "/Library/LaunchDaemons" if self.system else f"{self.home}/Library/LaunchAgents"
+        return f"{directory}/{self.label}.plist"
+
+    @property
+    def launchd_domain(self) -> str:
+        return "system" if self.system else f"gui/{self.uid}"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.home}/Library/Logs/saf"
+
+    # --- systemd ---
+    @property
+    def unit_dir(self) -> str:
+        return "/etc/systemd/system" if self.system else f"{self.home}/.config/systemd/user"
+
+    @property
+    def unit_path(self) -> str:
+        return f"{self.unit_dir}/{self.unit}"
+
+
+def in_role_order(host: Host, add_operations: Callable[[], None], first: Role = "head") -> None:
+    """Add this host's operations so that pyinfra runs them on the ``first`` role's node(s) before
+    the others': the head before the workers (a worker joins a running head), or the workers
+    first on the way down.
+
+    pyinfra orders operations by the line numbers of their call stack and runs each on all its
+    hosts before the next: the two calls below sit on different lines, so the first role's
+    operations all come earlier.
+    """
+    if host.data.role == first:
+        add_operations()
+    else:
+        add_operations()
 
 
 def dashboard_host(host: Host) -> str:
@@ -69,7 +124,10 @@ def node_auth_environment(host: Host, home: str) -> tuple[tuple[str, str], ...]:
     return auth_environment(mode, on_node(NODE_TOKEN_FILE, home))
 
 
-def ray_service(host: Host, user: str, home: str, venv_current: str) -> RayService:
+
+
+def ray_service(host: Host, user: str, home: str, venv_current: str, system: bool = True,
+                uid: str = "") -> RayService:
     environment = (
         ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1"),  # Ray refuses multi-node macOS clusters without it
         ("HOME", home),
@@ -77,4 +135,18 @@ def ray_service(host: Host, user: str, home: str, venv_current: str) -> RayServi
         *node_auth_environment(host, home),
     )
     role = "head" if host.data.role == "head" else "worker"
-    return RayService(role, user, home, venv_current, ray_arguments(host), environment)
+    return RayService(role, user, home, venv_current, ray_arguments(host), environment, system, uid)
+
+
+def node_ray_service(host: Host) -> RayService:
+    """The Ray service ``host`` runs, from its settings and facts.
+
+    macOS: a LaunchDaemon unless ``macos_service: agent``; Linux: a system unit unless
+    ``use_sudo: false`` (then a user unit).
+    """
+    home = host.get_fact(Home)
+    user = host.data.get("ssh_user") or host.get_fact(User)
+    macos = is_macos(host)
+    system = host.data.macos_service == "daemon" if macos else bool(host.data.use_sudo)
+    uid = host.get_fact(Command, command="id -u") if macos and not system else ""
+    return ray_service(host, user, home, current_venv_path(host.data.venv_root, home), system, uid)

@@ -17,6 +17,15 @@ from saf.node_os import is_macos
 from saf.paths import on_node
 
 
+CURRENT = "current"  # the link in venv_root naming the venv Ray runs
+PREVIOUS = "previous"  # the link naming the one before it (`saf rollback`)
+
+
+def current_venv_path(venv_root: str, home: str) -> str:
+    """The absolute path of ``<venv_root>/current`` on a node whose SSH user's home is ``home``."""
+    return f"{on_node(venv_root, home).rstrip('/')}/{CURRENT}"
+
+
 @dataclass(frozen=True)
 class VenvSpec:
     """The venv a node must run: its name, paths and exact requirements."""
@@ -32,7 +41,7 @@ class VenvSpec:
 
     @property
     def current(self) -> str:
-        return f"{self.root}/current"
+        return f"{self.root}/{CURRENT}"
 
 
 def mlx_extra(host: Host) -> str:

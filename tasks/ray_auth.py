@@ -10,9 +10,9 @@ from pyinfra import host, state
 from pyinfra.facts.server import Home
 from pyinfra.operations import files
 
-from saf import runstate
 from saf.auth import NODE_TOKEN_FILE, auth_mode, ensure_control_token
 from saf.paths import on_control, on_node
+from saf.restarts import RestartReason, restart_ray_because
 
 token_path = on_node(NODE_TOKEN_FILE, host.get_fact(Home))
 
@@ -21,6 +21,7 @@ if auth_mode(host.data.ray_auth, host.data.ray_version) == "token":
     files.directory(name="Ray auth token directory (0700)", path=token_path.rsplit("/", 1)[0], mode="700",
                     present=True)
     pushed = files.put(name="Ray auth token (0600)", src=str(token), dest=token_path, mode="600")
-    runstate.note(host, "auth_changes", pushed.will_change)
+    if pushed.will_change:
+        restart_ray_because(host, RestartReason.AUTH_TOKEN_CHANGED)
 else:
     files.file(name="No Ray auth token on the node", path=token_path, present=False)

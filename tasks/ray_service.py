@@ -1,77 +1,63 @@
 """Ray as a supervised service: a launchd job on macOS, a systemd unit on Linux.
 
-The head's operations come before the workers' in this file, so pyinfra (re)starts the head
-first. A node's Ray restarts only when its definition, the venv it runs or its auth token changed.
+The head's operations come before the workers' (``in_role_order``), so pyinfra (re)starts the
+head first. A node's Ray restarts when its definition changed, or for a reason another task
+recorded (saf/restarts.py: its venv or its auth token changed), and only then.
 """
 
 from pyinfra import host
-from pyinfra.facts.server import Command, Home, User
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
-from saf import runstate
 from saf.node_os import is_macos
 from saf.operations.launchd import job
-from saf.paths import on_node
-from saf.service import ray_service
+from saf.restarts import ray_restart_reasons
+from saf.service import in_role_order, node_ray_service
 
-home = host.get_fact(Home)
-user = host.data.get("ssh_user") or host.get_fact(User)
-service = ray_service(host, user, home, venv_current=f"{on_node(host.data.venv_root, home)}/current")
-# a new venv or a new auth token: Ray must restart to use it (the definition itself is unchanged)
-restart = runstate.read(host, "venv_changes", False) or runstate.read(host, "auth_changes", False)
-macos = is_macos(host)
-daemon = host.data.macos_service == "daemon"
+service = node_ray_service(host)
+# e.g. {VENV_SWITCHED}: what Ray has loaded changes while its definition stays the same
+restart_reasons = ray_restart_reasons(host)
 
 
 def launchd_service() -> None:
     """The job in /Library/LaunchDaemons (boots with nobody logged in) or ~/Library/LaunchAgents."""
-    logs = f"{home}/Library/Logs/saf"
-    files.directory(name="Ray log directory", path=logs, present=True)
-    if daemon:
-        plist_path, domain = f"/Library/LaunchDaemons/{service.label}.plist", "system"
+    files.directory(name="Ray log directory", path=service.logs, present=True)
+    if service.system:
         plist = files.template(name=f"Ray {service.role} job definition (LaunchDaemon)", src="templates/ray.plist.j2",
-                               dest=plist_path, service=service, daemon=True, logs=logs,
+                               dest=service.plist_path, service=service, daemon=True, logs=service.logs,
                                user="root", group="wheel", mode="644", _sudo=True)
     else:
-        plist_path = f"{home}/Library/LaunchAgents/{service.label}.plist"
-        domain = f"gui/{host.get_fact(Command, command='id -u')}"
         plist = files.template(name=f"Ray {service.role} job definition (LaunchAgent)", src="templates/ray.plist.j2",
-                               dest=plist_path, service=service, daemon=False, logs=logs, mode="644")
+                               dest=service.plist_path, service=service, daemon=False, logs=service.logs, mode="644")
     changed = plist.will_change
     if changed:
-        server.shell(name="Check the job definition (plutil -lint)", commands=[f"plutil -lint {plist_path}"])
-    job(name=f"Ray {service.role} (launchd)", label=service.label, plist=plist_path, domain=domain,
-        definition_changed=changed, restart=restart, _sudo=daemon)
+        server.shell(name="Check the job definition (plutil -lint)", commands=[f"plutil -lint {service.plist_path}"])
+    job(name=f"Ray {service.role} (launchd)", label=service.label, plist=service.plist_path,
+        domain=service.launchd_domain, definition_changed=changed, restart=bool(restart_reasons),
+        _sudo=service.system)
 
 
 def systemd_service() -> None:
     """A system unit (with sudo) or a user unit with lingering (without)."""
-    system = host.data.use_sudo
-    dest = (f"/etc/systemd/system/{service.unit}" if system
-            else f"{home}/.config/systemd/user/{service.unit}")
-    if not system:
-        files.directory(name="User unit directory", path=f"{home}/.config/systemd/user", present=True)
-        linger = host.get_fact(Command, command=f"loginctl show-user {user} -p Linger --value 2>/dev/null || true")
+    if not service.system:
+        files.directory(name="User unit directory", path=service.unit_dir, present=True)
+        linger = host.get_fact(Command, command=f"loginctl show-user {service.user} -p Linger --value 2>/dev/null || true")
         if linger != "yes":
             server.shell(name="Let the user's services run without a login (linger)",
-                         commands=[f"loginctl enable-linger {user}"])
-    unit = files.template(name=f"Ray {service.role} unit", src="templates/ray.service.j2", dest=dest,
-                          service=service, mode="644", _sudo=system)
+                         commands=[f"loginctl enable-linger {service.user}"])
+    unit = files.template(name=f"Ray {service.role} unit", src="templates/ray.service.j2", dest=service.unit_path,
+                          service=service, mode="644", _sudo=service.system)
     changed = unit.will_change
     systemd.service(name=f"Ray {service.role} (systemd)", service=service.unit, running=True, enabled=True,
-                    restarted=changed or restart, daemon_reload=changed, user_mode=not system,
-                    _sudo=system)
+                    restarted=changed or bool(restart_reasons), daemon_reload=changed,
+                    user_mode=not service.system, _sudo=service.system)
 
 
 def supervised_ray() -> None:
-    if macos:
+    if is_macos(host):
         launchd_service()
     else:
         systemd_service()
 
 
-if host.data.role == "head":
-    supervised_ray()
-
-if host.data.role == "worker":
-    supervised_ray()
+in_role_order(host, supervised_ray, first="head")

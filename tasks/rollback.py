@@ -2,39 +2,29 @@
 head first. The next deploy goes back to the pins of the cluster file: revert them to keep it."""
 
 from pyinfra import host
-from pyinfra.facts.server import Command, Home, User
+from pyinfra.facts.server import Home
 from pyinfra.operations import systemd
 
 from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.operations.python import rolled_back_venv
 from saf.paths import on_node
-from saf.service import ray_service
+from saf.service import in_role_order, node_ray_service
 
-home = host.get_fact(Home)
-user = host.data.get("ssh_user") or host.get_fact(User)
-venv_root = on_node(host.data.venv_root, home)
-service = ray_service(host, user, home, venv_current=f"{venv_root}/current")
+service = node_ray_service(host)
 
 
 def switch_and_restart() -> None:
-    switched = rolled_back_venv(name="Make the previous venv current", root=venv_root)
+    switched = rolled_back_venv(name="Make the previous venv current",
+                                root=on_node(host.data.venv_root, host.get_fact(Home)))
     if not switched.will_change:
         return
     if is_macos(host):
-        daemon = host.data.macos_service == "daemon"
-        domain = "system" if daemon else f"gui/{host.get_fact(Command, command='id -u')}"
-        plist = (f"/Library/LaunchDaemons/{service.label}.plist" if daemon
-                 else f"{home}/Library/LaunchAgents/{service.label}.plist")
-        job(name=f"Restart Ray {service.role} (launchd)", label=service.label, plist=plist, domain=domain,
-            restart=True, _sudo=daemon)
+        job(name=f"Restart Ray {service.role} (launchd)", label=service.label, plist=service.plist_path,
+            domain=service.launchd_domain, restart=True, _sudo=service.system)
     else:
         systemd.service(name=f"Restart Ray {service.role} (systemd)", service=service.unit, restarted=True,
-                        user_mode=not host.data.use_sudo, _sudo=host.data.use_sudo)
+                        user_mode=not service.system, _sudo=service.system)
 
 
-if host.data.role == "head":
-    switch_and_restart()
-
-if host.data.role == "worker":
-    switch_and_restart()
+in_role_order(host, switch_and_restart, first="head")

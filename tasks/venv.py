@@ -4,11 +4,11 @@ current one, proven, then switched to; drifted pins are repaired."""
 from pyinfra import host, state
 from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
 
-from saf import runstate
 from saf.facts.python import GlibcVersion
 from saf.node_os import is_macos_kernel
 from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
+from saf.restarts import RestartReason, restart_ray_because
 from saf.venv_spec import node_venv
 from saf.wheelhouse import (
     check_pins_available,
@@ -40,4 +40,5 @@ if venv_work(spec) in ("build", "repair"):
 venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
                    wheel_dir=f"{home}/.saf/wheels/{spec.name}")
 # the Ray service restarts when what `current` holds changes (not when leftovers are pruned)
-runstate.note(host, "venv_changes", venv_changes_current(spec))
+if venv_changes_current(spec):
+    restart_ray_because(host, RestartReason.VENV_SWITCHED)

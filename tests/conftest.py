@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from saf.plan import HostPlan, plan_deploy
+from tests.planning import HostPlan, plan_deploy
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 from pyinfra.api.util import get_template
 
-from saf.venv_spec import requirements, venv_name
-from saf.service import ray_service
-from saf.plan import Raw
+from saf.venv_spec import current_venv_path, requirements, venv_name
+from saf.service import RayService, ray_service
+from tests.planning import Raw
 from saf.build_deps import MAC_BUILD_DEPS
 from saf.spec import load_defaults
 
@@ -144,17 +144,23 @@ def installed(reqs: tuple[str, ...]) -> dict[str, str]:
 def rendered_plist(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell",
                    user: str = "arthurdell", **overrides: Any) -> bytes:
     """The plist SAF renders for a node with default settings (or ``overrides`` of them), by SAF's own code."""
+    service = mac_ray_service(role, ip, head_ip, home, user, **overrides)
+    template = get_template(str(PROJECT_DIR / "templates/ray.plist.j2"))
+    return template.render(service=service, daemon=True, logs=service.logs).encode()
+
+
+def mac_ray_service(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell", user: str = "arthurdell",
+                    **overrides: Any) -> RayService:
+    """The Ray service (a LaunchDaemon) of a Mac with default settings (or ``overrides``), by SAF's own code."""
     settings = {**load_defaults(PROJECT_DIR), **overrides}
     data = SimpleNamespace(**settings, role=role, cluster_ip=ip, head_ip=head_ip)
-    service = ray_service(SimpleNamespace(data=data), user, home, f"{home}/saf/venv/current")
-    template = get_template(str(PROJECT_DIR / "templates/ray.plist.j2"))
-    return template.render(service=service, daemon=True, logs=f"{home}/Library/Logs/saf").encode()
+    return ray_service(SimpleNamespace(data=data), user, home, current_venv_path(settings["venv_root"], home))
 
 
 def converged_service(role: str, ip: str, head_ip: str, home: str = "/Users/arthurdell") -> dict[str, Any]:
     """Facts of a Mac whose Ray launchd job is in place and running."""
-    label = f"org.saf.ray-{role}"
-    path = f"/Library/LaunchDaemons/{label}.plist"
+    service = mac_ray_service(role, ip, head_ip, home)
+    label, path = service.label, service.plist_path
     return {
         f"files.File:{path}": {"mode": 644, "user": "root", "group": "wheel"},
         f"files.Sha1File:{path}": hashlib.sha1(rendered_plist(role, ip, head_ip, home)).hexdigest(),

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from saf.plan import Raw
+from tests.planning import Raw
 from tests.facts import IP_ADDR, converged_mac, fresh_debian, fresh_mac, mac_network, venv_for
 
 HOME = "/Users/arthurdell"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from saf.plan import Raw
+from tests.planning import Raw
 from tests.facts import IP_ADDR, converged_mac, fresh_debian, fresh_mac, mac_network
 
 ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172"}]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saf.plan import Raw
+from tests.planning import Raw
 from tests.facts import converged_mac, fresh_debian, fresh_mac
 
 ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172"}]}

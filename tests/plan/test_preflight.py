@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.facts import fresh_debian, fresh_mac
-from saf.plan import Raw
+from tests.planning import Raw
 
 XCODE_MISSING = Raw("")  # `xcode-select -p` printed nothing on stdout (exit 2, message on stderr)
 

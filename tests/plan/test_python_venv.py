@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from saf.plan import Raw
+from tests.planning import Raw
 from tests.facts import converged_mac, fresh_debian, fresh_mac, installed, venv_for
 
 HOME = "/Users/arthurdell"

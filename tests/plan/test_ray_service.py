@@ -114,7 +114,7 @@ TWO_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}
 
 def debian(ip: str, **overrides):
     from tests.facts import IP_ADDR
-    from saf.plan import Raw
+    from tests.planning import Raw
     return fresh_debian(**{"network.LinuxInterfaces": Raw(IP_ADDR.replace("MTU", "1500").replace("10.0.0.1", ip)),
                            **overrides})
 
