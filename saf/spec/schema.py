@@ -1,0 +1,294 @@
+"""The cluster file's schema: what a node and the settings may be, as pydantic models.
+
+Each model refuses unknown keys and values of the wrong type (a YAML ``true`` is not a number, a
+quoted ``"0.5"`` is not a ratio); a validator's ValueError says what is wrong and how to fix it.
+Rules across nodes (one head, one machine per node, key files) are in :mod:`saf.spec.loading`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from saf.auth import RAY_AUTH_SINCE, ray_has_auth
+from saf.ports import PORT_SETTINGS, RAY_FIXED_PORTS, SINGLE_PORT_SETTINGS
+
+EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==\d+(\.\d+)*$")
+MACOS_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
+NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+USE_INSTEAD = "use the node's own address on the network that joins the nodes, like 192.168.1.42"
+
+
+def usable_ip(value: str) -> str:
+    """``value`` as a canonical IP address that one node can be reached at, or a ValueError that says why not."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(_not_an_address(value)) from None
+    problem = _unusable(getattr(address, "ipv4_mapped", None) or address)
+    if problem:
+        raise ValueError(f"{value!r} is {problem}; {USE_INSTEAD}")
+    return str(address)
+
+
+def _not_an_address(value: str) -> str:
+    if "/" in value:
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            pass
+        else:
+            if network.num_addresses > 1 and network.network_address == ipaddress.ip_interface(value).ip:
+                return f"{value!r} is a network, not one machine's address; {USE_INSTEAD}"
+            return (f"{value!r} is written with a prefix length; write the address alone, like "
+                    f"{ipaddress.ip_interface(value).ip}")
+    return f"{value!r} is not an IP address; write it like 192.168.1.42"
+
+
+def _unusable(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why no node can be reached at this address (link-local ones can: a Thunderbolt Bridge has only those)."""
+    if address.is_loopback:
+        return "a loopback address: it always means the machine itself, so no other node can reach it"
+    if address.is_unspecified:
+        return "the unspecified address: it means every address of a machine, not one node"
+    if address.is_multicast:
+        return "a multicast address: it names a group of listeners, not one node"
+    if address == LIMITED_BROADCAST:
+        return "the broadcast address: it reaches every machine on the link, not one node"
+    return None
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_ip(value: str) -> bool:
+    """Digits, dots and a slash (or colons): meant as an address, so judged as one."""
+    return bool(re.fullmatch(r"[\d./]+", value)) or (":" in value and bool(re.fullmatch(r"[\dA-Fa-f:./%]+", value)))
+
+
+def _is_localhost(name: str) -> bool:
+    name = name.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeSpec(_Strict):
+    """One node of the cluster file."""
+
+    name: StrictStr
+    role: Literal["head", "worker"]
+    address: StrictStr
+    ip: StrictStr | None = None
+    ssh_user: StrictStr | None = None
+    ssh_port: StrictInt | None = Field(default=None, ge=1, le=65535)
+    ssh_key: StrictStr | None = None
+    ssh_known_hosts_file: StrictStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NODE_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a node name; use lowercase letters, digits and '-' (like alpha or mac-3)"
+            )
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if is_ip(value) or _looks_like_ip(value):
+            return usable_ip(value)
+        if _is_localhost(value):
+            raise ValueError(f"{value!r} is this machine's own name for itself; {USE_INSTEAD}, or the node's host name")
+        if not HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name SSH can connect to")
+        return value
+
+    @field_validator("ip")
+    @classmethod
+    def _cluster_ip(cls, value: str | None) -> str | None:
+        return None if value is None else usable_ip(value)
+
+    @model_validator(mode="after")
+    def _ip_from_address(self) -> NodeSpec:
+        if self.ip is None:
+            if not is_ip(self.address):
+                raise ValueError(
+                    f"address {self.address!r} is a host name, so the node needs `ip:` too "
+                    "(the cluster address Ray binds to and peers reach)"
+                )
+            object.__setattr__(self, "ip", self.address)
+        return self
+
+    @property
+    def machine(self) -> str:
+        """The address as one machine: host names compare case-insensitively, without a trailing dot."""
+        return self.address.lower().rstrip(".")
+
+
+class Settings(_Strict):
+    """The merged settings: group_data/all.py defaults with the cluster file's overrides.
+
+    Fields carry no defaults on purpose: the defaults live in group_data/all.py only.
+    """
+
+    python_version: StrictStr
+    ray_version: StrictStr
+    mlx_version: StrictStr
+    extra_packages: list[StrictStr]
+    venv_root: StrictStr
+    pyenv_root: StrictStr
+    pyenv_git_url: StrictStr
+    python_source_cache: StrictStr
+    wheelhouse: StrictStr
+    ray_port: StrictInt
+    dashboard_port: StrictInt
+    node_manager_port: StrictInt
+    object_manager_port: StrictInt
+    runtime_env_agent_port: StrictInt
+    dashboard_agent_grpc_port: StrictInt
+    dashboard_agent_listen_port: StrictInt
+    metrics_export_port: StrictInt
+    ray_client_server_port: StrictInt
+    min_worker_port: StrictInt
+    max_worker_port: StrictInt
+    dashboard_bind: Literal["loopback", "cluster"]
+    macos_service: Literal["daemon", "agent"]
+    ray_auth: Literal["auto", "token", "off"]
+    ray_auth_token_file: StrictStr
+    mtu: StrictInt = Field(ge=1280, le=9000)
+    manage_mtu: StrictBool
+    firewall: StrictBool
+    macos_power_settings: StrictBool
+    verify_timeout_s: StrictInt = Field(ge=10, le=3600)
+    verify_slow_ratio: StrictFloat = Field(gt=0, le=1)  # strict: a whole number is fine, true and "0.5" are not
+    min_free_disk_gb: StrictInt = Field(ge=0)
+    min_macos_version: StrictStr
+    use_sudo: StrictBool
+
+    @field_validator("python_version", "ray_version", "mlx_version")
+    @classmethod
+    def _exact_version(cls, value: str) -> str:
+        if not EXACT_VERSION.match(value):
+            raise ValueError(
+                f"{value!r} is not an exact version; pin all three parts, like 3.9.23, so that every "
+                "node gets the same one"
+            )
+        return value
+
+    @field_validator("venv_root", "pyenv_root")
+    @classmethod
+    def _own_directory(cls, value: str) -> str:
+        parts = [part for part in value.replace("~", "", 1).split("/") if part not in ("", ".")]
+        if not value.strip() or not parts or ".." in parts or value.strip() != value:
+            raise ValueError(
+                f"{value!r} is not a directory of its own; SAF manages (and prunes) what is in it, so give "
+                "it a dedicated path like ~/saf/venv or /opt/saf/venv, never the home directory or /"
+            )
+        return value
+
+    @field_validator("extra_packages")
+    @classmethod
+    def _exact_pins(cls, value: list[str]) -> list[str]:
+        for pin in value:
+            if not EXACT_PIN.match(pin):
+                raise ValueError(f"{pin!r} is not an exact pin; write it like mlx-lm==0.28.0")
+        return value
+
+    @field_validator(*PORT_SETTINGS)
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1024 <= value <= 65535:
+            raise ValueError(f"{value} is not a usable port; choose one from 1024 to 65535")
+        return value
+
+    @field_validator("min_macos_version")
+    @classmethod
+    def _macos_version(cls, value: str) -> str:
+        if not MACOS_VERSION.match(value):
+            raise ValueError(f"{value!r} is not a macOS version; write it like 14.0")
+        return value
+
+    @model_validator(mode="after")
+    def _token_needs_a_ray_that_has_it(self) -> Settings:
+        if self.ray_auth == "token" and EXACT_VERSION.match(self.ray_version) and not ray_has_auth(self.ray_version):
+            raise ValueError(
+                f"ray_auth is token but ray_version {self.ray_version} has no token authentication (it came "
+                f"with Ray {RAY_AUTH_SINCE}); raise ray_version, or set ray_auth: auto"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        seen: dict[int, str] = {port: "Ray's own fixed metrics port" for port in RAY_FIXED_PORTS}
+        for key in PORT_SETTINGS:
+            port = getattr(self, key)
+            if port in seen:
+                raise ValueError(f"{key} and {seen[port]} are both {port}; give each its own port")
+            seen[port] = key
+        return self
+
+    @model_validator(mode="after")
+    def _worker_port_range(self) -> Settings:
+        low, high = self.min_worker_port, self.max_worker_port
+        if low >= high:
+            raise ValueError(f"min_worker_port ({low}) must be below max_worker_port ({high}); "
+                             "Ray's own range is 10002-19999")
+        inside = [key for key in SINGLE_PORT_SETTINGS if low <= getattr(self, key) <= high]
+        if inside:
+            raise ValueError(f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
+                             f"worker port range {low}-{high}; move it out, or narrow the range")
+        return self
+
+
+class ClusterFile(_Strict):
+    """The cluster file's top level as written; nodes are validated one by one afterwards."""
+
+    nodes: list[Any] = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A validated cluster: its nodes, its merged settings and where it came from."""
+
+    path: Path
+    nodes: tuple[NodeSpec, ...]
+    settings: Settings
+
+    @property
+    def head(self) -> NodeSpec:
+        return next(node for node in self.nodes if node.role == "head")
+
+    @property
+    def workers(self) -> tuple[NodeSpec, ...]:
+        return tuple(node for node in self.nodes if node.role == "worker")
+
+    def node(self, name: str) -> NodeSpec:
+        return next(node for node in self.nodes if node.name == name)

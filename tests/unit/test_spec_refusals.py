@@ -1,0 +1,394 @@
+"""Cluster files that cannot describe a real cluster are refused, each with the node or key and the fix.
+
+Addresses no node can be reached at, one machine listed twice, YAML beyond plain values, values of
+the wrong type, and files that are not readable text; plus YAML anchors and merge keys, which work.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+import yaml
+
+from saf.inventory import inventory_groups
+from saf.spec import ClusterFileError, load_cluster, load_defaults
+from tests.conftest import PROJECT_DIR
+from tests.unit.test_spec import run_pyinfra
+
+HEAD = {"name": "alpha", "role": "head", "address": "10.0.0.1"}
+USE_INSTEAD = "use the node's own address on the network that joins the nodes"
+
+
+def refusal(write_cluster, content) -> str:
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, write_cluster(content))
+    message = str(caught.value)
+    assert "Traceback" not in message and "cluster.yaml" in message
+    return message
+
+
+def with_worker(**worker) -> dict:
+    return {"nodes": [HEAD, {"name": "beta", "role": "worker", **worker}]}
+
+
+# --- Addresses that cannot work ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("127.0.0.1", "is a loopback address"),
+    ("127.8.9.10", "is a loopback address"),
+    ("::1", "is a loopback address"),
+    ("::ffff:127.0.0.1", "is a loopback address"),
+    ("0.0.0.0", "is the unspecified address"),
+    ("::", "is the unspecified address"),
+    ("224.0.0.251", "is a multicast address"),
+    ("ff02::1", "is a multicast address"),
+    ("255.255.255.255", "is the broadcast address"),
+])
+@pytest.mark.parametrize("key", ["address", "ip"])
+def test_addresses_no_node_can_be_reached_at_are_refused(write_cluster, key, value, why):
+    worker = {"address": "beta.local", key: value} if key == "ip" else {"address": value, "ip": "10.0.0.2"}
+    message = refusal(write_cluster, with_worker(**worker))
+    assert f"node 'beta' (nodes[1]), key {key}: {value!r} {why}" in message
+    assert USE_INSTEAD in message
+
+
+@pytest.mark.parametrize("key", ["address", "ip"])
+def test_a_network_is_not_an_address(write_cluster, key):
+    message = refusal(write_cluster, with_worker(**{"address": "beta.local", key: "192.168.1.0/24"}))
+    assert f"key {key}: '192.168.1.0/24' is a network, not one machine's address; {USE_INSTEAD}" in message
+
+
+def test_an_address_with_a_prefix_length_says_to_drop_it(write_cluster):
+    message = refusal(write_cluster, with_worker(address="beta.local", ip="192.168.1.42/24"))
+    assert "key ip: '192.168.1.42/24' is written with a prefix length; write the address alone, like 192.168.1.42" in message
+
+
+def test_a_single_host_prefix_is_not_called_a_network(write_cluster):
+    message = refusal(write_cluster, with_worker(address="beta.local", ip="192.168.1.42/32"))
+    assert "is written with a prefix length" in message and "is a network" not in message
+
+
+@pytest.mark.parametrize("value", ["localhost", "LocalHost.", "mac.localhost"])
+def test_localhost_names_are_refused_as_an_address(write_cluster, value):
+    message = refusal(write_cluster, with_worker(address=value, ip="10.0.0.2"))
+    assert f"node 'beta' (nodes[1]), key address: {value!r} is this machine's own name for itself" in message
+
+
+def test_a_dotted_number_that_is_no_address_is_not_taken_for_a_host_name(write_cluster):
+    message = refusal(write_cluster, with_worker(address="10.0.0.300", ip="10.0.0.2"))
+    assert "key address: '10.0.0.300' is not an IP address" in message
+
+
+def test_link_local_and_ordinary_addresses_are_kept(write_cluster):
+    cluster = load_cluster(PROJECT_DIR, write_cluster({"nodes": [
+        {"name": "alpha", "role": "head", "address": "alpha.local", "ip": "169.254.10.1"},
+        {"name": "beta", "role": "worker", "address": "fe80::1%en0"},
+        {"name": "gamma", "role": "worker", "address": "0:0:0:0:0:ffff:a00:3"},
+        {"name": "delta", "role": "worker", "address": "delta-4.example.com.", "ip": "192.168.1.255"},
+    ]}))
+    assert [node.ip for node in cluster.nodes] == ["169.254.10.1", "fe80::1%en0", "::ffff:a00:3", "192.168.1.255"]
+
+
+# --- One machine is one node ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("mac.local", "mac.local"), ("Mac.Local", "mac.local."), ("10.0.0.7", "10.0.0.7"), ("fe80::1", "FE80:0::1"),
+])
+def test_one_machine_under_two_names_is_refused(write_cluster, first, second):
+    message = refusal(write_cluster, {"nodes": [
+        HEAD,
+        {"name": "beta", "role": "worker", "address": first, "ip": "10.0.0.2"},
+        {"name": "gamma", "role": "worker", "address": second, "ip": "10.0.0.3"},
+    ]})
+    assert f"node 'gamma' (nodes[2]), key address: " in message
+    assert "is already used by node 'beta' (nodes[1]); one machine is one node" in message
+    assert "give each its own address" in message
+
+
+def test_one_cluster_ip_for_two_nodes_is_refused(write_cluster):
+    message = refusal(write_cluster, {"nodes": [
+        HEAD,
+        {"name": "beta", "role": "worker", "address": "beta.local", "ip": "10.0.0.2"},
+        {"name": "gamma", "role": "worker", "address": "gamma.local", "ip": "10.0.0.2"},
+    ]})
+    assert ("node 'gamma' (nodes[2]), key ip: '10.0.0.2' is already used by node 'beta' (nodes[1]); one machine "
+            "is one node: remove one of them, or give each its own ip") in message
+    assert "key address" not in message
+
+
+def test_every_repeat_is_named_against_the_first_node(write_cluster):
+    message = refusal(write_cluster, {"nodes": [HEAD, *({"name": n, "role": "worker", "address": "10.0.0.1"}
+                                                        for n in ("beta", "gamma"))]})
+    assert "node 'beta' (nodes[1]), key address: '10.0.0.1' is already used by node 'alpha' (nodes[0])" in message
+    assert "node 'gamma' (nodes[2]), key address: '10.0.0.1' is already used by node 'alpha' (nodes[0])" in message
+    assert "node 'gamma' (nodes[2]), key ip: '10.0.0.1' is already used by node 'alpha' (nodes[0])" in message
+
+
+# --- YAML as people write it ------------------------------------------------------------------
+
+MERGED = """\
+x-mac: &mac                # x- keys are free for anchors, like docker compose's
+  role: worker
+  ssh_user: arthurdell
+  ssh_port: 2222
+nodes:
+  - {<<: *mac, name: alpha, role: head, address: 192.168.1.172}
+  - <<: *mac
+    name: beta
+    address: beta.local
+    ip: 192.168.1.42
+  - {<<: [*mac], name: gamma, address: 192.168.1.43, ssh_port: 22}
+settings:
+  mtu: 1500
+"""
+
+WRITTEN_OUT = """\
+nodes:
+  - {name: alpha, role: head, address: 192.168.1.172, ssh_user: arthurdell, ssh_port: 2222}
+  - {name: beta, role: worker, address: beta.local, ip: 192.168.1.42, ssh_user: arthurdell, ssh_port: 2222}
+  - {name: gamma, role: worker, address: 192.168.1.43, ssh_user: arthurdell, ssh_port: 22}
+settings:
+  mtu: 1500
+"""
+
+ANCHORED_ON_A_NODE = """\
+nodes:
+  - &alpha {name: alpha, role: head, address: 192.168.1.172, ssh_user: arthurdell, ssh_port: 2222}
+  - {<<: *alpha, name: beta, role: worker, address: beta.local, ip: 192.168.1.42}
+  - {<<: *alpha, name: gamma, role: worker, address: 192.168.1.43, ssh_port: 22}
+settings: {mtu: 1500}
+"""
+
+
+def cluster_groups(write_cluster, text: str) -> dict:
+    return inventory_groups(load_cluster(PROJECT_DIR, write_cluster(text)))
+
+
+@pytest.mark.parametrize("merged", [MERGED, ANCHORED_ON_A_NODE])
+def test_merge_keys_give_the_same_hosts_as_the_file_written_out(write_cluster, merged):
+    written_out = cluster_groups(write_cluster, WRITTEN_OUT)
+    assert cluster_groups(write_cluster, merged) == written_out
+    workers, _ = written_out["workers"]
+    assert dict(workers)["gamma"]["ssh_port"] == 22 and dict(workers)["beta"]["ssh_port"] == 2222
+
+
+def test_aliases_of_plain_values_work(write_cluster):
+    cluster = load_cluster(PROJECT_DIR, write_cluster(
+        "nodes:\n  - {name: alpha, role: head, address: &a 10.0.0.1, ip: *a}\n"
+        "settings: {extra_packages: &pins [numpy==2.0.2], python_version: &py '3.11.2'}\n"))
+    assert cluster.head.ip == "10.0.0.1" and cluster.settings.python_version == "3.11.2"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("nodes:\n  - {name: alpha, role: head, address: 10.0.0.1, name: beta}\n",
+     "line 2, column 50: the key 'name' is written twice in one mapping"),
+    ("x-d: &d {role: head}\nnodes:\n  - {<<: *d, name: alpha, address: 10.0.0.1, address: 10.0.0.2}\n",
+     "the key 'address' is written twice in one mapping"),
+    ("x-a: &a {role: head}\nnodes:\n  - {<<: *a, <<: *a, name: alpha, address: 10.0.0.1}\n",
+     "the key '<<' is written twice in one mapping"),
+    ("nodes: []\nnodes: []\n", "line 2, column 1: the key 'nodes' is written twice"),
+])
+def test_a_key_written_twice_is_still_refused(write_cluster, text, expected):
+    message = refusal(write_cluster, text)
+    assert expected in message and "fix the file there" in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("? [a, b]\n: 1\nnodes: []\n", "line 1, column 3: a key is a list or a mapping (a complex `? ...` key)"),
+    ("nodes:\n  - {? {name: alpha} : 1}\n", "line 2, column 8: a key is a list or a mapping"),
+    ("nodes: !!python/object:os.system [ls]\n", "line 1, column 8: the tag !!python/object:os.system is not allowed"),
+    ("nodes: !!python/name:os.system ''\n", "the tag !!python/name:os.system is not allowed"),
+    ("nodes:\n  - !foo {name: alpha}\n", "line 2, column 5: the tag !foo is not allowed"),
+    ("x: &r {a: *r}\nnodes: []\n", "found unconstructable recursive node"),
+    ("x: {<<: 1}\nnodes: []\n", "expected a mapping or list of mappings for merging"),
+    ("nodes: *nowhere\n", "found undefined alias 'nowhere'"),
+])
+def test_yaml_beyond_plain_values_is_refused_clearly(write_cluster, text, expected):
+    message = refusal(write_cluster, text)
+    assert expected in message and "fix the file there" in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("just text\n", "the file must be a mapping with `nodes:`"),
+    ("--- {nodes: []}\n--- {nodes: []}\n", "not valid YAML (but found another document)"),
+    ("nodes: {alpha: {role: head}}\n", "key nodes: is {'alpha': {'role': 'head'}}; it must be a list"),
+    ("nodes: [[alpha, head]]\n", "nodes[0]: is ['alpha', 'head']; it must be a mapping of key: value"),
+    ("nodes: [alpha]\n", "nodes[0]: is 'alpha'; it must be a mapping of key: value"),
+    ("nodes: [{name: alpha, role: head, address: 10.0.0.1}]\nsettings: {mtu: {value: 1500}}\n",
+     "key settings.mtu: is {'value': 1500}; it must be a whole number"),
+    ("nodes: [{name: alpha, role: head, address: !!binary AAEC}]\n", "key address: is b'\\x00\\x01\\x02'; it must be text"),
+    ("nodes: [{name: alpha, role: head, address: 10.0.0.1}]\nsettings: {python_version: 2024-01-01}\n",
+     "key settings.python_version: is datetime.date(2024, 1, 1); it must be text"),
+    ("nodes: [{name: alpha, role: head, address: 10.0.0.1}]\nx-: 1\nnode: []\n", "key node: is not a known key"),
+])
+def test_other_shapes_get_the_usual_message(write_cluster, text, expected):
+    assert expected in refusal(write_cluster, text)
+
+
+# --- Strict types for every setting -----------------------------------------------------------
+
+
+def wrong_values(default):
+    """Values of another YAML type than the default's: each must be refused, never converted."""
+    if isinstance(default, bool):
+        return ["true", 1, 0.0]
+    if isinstance(default, int):
+        return ["6380", True, 9000.0]
+    if isinstance(default, float):
+        return ["0.5", True, [0.5]]
+    if isinstance(default, str):
+        return [3, True, 3.9]
+    return ["numpy==2.0.2", {"numpy": "2.0.2"}, None]
+
+
+EXPECTED_TYPE = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list"}
+
+
+@pytest.mark.parametrize("key", sorted(load_defaults(PROJECT_DIR)))
+def test_every_setting_refuses_a_value_of_another_type(write_cluster, key):
+    default = load_defaults(PROJECT_DIR)[key]
+    if key in ("dashboard_bind", "macos_service", "ray_auth"):
+        expected = "it must be one of"
+    else:
+        expected = f"it must be {EXPECTED_TYPE[type(default)]}"
+    for value in wrong_values(default):
+        message = refusal(write_cluster, {"nodes": [HEAD], "settings": {key: value}})
+        assert f"key settings.{key}: is {value!r}; {expected}" in message
+
+
+@pytest.mark.parametrize("value", [True, "0.5", "half"])
+def test_a_ratio_must_be_a_number(write_cluster, value):
+    message = refusal(write_cluster, {"nodes": [HEAD], "settings": {"verify_slow_ratio": value}})
+    assert f"key settings.verify_slow_ratio: is {value!r}; it must be a number" in message
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, "it must be more than 0"), (1.5, "it must be at most 1")])
+def test_a_ratio_must_be_a_share(write_cluster, value, expected):
+    message = refusal(write_cluster, {"nodes": [HEAD], "settings": {"verify_slow_ratio": value}})
+    assert f"key settings.verify_slow_ratio: is {value!r}; {expected}" in message
+
+
+@pytest.mark.parametrize(("value", "loaded"), [(1, 1.0), (0.25, 0.25)])
+def test_a_whole_number_is_a_ratio_too(write_cluster, value, loaded):
+    settings = load_cluster(PROJECT_DIR, write_cluster({"nodes": [HEAD], "settings": {"verify_slow_ratio": value}})).settings
+    assert settings.verify_slow_ratio == loaded
+
+
+def test_yaml_booleans_are_booleans_and_an_unquoted_off_is_explained(write_cluster):
+    settings = load_cluster(PROJECT_DIR, write_cluster(
+        "nodes: [{name: alpha, role: head, address: 10.0.0.1}]\nsettings: {firewall: yes, use_sudo: false}\n")).settings
+    assert settings.firewall is True and settings.use_sudo is False
+    message = refusal(write_cluster, "nodes: [{name: alpha, role: head, address: 10.0.0.1}]\nsettings: {ray_auth: off}\n")
+    assert ("key settings.ray_auth: is False; it must be one of 'auto', 'token' or 'off' (YAML reads an unquoted "
+            "off, no, on or yes as true/false: quote the word, like ray_auth: \"off\")") in message
+
+
+def test_node_keys_are_strict_too(write_cluster):
+    message = refusal(write_cluster, {"nodes": [{**HEAD, "ssh_port": "22", "ssh_user": 7, "address": 10}]})
+    assert "key ssh_port: is '22'; it must be a whole number" in message
+    assert "key ssh_user: is 7; it must be text" in message
+    assert "key address: is 10; it must be text" in message
+
+
+# --- A clear message for every file problem ---------------------------------------------------
+
+
+def test_a_directory_as_the_cluster_file(tmp_path):
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, tmp_path)
+    assert str(caught.value) == (f"Cannot use the cluster file {tmp_path}: it is a directory, not a file; point "
+                                 f"SAF_CLUSTER at the cluster file itself (like {tmp_path / 'cluster.yaml'}).")
+
+
+def test_an_unreadable_cluster_file(write_cluster, monkeypatch):
+    path = write_cluster({"nodes": [HEAD]})
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", denied)
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, path)
+    assert f"{path}: the file cannot be read (permission denied); make it readable by this user" in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_cluster_file_for_real(write_cluster):
+    path = write_cluster({"nodes": [HEAD]})
+    path.chmod(0)
+    with pytest.raises(ClusterFileError, match="cannot be read"):
+        load_cluster(PROJECT_DIR, path)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "the file is not text (byte 0x89 at offset 0 is not UTF-8)"),
+    (b"nodes: \xe9t\xe9\n", "the file is not text (byte 0xe9 at offset 7 is not UTF-8)"),
+    (b"nodes:\x00 []\n", "the file is not text (it holds a NUL byte at offset 6)"),
+])
+def test_a_file_that_is_not_text(tmp_path, content, expected):
+    path = tmp_path / "cluster.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, path)
+    assert expected in str(caught.value) and "saved as UTF-8" in str(caught.value)
+
+
+@pytest.mark.parametrize(("key", "example"), [("ssh_key", "~/.ssh/id_ed25519"),
+                                              ("ssh_known_hosts_file", "~/.ssh/known_hosts")])
+def test_a_key_file_that_is_a_directory(write_cluster, tmp_path, key, example):
+    (tmp_path / "keys").mkdir()
+    message = refusal(write_cluster, with_worker(address="10.0.0.2", **{key: "keys"}))
+    assert (f"node 'beta' (nodes[1]), key {key}: 'keys' is a directory, not a file; fix the path: it names the "
+            f"file itself (like {example}), relative to the cluster file's directory") in message
+
+
+def test_a_key_file_that_cannot_be_read(write_cluster, tmp_path, monkeypatch):
+    key = tmp_path / "id_ed25519"
+    key.write_text("secret")
+    readable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: readable(path, mode) and pathlib.Path(path) != key)
+    message = refusal(write_cluster, with_worker(address="10.0.0.2", ssh_key=str(key)))
+    assert f"node 'beta' (nodes[1]), key ssh_key: {str(key)!r} cannot be read (permission denied)" in message
+
+
+def test_key_files_relative_to_the_cluster_file_are_found(write_cluster, tmp_path):
+    (tmp_path / "id_ed25519").write_text("key")
+    (tmp_path / "known_hosts").write_text("hosts")
+    node = load_cluster(PROJECT_DIR, write_cluster(
+        with_worker(address="10.0.0.2", ssh_key="id_ed25519", ssh_known_hosts_file="./known_hosts"))).node("beta")
+    assert (node.ssh_key, node.ssh_known_hosts_file) == (str(tmp_path / "id_ed25519"), str(tmp_path / "known_hosts"))
+
+
+# --- The CLI: status 2, one message, no traceback ---------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (yaml.safe_dump(with_worker(address="beta.local", ip="127.0.0.1")),
+     "node 'beta' (nodes[1]), key ip: '127.0.0.1' is a loopback address"),
+    (yaml.safe_dump({"nodes": [HEAD, {"name": "beta", "role": "worker", "address": "10.0.0.1", "ip": "10.0.0.2"}]}),
+     "node 'beta' (nodes[1]), key address: '10.0.0.1' is already used by node 'alpha' (nodes[0])"),
+    ("? [a, b]\n: 1\n", "a key is a list or a mapping"),
+    ("nodes: !!python/object/apply:os.system [echo hacked]\n", "the tag !!python/object/apply:os.system is not allowed"),
+    (yaml.safe_dump({"nodes": [HEAD], "settings": {"verify_slow_ratio": True}}),
+     "key settings.verify_slow_ratio: is True; it must be a number"),
+    (yaml.safe_dump(with_worker(address="10.0.0.2", ssh_key=".")), "key ssh_key: '.' is a directory, not a file"),
+    (b"\xff\xfe\x00\x00", "the file is not text"),
+    (None, "it is a directory, not a file"),
+])
+def test_the_cli_refuses_with_status_2_and_no_traceback(tmp_path, content, expected):
+    path = tmp_path / "cluster.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    result = run_pyinfra(["inventory.py", "debug-inventory"], path, PROJECT_DIR)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert expected in result.stderr and f"saf: Cannot use the cluster file {path}" in result.stderr
+    assert "Traceback" not in output and "hacked" not in output
