@@ -113,13 +113,26 @@ def test_a_crashed_worker_is_back_in_the_cluster_within_30_s(lab):
     assert back - before, "beta's Ray did not come back within 30 s"
 
 
+CLUSTER_MTU = 9000  # the `mtu` setting: its default, which the lab's cluster files keep
+
+
+def link_mtu(lab, name: str) -> int:
+    """The MTU the kernel has now on the node's cluster interface (eth0)."""
+    return int(lab.exec(name, ["cat", "/sys/class/net/eth0/mtu"]).stdout)
+
+
 def test_services_start_at_boot(lab, clusters):
+    # The lab's reboot keeps the node's network namespace, and with it eth0's MTU, where a real
+    # machine's interface comes up at its default: set that default first, so that the MTU after
+    # the reboot is saf-mtu.service's doing.
+    lab.exec("beta", ["ip", "link", "set", "eth0", "mtu", "1500"])
     lab.reboot("beta")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and lab.exec("beta", ["systemctl", "is-active", "saf-ray-worker.service"],
-                                                   check=False).stdout.strip() != "active":
+    while time.monotonic() < deadline and (
+            lab.exec("beta", ["systemctl", "is-active", "saf-ray-worker.service"], check=False).stdout.strip()
+            != "active" or link_mtu(lab, "beta") != CLUSTER_MTU):
         time.sleep(1)
-    assert lab.exec("beta", ["cat", "/sys/class/net/eth0/mtu"], check=False) is not None
+    assert link_mtu(lab, "beta") == CLUSTER_MTU, "beta's MTU did not come back to the setting after the reboot"
     result, _ = verify(clusters)
     assert result.returncode == 0, result.log[-3000:]
 
