@@ -23,6 +23,15 @@ sys.path.insert(0, str(PROJECT))
 
 from saf.paths import on_node  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
+from saf.verify import job  # noqa: E402
+
+# The driver's source, loaded on the node as a module (not __main__, so its main() does not run)
+LOAD_JOB = """
+import sys, types
+job = types.ModuleType("saf_verify_job")
+sys.modules[job.__name__] = job
+exec(compile({source!r}, "saf/verify/job.py", "exec"), job.__dict__)
+"""
 
 BEST_EFFORT = """
 import json, statistics, time
@@ -41,7 +50,7 @@ def best(dtype):
             t = time.perf_counter(); mx.eval(a @ b); times.append(time.perf_counter() - t)
         results[n] = 2 * n ** 3 / statistics.median(times) / 1e9
     return max(results.values()), results
-verification = {"f32": _timed_matmul(mx, mx.float32), "f16": _timed_matmul(mx, mx.float16)}
+verification = {"f32": job._timed_matmul(mx, mx.float32), "f16": job._timed_matmul(mx, mx.float16)}
 f32, f32_sizes = best(mx.float32)
 f16, f16_sizes = best(mx.float16)
 print("BENCH " + json.dumps({"verification": verification, "best": {"f32": f32, "f16": f16},
@@ -56,8 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     cluster = load_cluster(PROJECT, args.cluster)
     node = cluster.node(args.node)
-    job = (PROJECT / "saf/verify/job.py").read_text().replace('if __name__ == "__main__":', "if False:")
-    script = job + BEST_EFFORT
+    script = LOAD_JOB.format(source=Path(job.__file__).read_text()) + BEST_EFFORT
     ssh = ["ssh", "-o", "BatchMode=yes"]
     if node.ssh_key:
         ssh += ["-i", node.ssh_key]

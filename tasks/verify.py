@@ -4,10 +4,10 @@ from one node: the head in a full run, the first limited node in a `--limit` run
 from pyinfra import host, state
 from pyinfra.facts.server import Home
 
-from saf.operations.verify import cluster_verified
 from saf.paths import on_control, on_node
 from saf.service import node_auth_environment
-from saf.verify.plan import expectation, verification_host
+from saf.verify.operation import cluster_verified
+from saf.verify.placement import expectation, verification_host
 
 if host.name == verification_host(state, host.data.cluster_nodes):
     home = host.get_fact(Home)

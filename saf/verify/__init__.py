@@ -1,5 +1,10 @@
 """The verification: MLX jobs pinned to every node through Ray, versions, throughput and network.
 
-``job.py`` runs on a cluster node with the venv's Python (only ray, mlx and numpy there);
-``report.py`` turns its JSON into the table and files on the control machine.
+- ``job.py``: the driver, run on a cluster node with the venv's Python (only ray, mlx and numpy
+  there; nothing of saf): it observes every node and prints one JSON line;
+- ``fact.py``: the pyinfra fact that sends the driver inline and reads that line;
+- ``judgement.py``: the verdicts on what was observed (plain Python, on the control machine);
+- ``operation.py``: the pyinfra operation that judges, reports and fails the run when needed;
+- ``report.py``: the table for people and the JSON files for tools;
+- ``placement.py``: which node drives the verification and what it expects of the cluster.
 """

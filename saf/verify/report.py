@@ -6,6 +6,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from saf.verify.judgement import problems as all_problems
+
 COLUMNS = (("node", "name"), ("role", "role"), ("hostname", "hostname"), ("python", "python"), ("ray", "ray"),
            ("mlx", "mlx"), ("device", "device"), ("GFLOPS f32", "gflops_f32"), ("GFLOPS f16", "gflops_f16"),
            ("MTU path", "mtu_path_ok"), ("Gbit/s (link)", "gbit_s"), ("verdict", "ok"))
@@ -34,7 +36,7 @@ def table(report: dict) -> str:
         rows.append([_throughput(node) if key == "gbit_s" else _cell(key, node.get(key)) for _, key in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    problems = [*report.get("problems", []), *(p for n in report.get("nodes", []) for p in n.get("problems", []))]
+    problems = all_problems(report)
     verdict = "cluster verified: OK" if report.get("ok") else f"cluster verification FAILED ({len(problems)} problems)"
     return "\n".join([*lines, *(f"  - {problem}" for problem in problems), verdict])
 

@@ -7,9 +7,9 @@ import shlex
 import pytest
 
 import saf.wheelhouse
-from saf.facts.verify import ClusterVerification
 from saf.auth import TokenFileError, auth_environment, auth_mode, ensure_control_token, rotate_control_token
 from saf.spec import ClusterFileError, load_cluster
+from saf.verify.fact import ClusterVerification
 from saf.wheelhouse import WheelhouseError, platform_key, wheel_platforms
 from tests.conftest import PROJECT_DIR
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from saf.verify import job, report
-from saf.verify.plan import expectation, verification_host
+from saf.verify import job, judgement, report
+from saf.verify.placement import expectation, verification_host
 
 
 def node(name, **values):
@@ -19,20 +19,20 @@ PINS = {"pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"}}
 
 def test_a_patch_level_python_mismatch_is_named():
     nodes = {"beta": node("beta", python="3.9.6")}
-    job._check_versions(nodes, PINS)
+    judgement.check_versions(nodes, PINS)
     assert nodes["beta"]["problems"] == ["beta runs python 3.9.6, not the pinned 3.9.23"]
 
 
 def test_wrong_mlx_results_are_named():
     nodes = {"beta": node("beta", mlx_correct=False)}
-    job._check_versions(nodes, PINS)
+    judgement.check_versions(nodes, PINS)
     assert nodes["beta"]["problems"] == ["beta: MLX's matmul disagrees with NumPy's"]
 
 
 def test_the_seeds_slow_beta_is_flagged_against_same_hardware_peers_only():
     nodes = {"alpha": node("alpha", gflops_f32=110.0), "beta": node("beta", gflops_f32=21.5),
              "gamma": node("gamma", gflops_f32=118.0), "delta": node("delta", gflops_f32=20.0, hardware="Apple M1 / gpu")}
-    job._check_speed(nodes, 0.5)
+    judgement.check_speed(nodes, 0.5)
     assert "beta is slow: 21.5 GFLOPS (f32) against a median of 114.0" in nodes["beta"]["problems"][0]
     assert nodes["alpha"]["problems"] == [] and nodes["gamma"]["problems"] == []
     assert nodes["delta"]["problems"] == []  # no peer of its hardware: nothing to compare with

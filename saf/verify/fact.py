@@ -1,7 +1,8 @@
 """The verification as a fact: a read-only look at the whole cluster, from one of its nodes.
 
-Reading it runs the driver (saf/verify/job.py, sent inline) with the venv's Python; nothing on
-the node changes, which is why a converged deploy still reports zero changes.
+Reading it runs the driver (``job.py`` beside this file, sent inline with ``python -c``) with the
+venv's Python; nothing on the node changes, which is why a converged deploy still reports zero
+changes. The fact is what the driver observed; ``judgement.py`` judges it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from pathlib import Path
 from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.command import QuoteString
 
-JOB = (Path(__file__).resolve().parent.parent / "verify" / "job.py").read_text()
+JOB = (Path(__file__).resolve().parent / "job.py").read_text()
 MARKER = "SAF-VERIFY "
 
 
 class ClusterVerification(FactBase[dict]):
-    """The verification report (see saf/verify/job.py) as a dict; ``ok`` says it all."""
+    """What the driver (job.py) observed, as a dict: ``nodes`` and the driver's own ``problems``."""
 
     @staticmethod
     def default() -> dict:
-        return {"ok": False, "nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
+        return {"nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
 
     def command(self, python: str, address: str, expect: str, timeout: int, environment: str = "") -> StringCommand:
         # environment: ``KEY=value`` shell words for the driver, e.g. RAY_AUTH_TOKEN_PATH (a path, not the token)
@@ -35,4 +36,4 @@ class ClusterVerification(FactBase[dict]):
             if line.startswith(MARKER):
                 return json.loads(line[len(MARKER):])
         tail = " | ".join(line.strip() for line in output[-5:])
-        return {"ok": False, "nodes": [], "problems": [f"the verification printed no report: {tail[:800]}"]}
+        return {"nodes": [], "problems": [f"the verification printed no report: {tail[:800]}"]}

@@ -1,4 +1,4 @@
-"""Where the verification runs and what it expects, from the cluster file's data."""
+"""Where the verification runs (which node drives it) and what it expects, from the cluster file's data."""
 
 from __future__ import annotations
 

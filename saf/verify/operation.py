@@ -1,4 +1,4 @@
-"""The verification operation: reads the ClusterVerification fact when the run executes.
+"""The verification operation: reads the ClusterVerification fact when the run executes and judges it.
 
 It yields no command when the cluster is sound, so pyinfra counts no change; when it is not,
 it fails this host with the problems (no traceback) and the run exits non-zero. The table is
@@ -14,9 +14,10 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, operation
 
-from saf.facts.verify import ClusterVerification
 from saf.operations.stop import fail_host
 from saf.verify import report as reports
+from saf.verify.fact import ClusterVerification
+from saf.verify.judgement import judge, passed, problems
 
 
 @operation(is_idempotent=True)
@@ -35,12 +36,18 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
     """
     if not state.is_executing:
         return  # a check, not a change: it runs when the deploy executes, after every other task
-    result = host.get_fact(ClusterVerification, python=python, address=address,
-                           expect=json.dumps(expect, sort_keys=True), timeout=timeout,
-                           environment=shlex.join(f"{key}={value}" for key, value in environment),
-                           _timeout=timeout * 4 + 120)
+    observed = host.get_fact(ClusterVerification, python=python, address=address,
+                             expect=json.dumps(expect, sort_keys=True), timeout=timeout,
+                             environment=shlex.join(f"{key}={value}" for key, value in environment),
+                             _timeout=timeout * 4 + 120)
+    result = judge(observed, expect)
     path = reports.write(result, Path(reports_dir))
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
-    if not result.get("ok"):
-        problems = [*result.get("problems", []), *(p for n in result.get("nodes", []) for p in n.get("problems", []))]
-        yield FunctionCommand(fail_host, ("cluster verification failed: " + "; ".join(problems),), {})
+    yield from verdict_commands(result)
+
+
+def verdict_commands(result: dict) -> list[FunctionCommand]:
+    """Nothing for a sound cluster (no change); else one command that fails this host with every problem."""
+    if passed(result):
+        return []
+    return [FunctionCommand(fail_host, ("cluster verification failed: " + "; ".join(problems(result)),), {})]

@@ -1,0 +1,111 @@
+"""The verification's judgement: what the driver observed on every node, judged against what the
+cluster file expects.
+
+Plain Python (standard library only), run on the control machine by the operation; the driver
+(``job.py``) only observes. Every problem is worded here, with its likely cause and fix, and
+:func:`problems` is the one place the report's problems are flattened into a list.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+NOT_ALIVE_FIX = "check its Ray service (systemctl status saf-ray-worker / launchctl print)"
+
+
+def judge(observed: dict[str, Any], expect: dict[str, Any]) -> dict[str, Any]:
+    """The report: the observed nodes, each with its ``problems`` and ``ok``, and the cluster's ``ok``."""
+    report: dict[str, Any] = {"ok": False, "address": observed.get("address"),
+                              "nodes": [{**node, "problems": []} for node in observed.get("nodes", [])],
+                              "problems": list(observed.get("problems", [])), "transfer": []}
+    nodes = {node["name"]: node for node in report["nodes"]}
+    if not nodes:  # the driver never got as far as the nodes: its own problem says why
+        return report
+    check_alive(nodes, report.get("address"))
+    check_versions(nodes, expect)
+    check_speed(nodes, expect.get("slow_ratio", 0.5))
+    check_paths(nodes, expect["mtu"])
+    check_transfers(nodes, report)
+    for node in nodes.values():
+        node["ok"] = not node["problems"]
+    report["ok"] = bool(report["nodes"]) and all(node["ok"] for node in nodes.values()) and not report["problems"]
+    return report
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """Every problem of the report: the cluster's own first, then each node's, in node order."""
+    return [*report.get("problems", []), *(p for node in report.get("nodes", []) for p in node.get("problems", []))]
+
+
+def passed(report: dict[str, Any]) -> bool:
+    """True only for a report that says ok and holds no problem (a missing or empty one fails)."""
+    return report.get("ok") is True and not problems(report)
+
+
+def check_alive(nodes: dict[str, dict], address: str | None) -> None:
+    for node in nodes.values():
+        if not node.get("alive"):
+            node["problems"].append(f"{node['name']} ({node['ip']}) is not alive in the Ray cluster at {address}: "
+                                    + NOT_ALIVE_FIX)
+        elif node.get("probe_error"):
+            node["problems"].append(f"{node['name']}: {node['probe_error']}")
+
+
+def check_versions(nodes: dict[str, dict], expect: dict[str, Any]) -> None:
+    for node in nodes.values():
+        if "python" not in node:
+            continue
+        for key in ("python", "ray", "mlx"):
+            if node[key] != expect["pins"][key]:
+                node["problems"].append(f"{node['name']} runs {key} {node[key]}, not the pinned {expect['pins'][key]}")
+        if not node["mlx_correct"]:
+            node["problems"].append(f"{node['name']}: MLX's matmul disagrees with NumPy's")
+
+
+def check_speed(nodes: dict[str, dict], slow_ratio: float) -> None:
+    measured = [n for n in nodes.values() if n.get("gflops_f32")]
+    for node in measured:
+        peers = [p["gflops_f32"] for p in measured if p is not node and p["hardware"] == node["hardware"]]
+        if peers and node["gflops_f32"] < slow_ratio * statistics.median(peers):
+            node["problems"].append(
+                f"{node['name']} is slow: {node['gflops_f32']} GFLOPS (f32) against a median of "
+                f"{statistics.median(peers):.1f} on its peers of the same hardware (thermals, background "
+                "load, power settings?)")
+
+
+def check_paths(nodes: dict[str, dict], mtu: int) -> None:
+    by_ip = {node["ip"]: node["name"] for node in nodes.values()}
+    for node in nodes.values():
+        if node.get("path_error"):
+            node["mtu_path_ok"] = False
+            node["problems"].append(f"{node['name']}: the path check did not finish ({node['path_error']})")
+            continue
+        if "paths" not in node:
+            continue
+        node["mtu_path_ok"] = all(path["ok"] for path in node["paths"].values())
+        for ip, path in node["paths"].items():
+            if not path["ok"]:
+                largest = path["largest"]
+                node["problems"].append(
+                    f"{mtu}-byte frames do not pass from {node['name']} to {by_ip.get(ip, ip)} ({ip}): the largest "
+                    f"don't-fragment payload that passes is {largest} bytes"
+                    + (f" (an MTU of {largest + 28} on the way)" if largest else " (no ping at all)")
+                    + "; check the MTU of both nodes' interfaces and of the switch ports between them")
+
+
+def check_transfers(nodes: dict[str, dict], report: dict[str, Any]) -> None:
+    head = next((n for n in nodes.values() if n["role"] == "head" and n.get("alive")), None)
+    if head is None:
+        report["problems"].append("the head is not alive: no transfer or throughput check")
+        return
+    for node in nodes.values():
+        transfer = node.get("transfer")
+        if transfer:
+            intact = transfer["sent"] == transfer["received"]
+            report["transfer"].append({"from": head["name"], "to": node["name"], "mb": transfer["mb"],
+                                       "seconds": transfer["seconds"], "intact": intact})
+            if not intact:
+                node["problems"].append(f"an object sent from {head['name']} to {node['name']} arrived altered")
+        if node.get("transfer_error"):
+            node["problems"].append(f"transfer {head['name']} -> {node['name']} failed: {node['transfer_error']}")
