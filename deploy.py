@@ -20,5 +20,6 @@ if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/network.py")
     local.include("tasks/ray_auth.py")
     local.include("tasks/firewall.py")
+    local.include("tasks/app_firewall.py")
     local.include("tasks/ray_service.py")
     local.include("tasks/verify.py")

@@ -107,15 +107,3 @@ def firewall_rules(data: object, template: Path) -> FirewallRules:
     content = json.dumps({"ports": [p.nft for p in ports], "peers": [*peers4, *peers6]}, sort_keys=True)
     digest = hashlib.sha256(template.read_bytes() + content.encode()).hexdigest()[:12]
     return FirewallRules(ports, peers4, peers6, digest)
-
-
-def app_firewall_paths(pyenv_root: str, python_version: str, venv_path: str) -> tuple[str, ...]:
-    """The binaries that accept Ray's connections on macOS, as the application firewall sees them.
-
-    The venv's ``bin/python`` links to pyenv's interpreter, so the real binary (what a running
-    worker is) is ``python3.X`` there; raylet and gcs_server are Ray's own programs in the venv.
-    """
-    major_minor = ".".join(python_version.split(".")[:2])
-    ray_core = f"{venv_path}/lib/python{major_minor}/site-packages/ray/core/src/ray"
-    return (f"{pyenv_root}/versions/{python_version}/bin/python{major_minor}",
-            f"{ray_core}/raylet/raylet", f"{ray_core}/gcs/gcs_server")

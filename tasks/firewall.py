@@ -6,18 +6,16 @@ every boot by the oneshot saf-firewall.service. macOS: the pf anchor com.apple/o
 /etc/saf/firewall.pf, loaded now and at every boot by the LaunchDaemon org.saf.firewall.
 `firewall: false` removes whatever of that a node still has; a node that never had it gets nothing.
 
-macOS, whatever `firewall` says: when the application firewall is on, Ray's binaries are allowed
-to accept connections (a headless node has nobody to click "Allow").
+(The macOS application firewall, which `firewall` does not govern, is tasks/app_firewall.py.)
 """
 
-import shlex
 from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.facts.server import Home, Which
+from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server, systemd
 
-from saf.facts.firewall import SOCKETFILTERFW, AppFirewall, NftRules, PfRules
+from saf.facts.firewall import NftRules, PfRules
 from saf.facts.launchd import LaunchdJob
 from saf.firewall import (
     LAUNCHD_LABEL,
@@ -32,13 +30,10 @@ from saf.firewall import (
     UNIT_FILE,
     UNIT_TEMPLATE,
     FirewallRules,
-    app_firewall_paths,
     firewall_rules,
 )
 from saf.node_os import is_macos
 from saf.operations.stop import stop_host
-from saf.paths import on_node
-from saf.venv_spec import node_venv
 
 macos = is_macos(host)
 sudo = host.data.use_sudo
@@ -135,37 +130,6 @@ def remove_macos_firewall() -> None:
     files.file(name="Remove the firewall job definition", path=PLIST_FILE, present=False, _sudo=True)
     files.file(name="Remove the firewall rules file", path=PF_FILE, present=False, _sudo=True)
 
-
-def allow_ray_through_the_app_firewall() -> None:
-    """socketfilterfw --add/--unblockapp for Ray's binaries that the application firewall does not allow."""
-    app_firewall = host.get_fact(AppFirewall, _sudo=sudo)
-    if not app_firewall["state"]:
-        return
-    home = host.get_fact(Home)
-    paths = app_firewall_paths(on_node(host.data.pyenv_root, home), host.data.python_version,
-                               node_venv(host, home).path)
-    if app_firewall["state"] == 2:
-        logger.warning(f"[{host.name}] the application firewall blocks all incoming connections, so Ray's peers "
-                       "cannot reach this node: turn off \"Block all incoming connections\" (System Settings, "
-                       "Network, Firewall, Options).")
-    listed = app_firewall["apps"]
-    missing = [path for path in paths if not listed.get(path)]
-    if not missing:
-        return
-    if not sudo:
-        logger.warning(f"[{host.name}] the application firewall is on and SAF cannot allow Ray without sudo "
-                       f"(use_sudo: false): allow {', '.join(missing)} in System Settings, Network, Firewall.")
-        return
-    commands = []
-    for path in missing:
-        if path not in listed:
-            commands.append(f"{SOCKETFILTERFW} --add {shlex.quote(path)}")
-        commands.append(f"{SOCKETFILTERFW} --unblockapp {shlex.quote(path)}")
-    server.shell(name="Let Ray accept connections (application firewall)", commands=commands, _sudo=True)
-
-
-if macos:
-    allow_ray_through_the_app_firewall()
 
 if wanted and not sudo:
     logger.warning(f"[{host.name}] firewall not managed: it needs sudo (use_sudo: false).")

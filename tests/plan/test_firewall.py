@@ -1,5 +1,5 @@
 """The host firewall, planned: pf anchor + LaunchDaemon on macOS, nftables + a oneshot unit on Debian,
-removal when switched off, the application firewall on macOS, and nothing for a converged node."""
+removal when switched off, and nothing for a converged node."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import logging
 import plistlib
 import re
 
-import pytest
 
 from tests.planning import Raw
-from tests.facts import IP_ADDR, converged_mac, fresh_debian, fresh_mac, mac_network, venv_for
+from tests.facts import IP_ADDR, converged_mac, fresh_debian, fresh_mac, mac_network
 
 HOME = "/Users/arthurdell"
 PF_FILE = "/etc/saf/firewall.pf"
@@ -24,11 +23,6 @@ MACS = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", 
 DEBIANS = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"},
                      {"name": "beta", "role": "worker", "address": "10.0.0.2"}],
            "settings": {"firewall": True}}
-SOCKETFILTERFW = "/usr/libexec/ApplicationFirewall/socketfilterfw"
-VENV = f"{HOME}/saf/venv/{venv_for()[0]}"
-RAY_BINARIES = (f"{HOME}/.pyenv/versions/3.9.23/bin/python3.9",  # what the venv's bin/python links to
-                f"{VENV}/lib/python3.9/site-packages/ray/core/src/ray/raylet/raylet",
-                f"{VENV}/lib/python3.9/site-packages/ray/core/src/ray/gcs/gcs_server")
 
 
 def firewall_ops(host_plan):
@@ -139,51 +133,6 @@ def test_firewall_off_on_a_mac_that_had_it_removes_anchor_job_and_files(plan):
     assert alpha.op("Remove the firewall job definition").commands == [f"rm -f {PLIST}"]
     assert alpha.op("Remove the firewall rules file").commands == [f"rm -f {PF_FILE}"]
     assert all(op.sudo for op in firewall_ops(alpha))
-
-
-# --- macOS: the application firewall ------------------------------------------------------------
-
-
-def app_firewall(state: int, apps: dict[str, str] | None = None) -> Raw:
-    """``--getglobalstate`` then ``--listapps``, as socketfilterfw prints them."""
-    words = {0: "Firewall is disabled. (State = 0)", 1: "Firewall is enabled. (State = 1)",
-             2: "Firewall is blocking all non-essential incoming connections. (State = 2)"}
-    listing = "".join(f"\n{number} :  {path}\n \t ( {rule} incoming connections )\n"
-                      for number, (path, rule) in enumerate((apps or {}).items(), start=1))
-    return Raw(f"{words[state]}\nALF: total number of apps = {len(apps or {})}\n{listing}")
-
-
-def test_app_firewall_on_lets_rays_binaries_accept_connections(plan):
-    facts = fresh_mac(**{"firewall.AppFirewall": app_firewall(1, {"/Applications/Safari.app": "Allow"})})
-    alpha = plan({"alpha": facts}, cluster={"nodes": MACS["nodes"][:1]})["alpha"]  # firewall setting off
-    op = alpha.op("application firewall")
-    assert op.sudo
-    assert op.commands == [command for path in RAY_BINARIES
-                           for command in (f"{SOCKETFILTERFW} --add {path}", f"{SOCKETFILTERFW} --unblockapp {path}")]
-    assert op.position < alpha.op("Ray head (launchd)").position
-
-
-def test_app_firewall_listing_python_as_blocked_gets_unblock_only(plan):
-    listed = {RAY_BINARIES[0]: "Block", RAY_BINARIES[1]: "Allow", RAY_BINARIES[2]: "Allow"}
-    facts = fresh_mac(**{"firewall.AppFirewall": app_firewall(1, listed)})
-    alpha = plan({"alpha": facts}, cluster={"nodes": MACS["nodes"][:1]})["alpha"]
-    assert alpha.op("application firewall").commands == [f"{SOCKETFILTERFW} --unblockapp {RAY_BINARIES[0]}"]
-
-
-@pytest.mark.parametrize("app_firewall_facts", [
-    app_firewall(0),
-    app_firewall(1, {path: "Allow" for path in RAY_BINARIES}),
-], ids=["disabled", "already-allowed"])
-def test_app_firewall_off_or_already_allowing_ray_gets_nothing(plan, app_firewall_facts):
-    alpha = plan({"alpha": fresh_mac(**{"firewall.AppFirewall": app_firewall_facts})},
-                 cluster={"nodes": MACS["nodes"][:1]})["alpha"]
-    assert changing_firewall_ops(alpha) == [] and not alpha.has_command("socketfilterfw")
-
-
-def test_app_firewall_blocking_everything_is_named(plan, caplog):
-    with caplog.at_level(logging.WARNING):
-        plan({"alpha": fresh_mac(**{"firewall.AppFirewall": app_firewall(2)})}, cluster={"nodes": MACS["nodes"][:1]})
-    assert "blocks all incoming connections" in caplog.text
 
 
 # --- Debian: nftables ---------------------------------------------------------------------------
