@@ -30,3 +30,17 @@ class LaunchdJob(FactBase[dict | None]):
                 key, value = found.groups()
                 job[key] = int(value) if key == "pid" and value.isdigit() else value
         return job
+
+
+class LaunchdDomain(FactBase[bool]):
+    """Whether launchctl can reach a domain: ``system`` (LaunchDaemons) or ``gui/<uid>``
+    (LaunchAgents: only while that user has a GUI session)."""
+
+    def requires_command(self, domain: str) -> str:
+        return "launchctl"
+
+    def command(self, domain: str) -> StringCommand:
+        return StringCommand("launchctl print", QuoteString(domain), ">/dev/null 2>&1 && echo reachable || echo unreachable")
+
+    def process(self, output: list[str]) -> bool:
+        return any(line.strip() == "reachable" for line in output)

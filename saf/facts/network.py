@@ -112,3 +112,18 @@ class LinuxInterfaces(FactBase[dict]):
                         "wireless": entry["ifname"] in wireless,
                     }
         return interfaces
+
+
+class RawMaxDatagram(FactBase[int | None]):
+    """macOS's cap on a raw IP datagram (``net.inet.raw.maxdgram``; ping's ICMP is raw): a
+    don't-fragment ping larger than this fails whatever the path MTU."""
+
+    def requires_command(self) -> str:
+        return "sysctl"
+
+    def command(self) -> str:
+        return "sysctl -n net.inet.raw.maxdgram 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> int | None:
+        values = [line.strip() for line in output if line.strip()]
+        return int(values[0]) if values and values[0].isdigit() else None
