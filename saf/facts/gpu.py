@@ -17,7 +17,7 @@ class AppleGPU(FactBase[dict | None]):
     None when it lists no GPU. ``metal`` is None when the GPU has no Metal support.
 
     ``Metal Support: Metal 3`` (macOS 13 and later) was ``Metal Family: Supported, Metal GPUFamily
-    Apple 7`` on macOS 12; both are read.
+    Apple 7`` on macOS 12 and ``Metal: Supported, feature set ...`` before; all are read.
     """
 
     def requires_command(self) -> str:
@@ -37,7 +37,7 @@ class AppleGPU(FactBase[dict | None]):
         if "Chipset Model" not in fields:
             raise UnexpectedOutput(APPLE_GPU_COMMAND, output)
         cores = re.match(r"\d+", fields.get("Total Number of Cores", ""))
-        metal = fields.get("Metal Support") or fields.get("Metal Family")
+        metal = fields.get("Metal Support") or fields.get("Metal Family") or fields.get("Metal")  # 10.14-10.15
         return {"model": fields["Chipset Model"], "cores": int(cores.group()) if cores else None,
                 "metal": metal if metal and not metal.lower().startswith("not supported") else None}
 
