@@ -8,6 +8,7 @@ removes what it made and leaves the node on its old venv.
 from __future__ import annotations
 
 import shlex
+from enum import Enum
 from io import StringIO
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from saf.facts.python import (
     SafVenvs,
     VenvDistributions,
 )
+from saf.node_scripts import node_script
 from saf.venv_spec import VenvSpec
 
 BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
@@ -100,40 +102,10 @@ def drifted(requirements: tuple[str, ...], installed: dict | None) -> list[str]:
     ]
 
 
-_PROVE = """\
-import importlib.metadata as md, platform, sys
-import ray, mlx.core
-want = dict(arg.split("=", 1) for arg in sys.argv[1:])
-have = {"python": platform.python_version(), "ray": ray.__version__, "mlx": md.version("mlx")}
-print("python %(python)s ray %(ray)s mlx %(mlx)s" % have)
-wrong = [f"{k} {have[k]} (pinned {v})" for k, v in want.items() if have[k] != v]
-sys.exit("SAF: the new venv has " + ", ".join(wrong) if wrong else 0)
-"""
-
-_SWITCH = """\
-import os, re, shutil, sys
-root, name = sys.argv[1], sys.argv[2]
-def target(at):
-    path = os.path.join(root, at)
-    return os.readlink(path).rstrip("/").rsplit("/", 1)[-1] if os.path.islink(path) else None
-def link(to, at):
-    tmp = os.path.join(root, "." + at + ".tmp")
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    os.symlink(to, tmp)
-    os.replace(tmp, os.path.join(root, at))  # atomic: `current` never points nowhere
-old = target("current")
-if old != name:
-    if old:
-        link(old, "previous")
-    link(name, "current")
-keep = {name, target("previous")}
-ours = re.compile(r"^py[0-9][^/]*-ray[^/]*-mlx[^/]*-[^/]+$")  # what saf.venv_spec.venv_name makes; nothing else
-for entry in os.listdir(root):  # older venvs go: only current and previous (for rollback) stay
-    path = os.path.join(root, entry)
-    if entry not in keep and ours.match(entry) and os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-"""
+# node programs (saf/node_scripts/), sent inline with the commands that run them
+_PROVE = node_script("venv_prove.py")
+_SWITCH = node_script("venv_switch.py")
+_PIP_INSTALL = node_script("pip_install.sh")
 
 
 def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:
@@ -141,46 +113,52 @@ def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:
     return [f"python={spec.python_version}", f"ray={versions['ray']}", f"mlx={versions['mlx']}", *extra]
 
 
-def _install_script(venv: str, wheels: str | None, requirements_file: str, python: str | None, what: str) -> str:
-    """Shell that creates (if python is given) and fills a venv; on failure removes what it made."""
-    index = f"--no-index --find-links {_q(wheels)}" if wheels else ""
-    cleanup = f"rm -rf {_q(venv)}; " if python else ""
-    cleanup += f"rm -rf {_q(wheels)}; " if wheels else ""
-    cleanup += f"rm -f {_q(requirements_file)}; "
-    log = f"{venv}.pip.log"
-    lines = [
-        f"fail() {{ {cleanup}echo \"SAF: $1 on {host.name}; {what}\" >&2; exit 1; }}",
-    ]
-    if python:
-        lines += [f"rm -rf {_q(venv)}", f"{_q(python)} -m venv {_q(venv)} || fail 'creating the venv failed'"]
-    lines += [
-        f"PIP_CONFIG_FILE=/dev/null {_q(venv)}/bin/python -m pip install --disable-pip-version-check -q {index}"
-        f" -r {_q(requirements_file)}"
-        f" >{_q(log)} 2>&1 || {{ cat {_q(log)} >&2; "
-        f"pkg=$(sed -n 's/.*matching distribution found for \\([^ ]*\\).*/\\1/p; s/.*Failed to build \\([^ ]*\\).*/\\1/p' {_q(log)} | head -n 1); "
-        f"rm -f {_q(log)}; fail \"pip could not install ${{pkg:-the pinned packages}}\"; }}",
-        f"rm -f {_q(log)}",
-    ]
-    return "\n".join(lines)
+def _create_venv(venv: str, python: str, cleanup: str, consequence: str) -> str:
+    """Shell that creates an empty venv with ``python`` (afresh); on failure runs ``cleanup``."""
+    message = f"SAF: creating the venv failed on {host.name}; {consequence}"
+    return (f"rm -rf {_q(venv)}; {_q(python)} -m venv {_q(venv)} "
+            f"|| {{ {cleanup}echo {_q(message)} >&2; exit 1; }}")
 
 
-def venv_work(spec: VenvSpec) -> str:
-    """What the node's venv needs: ``build``, ``repair`` (drifted pins), ``switch`` or ``""``."""
+def _pip_install(venv: str, requirements_file: str, wheels: str | None, cleanup: str, consequence: str) -> str:
+    """Shell that runs saf/node_scripts/pip_install.sh for the venv; on failure runs ``cleanup``."""
+    index = ["--no-index", "--find-links", wheels] if wheels else []
+    arguments = " ".join(_q(a) for a in (host.name, consequence, venv, requirements_file, *index))
+    return f"sh -c {_q(_PIP_INSTALL)} pip_install.sh {arguments} || {{ {cleanup}exit 1; }}"
+
+
+class VenvWork(str, Enum):
+    """What a node's venv needs. ``current`` changes (and Ray must restart) only for the first three."""
+
+    BUILD = "build"  # the pinned venv is missing or incomplete: build it beside, prove it, switch
+    REPAIR = "repair"  # it is there but pins drifted: reinstall them in place, prove it
+    SWITCH = "switch"  # it is there and sound, but not `current`: switch to it
+    PRUNE = "prune"  # it is `current` already; only leftover venvs go
+    NOTHING = ""
+
+    @property
+    def changes_current(self) -> bool:
+        return self in (VenvWork.BUILD, VenvWork.REPAIR, VenvWork.SWITCH)
+
+
+def venv_work(spec: VenvSpec) -> VenvWork:
+    """What the node's venv needs, from its facts (see :class:`VenvWork`)."""
     state = host.get_fact(SafVenvs, root=spec.root)
     if state["venvs"].get(spec.name) is not True:
-        return "build"
+        return VenvWork.BUILD
     if drifted(spec.requirements, host.get_fact(VenvDistributions, venv=spec.path)):
-        return "repair"
-    leftovers = set(state["venvs"]) - {spec.name, state["current"], state["previous"]}
-    if state["current"] != spec.name or leftovers:
-        return "switch"
-    return ""
+        return VenvWork.REPAIR
+    if state["current"] != spec.name:
+        return VenvWork.SWITCH
+    if set(state["venvs"]) - {spec.name, state["previous"]}:
+        return VenvWork.PRUNE
+    return VenvWork.NOTHING
 
 
 def venv_changes_current(spec: VenvSpec) -> bool:
-    """Whether this run changes what ``current`` runs: a new venv, a repair, or a switch."""
-    work = venv_work(spec)
-    return work in ("build", "repair") or host.get_fact(SafVenvs, root=spec.root)["current"] != spec.name
+    """Whether this run changes what ``current`` runs (a new venv, a repair, a switch): the
+    reason Ray restarts. Pruning leftover venvs alone does not change it."""
+    return venv_work(spec).changes_current
 
 
 @operation()
@@ -195,31 +173,42 @@ def pinned_venv(spec: VenvSpec, python: str, wheels: list[str] | None, wheel_dir
     + wheel_dir: where the wheels go on the node while installing (removed afterwards)
     """
     work = venv_work(spec)
-    if not work:
+    if work is VenvWork.NOTHING:
         host.noop(f"venv {spec.name} is current and matches its pins")
         return
 
-    if work in ("build", "repair"):
-        requirements_file = f"{spec.path}.requirements.txt"
-        yield f"mkdir -p {_q(wheel_dir)} {_q(spec.root)}"
-        for wheel in wheels or ():
-            yield FileUploadCommand(wheel, f"{wheel_dir}/{Path(wheel).name}")
-        yield FileUploadCommand(StringIO("\n".join(spec.requirements) + "\n"), requirements_file)
-        current = host.get_fact(SafVenvs, root=spec.root)["current"]
-        if work == "build":
-            what = f"the node stays on its current venv ({current or 'none yet'})"
-        else:
-            what = "the venv keeps its drifted packages"
-        creator = python if work == "build" else None
-        yield _install_script(spec.path, wheel_dir if wheels is not None else None, requirements_file, creator, what)
-        on_fail = f"rm -rf {_q(spec.path)}; " if work == "build" else ""
-        yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_pins(spec))} "
-               f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}")
-        if work == "build":
-            reqs = " ".join(_q(r) for r in spec.requirements)
-            yield f"printf '%s\\n' {reqs} > {_q(spec.path)}/{COMPLETE_MARKER}"
-        yield f"rm -rf {_q(wheel_dir)} {_q(requirements_file)}"
+    if work in (VenvWork.BUILD, VenvWork.REPAIR):
+        yield from _install(spec, work, python, wheels, wheel_dir)
+    # current, previous and pruning in one program (it changes nothing that is already right)
     yield f"{_q(spec.path)}/bin/python -c {_q(_SWITCH)} {_q(spec.root)} {_q(spec.name)}"
+
+
+def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | None, wheel_dir: str):
+    """Build (or repair) the venv beside ``current`` and prove it; a failure removes what it made."""
+    build = work is VenvWork.BUILD
+    requirements_file = f"{spec.path}.requirements.txt"
+    yield f"mkdir -p {_q(wheel_dir)} {_q(spec.root)}"
+    for wheel in wheels or ():
+        yield FileUploadCommand(wheel, f"{wheel_dir}/{Path(wheel).name}")
+    yield FileUploadCommand(StringIO("\n".join(spec.requirements) + "\n"), requirements_file)
+    if build:
+        current = host.get_fact(SafVenvs, root=spec.root)["current"]
+        consequence = f"the node stays on its current venv ({current or 'none yet'})"
+    else:
+        consequence = "the venv keeps its drifted packages"
+    pushed = wheel_dir if wheels is not None else None
+    cleanup = (f"rm -rf {_q(spec.path)}; " if build else "") + (f"rm -rf {_q(pushed)}; " if pushed else "")
+    cleanup += f"rm -f {_q(requirements_file)}; "
+    if build:
+        yield _create_venv(spec.path, python, cleanup, consequence)
+    yield _pip_install(spec.path, requirements_file, pushed, cleanup, consequence)
+    on_fail = f"rm -rf {_q(spec.path)}; " if build else ""
+    yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_pins(spec))} "
+           f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}")
+    if build:
+        reqs = " ".join(_q(r) for r in spec.requirements)
+        yield f"printf '%s\\n' {reqs} > {_q(spec.path)}/{COMPLETE_MARKER}"
+    yield f"rm -rf {_q(wheel_dir)} {_q(requirements_file)}"
 
 
 @operation()

@@ -1,4 +1,5 @@
-"""The venv switch, run for real in a temporary venv root: atomic links, pruning only SAF's venvs."""
+"""The venv switch (saf/node_scripts/venv_switch.py), run for real in a temporary venv root, the
+way the node runs it (``python -c <text> ROOT NAME``): atomic links, pruning only SAF's venvs."""
 
 from __future__ import annotations
 
@@ -8,16 +9,26 @@ import sys
 
 import pytest
 
-from saf.operations.python import _SWITCH
+from saf.node_scripts import node_script
 from saf.spec import ClusterFileError, load_cluster
 from tests.conftest import PROJECT_DIR
 
 OLD, MID, NEW = ("py3.11.2-ray2.49.1-mlx0.29.1-aaaaaaaa", "py3.11.2-ray2.49.1-mlx0.29.3-bbbbbbbb",
                  "py3.11.2-ray2.60.0-mlx0.32.4-cccccccc")
+SWITCH = node_script("venv_switch.py")
 
 
 def switch(root, name) -> None:
-    subprocess.run([sys.executable, "-c", _SWITCH, str(root), name], check=True)
+    subprocess.run([sys.executable, "-c", SWITCH, str(root), name], check=True)
+
+
+def links(root) -> dict[str, str]:
+    return {at: os.readlink(root / at) for at in ("current", "previous") if (root / at).is_symlink()}
+
+
+def venvs(root, *names: str) -> None:
+    for name in names:
+        (root / name).mkdir()
 
 
 def test_the_switch_keeps_current_and_previous_and_prunes_only_its_own_venvs(tmp_path):
@@ -30,6 +41,50 @@ def test_the_switch_keeps_current_and_previous_and_prunes_only_its_own_venvs(tmp
     assert os.readlink(tmp_path / "current") == NEW and os.readlink(tmp_path / "previous") == MID
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MID, NEW, "current", "previous", "projects",
                                                                  "py-notes"])
+
+
+def test_the_first_switch_makes_current_and_no_previous(tmp_path):
+    venvs(tmp_path, NEW)
+    switch(tmp_path, NEW)
+    assert links(tmp_path) == {"current": NEW}
+
+
+def test_switching_to_the_current_venv_again_changes_nothing(tmp_path):
+    venvs(tmp_path, MID)
+    switch(tmp_path, MID)
+    venvs(tmp_path, NEW)
+    switch(tmp_path, NEW)
+    switch(tmp_path, NEW)
+    assert links(tmp_path) == {"current": NEW, "previous": MID}
+    assert (tmp_path / MID).is_dir() and (tmp_path / NEW).is_dir()
+
+
+def test_switching_to_previous_swaps_the_two_links_as_a_rollback_does(tmp_path):
+    venvs(tmp_path, MID)
+    switch(tmp_path, MID)
+    venvs(tmp_path, NEW)
+    switch(tmp_path, NEW)
+    switch(tmp_path, MID)
+    assert links(tmp_path) == {"current": MID, "previous": NEW}
+    assert (tmp_path / NEW).is_dir()
+
+
+def test_a_link_left_by_an_interrupted_switch_is_replaced(tmp_path):
+    venvs(tmp_path, NEW)
+    os.symlink("nowhere", tmp_path / ".current.tmp")
+    switch(tmp_path, NEW)
+    assert links(tmp_path) == {"current": NEW}
+    assert not os.path.lexists(tmp_path / ".current.tmp")
+
+
+def test_links_and_files_named_like_its_venvs_are_not_removed(tmp_path):
+    venvs(tmp_path, NEW)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, tmp_path / OLD)  # a link named like a venv: not ours to remove
+    (tmp_path / MID).write_text("a file")
+    switch(tmp_path, NEW)
+    assert (tmp_path / OLD).is_symlink() and (tmp_path / MID).is_file() and elsewhere.is_dir()
 
 
 @pytest.mark.parametrize("root", ["", "~", "~/", "/", "~/../elsewhere", " ~/saf/venv"])
