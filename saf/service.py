@@ -141,12 +141,13 @@ def ray_service(host: Host, user: str, home: str, venv_current: str, system: boo
 def node_ray_service(host: Host) -> RayService:
     """The Ray service ``host`` runs, from its settings and facts.
 
-    macOS: a LaunchDaemon unless ``macos_service: agent``; Linux: a system unit unless
-    ``use_sudo: false`` (then a user unit).
+    macOS: a LaunchDaemon unless ``macos_service: agent`` or ``use_sudo: false`` (installing a
+    daemon needs root: then a LaunchAgent); Linux: a system unit unless ``use_sudo: false`` (then a
+    user unit with lingering).
     """
     home = host.get_fact(Home)
     user = host.data.get("ssh_user") or host.get_fact(User)
     macos = is_macos(host)
-    system = host.data.macos_service == "daemon" if macos else bool(host.data.use_sudo)
+    system = bool(host.data.use_sudo) and (host.data.macos_service == "daemon" or not macos)
     uid = host.get_fact(Command, command="id -u") if macos and not system else ""
     return ray_service(host, user, home, current_venv_path(host.data.venv_root, home), system, uid)

@@ -19,6 +19,8 @@ if host.data.manage_mtu and interface is None:
         "`address`) for this node in the cluster file."))
 elif interface and interface.skip_reason:
     logger.warning(f"[{host.name}] MTU left at {interface.mtu}: {interface.skip_reason}.")
+elif interface and not host.data.use_sudo:
+    logger.warning(f"[{host.name}] MTU of {interface.name} not managed: it needs sudo (use_sudo: false).")
 elif interface and is_macos(host):
     valid = host.get_fact(MacValidMTURange, device=interface.name)
     current = host.get_fact(MacMTU, device=interface.name)
@@ -30,8 +32,6 @@ elif interface and is_macos(host):
     elif current != {"active": mtu, "setting": mtu}:
         server.shell(name=f"Set MTU {mtu} on {interface.name} ({interface.label})",
                      commands=[f"networksetup -setMTU {interface.name} {mtu}"], _sudo=True)
-elif interface and not host.data.use_sudo:
-    logger.warning(f"[{host.name}] MTU of {interface.name} not managed: it needs sudo (use_sudo: false).")
 elif interface:
     if interface.mtu != mtu:
         server.shell(name=f"Set MTU {mtu} on {interface.name}",

@@ -5,7 +5,7 @@ head first. A node's Ray restarts when its definition changed, or for a reason a
 recorded (saf/restarts.py: its venv or its auth token changed), and only then.
 """
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
@@ -15,6 +15,9 @@ from saf.restarts import ray_restart_reasons
 from saf.service import in_role_order, node_ray_service
 
 service = node_ray_service(host)
+if is_macos(host) and host.data.macos_service == "daemon" and not service.system:
+    logger.warning(f"[{host.name}] Ray runs as a LaunchAgent, not a LaunchDaemon: installing a daemon needs sudo "
+                   "(use_sudo: false). It runs only while the user is logged in to the Mac's desktop.")
 # e.g. {VENV_SWITCHED}: what Ray has loaded changes while its definition stays the same
 restart_reasons = ray_restart_reasons(host)
 

@@ -99,6 +99,20 @@ DF_LINUX = """Filesystem     1024-blocks     Used Available Capacity Mounted on
 """
 
 
+# `system_profiler SPDisplaysDataType` on a Mac Studio (M3 Ultra), macOS 15
+SYSTEM_PROFILER_M3_ULTRA = """Graphics/Displays:
+
+    Apple M3 Ultra:
+
+      Chipset Model: Apple M3 Ultra
+      Type: GPU
+      Bus: Built-In
+      Total Number of Cores: 80
+      Vendor: Apple (0x106b)
+      Metal Support: Metal 3
+"""
+
+
 def fresh_mac(**overrides: Any) -> dict[str, Any]:
     """A new Mac Studio (macOS 15.1, M3 Ultra) with the Command Line Tools and nothing of ours."""
     facts: dict[str, Any] = {
@@ -114,6 +128,8 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "files.File:/opt/homebrew/bin/brew": None,
         "launchd.LaunchdJob:*": None,
         "macos.PmsetSettings": Raw(PMSET_DEFAULTS),
+        "gpu.AppleGPU": Raw(SYSTEM_PROFILER_M3_ULTRA),
+        "launchd.LaunchdDomain:*": Raw("reachable\n"),
         **MAC_NO_FIREWALLS,
         "files.Directory:/Library/LaunchDaemons": {"mode": 755, "user": "root", "group": "wheel"},
         **ABSENT_FILES,

@@ -6,6 +6,8 @@ from tests.facts import fresh_debian, fresh_mac
 from tests.planning import Raw
 
 XCODE_MISSING = Raw("")  # `xcode-select -p` printed nothing on stdout (exit 2, message on stderr)
+WITH_HOMEBREW = {"files.File:/opt/homebrew/bin/brew": {"mode": 755, "size": 1000}}
+LOGGED_IN = {"server.Command:id -u": "501", "launchd.LaunchdDomain:gui/501": Raw("reachable\n")}
 
 
 def test_fresh_macs_pass_preflight(plan):
@@ -50,8 +52,29 @@ def test_full_disk_and_sudo_problems_are_reported_together(plan):
 def test_sudo_is_not_required_when_settings_say_so(plan):
     cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
                "settings": {"use_sudo": False}}
-    plans = plan({"alpha": fresh_mac(**{"system.PasswordlessSudo": Raw("no\n")})}, cluster=cluster)
+    plans = plan({"alpha": fresh_mac(**{"system.PasswordlessSudo": Raw("no\n"), **WITH_HOMEBREW, **LOGGED_IN})},
+                 cluster=cluster)
     assert not any("Preflight" in op.name for op in plans["alpha"].ops)
+
+
+def test_without_sudo_a_mac_needs_homebrew_already(plan):
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
+               "settings": {"use_sudo": False}}
+    reason = plan({"alpha": fresh_mac(**LOGGED_IN)}, cluster=cluster)["alpha"].op("Preflight").commands[0]
+    assert "alpha has no Homebrew (/opt/homebrew/bin/brew)" in reason and "use_sudo: true" in reason
+
+
+def test_a_mac_whose_launchd_domain_is_unreachable_is_stopped(plan):
+    agent = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
+             "settings": {"macos_service": "agent"}}
+    facts = fresh_mac(**{**LOGGED_IN, "launchd.LaunchdDomain:gui/501": Raw("unreachable\n")})
+    reason = plan({"alpha": facts}, cluster=agent)["alpha"].op("Preflight").commands[0]
+    assert "launchctl cannot reach the gui/501 domain on alpha" in reason and "log in" in reason
+
+
+def test_a_mac_without_a_metal_gpu_is_stopped(plan):
+    plans = plan({"alpha": fresh_mac(**{"gpu.AppleGPU": Raw("")}), "beta": fresh_mac(), "gamma": fresh_mac()})
+    assert "alpha shows no GPU with Metal support" in plans["alpha"].op("Preflight").commands[0]
 
 
 def test_debian_and_unsupported_systems(plan):
