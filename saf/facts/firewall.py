@@ -72,16 +72,32 @@ class AppFirewall(FactBase[dict]):
 
     ``--getglobalstate`` says ``Firewall is enabled. (State = 1)`` (0 off, 2 blocks all incoming);
     ``--listapps`` numbers each app (``1 :  /path``) with its rule on a following line,
-    ``( Allow incoming connections )`` or ``( Block incoming connections )``.
+    ``( Allow incoming connections )`` or ``( Block incoming connections )`` (macOS 15 betas: ``name
+    (state: 1)``, 1 allows, 4 blocks). State = 2 is block all on some versions, stealth mode on
+    others: ``--getblockall`` decides when it answers.
     """
 
     default = dict
 
     def command(self) -> str:
-        return f"{SOCKETFILTERFW} --getglobalstate 2>/dev/null; {SOCKETFILTERFW} --listapps 2>/dev/null; true"
+        return (f"{SOCKETFILTERFW} --getglobalstate 2>/dev/null; {SOCKETFILTERFW} --getblockall 2>/dev/null; "
+                f"{SOCKETFILTERFW} --listapps 2>/dev/null; true")
 
     def process(self, output: list[str]) -> dict:
-        return {"state": _global_state(output), "apps": _listed_apps(output)}
+        state, block_all = _global_state(output), _block_all(output)
+        if state and block_all is not None:
+            state = 2 if block_all else 1
+        return {"state": state, "apps": _listed_apps(output)}
+
+
+def _block_all(output: list[str]) -> bool | None:
+    for line in output:
+        lowered = line.lower()
+        if "block all state set to" in lowered:  # Firewall has block all state set to disabled.
+            return "enabled" in lowered
+        if lowered.startswith("firewall is blocking all") and "state =" not in lowered:
+            return True
+    return None
 
 
 def _global_state(output: list[str]) -> int:
@@ -105,6 +121,10 @@ def _listed_apps(output: list[str]) -> dict[str, bool]:
     apps: dict[str, bool] = {}
     path = None
     for line in output:
+        named = re.match(r"^\s*(\S.*?)\s+\(state:\s*(\d+)\)\s*$", line)
+        if named:
+            apps[named.group(1)] = named.group(2) == "1"
+            continue
         entry = re.match(r"^\s*\d+\s*:\s*(\S.*?)\s*$", line)
         if entry:
             path = entry.group(1)
