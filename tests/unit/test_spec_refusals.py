@@ -392,3 +392,128 @@ def test_the_cli_refuses_with_status_2_and_no_traceback(tmp_path, content, expec
     assert result.returncode == 2, output
     assert expected in result.stderr and f"saf: Cannot use the cluster file {path}" in result.stderr
     assert "Traceback" not in output and "hacked" not in output
+
+
+# --- Behaviour the mutation run (tests/mutation.py saf/spec) found untested -------------------
+
+
+def test_the_cluster_file_is_saf_cluster_or_cluster_yaml_beside_the_inventory(write_cluster, monkeypatch):
+    from saf.spec import cluster_file_path
+
+    monkeypatch.delenv("SAF_CLUSTER", raising=False)
+    assert cluster_file_path(PROJECT_DIR) == PROJECT_DIR / "cluster.yaml"
+    path = write_cluster({"nodes": [HEAD]})
+    monkeypatch.setenv("SAF_CLUSTER", str(path))
+    assert cluster_file_path(PROJECT_DIR) == path
+    cluster = load_cluster(PROJECT_DIR)
+    assert cluster.path == path and cluster.head.address == "10.0.0.1"
+
+
+def test_whole_messages_of_file_problems(tmp_path, write_cluster):
+    def message(path):
+        with pytest.raises(ClusterFileError) as caught:
+            load_cluster(PROJECT_DIR, path)
+        return str(caught.value)
+
+    missing = tmp_path / "none.yaml"
+    assert message(missing) == (f"Cannot use the cluster file {missing}: the file does not exist. Copy "
+                                "cluster.example.yaml to cluster.yaml and list your nodes, or point SAF_CLUSTER at "
+                                "your cluster file.")
+    empty = write_cluster("# nothing yet\n")
+    assert message(empty) == (f"Cannot use the cluster file {empty}: the file is empty; list your nodes under "
+                              "`nodes:` (see cluster.example.yaml).")
+    listed = write_cluster("[alpha]\n")
+    assert message(listed) == (f"Cannot use the cluster file {listed}: the file must be a mapping with `nodes:` (and "
+                               "optional `settings:`); see cluster.example.yaml.")
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"a: 1\x00\nb: \x00")
+    assert message(nul) == (f"Cannot use the cluster file {nul}: the file is not text (it holds a NUL byte at offset "
+                            "4); a cluster file is YAML written in a text editor and saved as UTF-8.")
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (PermissionError(13, "Permission denied"), "permission denied"),
+    (OSError(5, "Input/output error"), "Input/output error"),
+    (OSError("stale handle"), "stale handle"),
+])
+def test_an_unreadable_file_names_the_reason(write_cluster, monkeypatch, error, reason):
+    path = write_cluster({"nodes": [HEAD]})
+
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", fail)
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, path)
+    assert str(caught.value) == (f"Cannot use the cluster file {path}: the file cannot be read ({reason}); make it "
+                                 "readable by this user (chmod u+r), or run as its owner.")
+
+
+def test_a_character_yaml_cannot_read_is_named_without_a_line(write_cluster):
+    message = refusal(write_cluster, "nodes: \x07\n")
+    assert message.endswith(": not valid YAML (unacceptable character #x0007: special characters are not allowed\n"
+                            "  in \"<unicode string>\", position 7); fix the file there.")
+    assert "line " not in message
+
+
+def test_two_heads_are_named(write_cluster):
+    message = refusal(write_cluster, {"nodes": [HEAD, {**HEAD, "name": "beta", "address": "10.0.0.2"}]})
+    assert ("2 nodes (alpha, beta) have role: head; exactly one node must be the head, the others role: worker"
+            in message)
+
+
+def test_whole_messages_of_schema_problems(write_cluster):
+    path = write_cluster({"nodes": [{"name": "", "role": "head", "address": "10.0.0.1", "key": 1},
+                                    {"name": "beta", "role": "Worker", "ip": 5}],
+                          "settings": {"pyton_version": "3.9.23"}})
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, path)
+    node_keys = "name, role, address, ip, ssh_user, ssh_port, ssh_key, ssh_known_hosts_file"
+    assert str(caught.value) == "\n".join([
+        f"Cannot use the cluster file {path}:",
+        "  - nodes[0], key name: '' is not a node name; use lowercase letters, digits and '-' (like alpha or mac-3)",
+        f"  - nodes[0], key key: is not a known key; check its spelling (node keys: {node_keys})",
+        "  - node 'beta' (nodes[1]), key role: is 'Worker'; it must be one of 'head' or 'worker'",
+        "  - node 'beta' (nodes[1]), key address: is required but missing; add it",
+        "  - node 'beta' (nodes[1]), key ip: is 5; it must be text (quote versions and names: python_version: \"3.9.23\")",
+        "  - key settings.pyton_version: is not a known key; check its spelling (settings are listed in group_data/all.py)",
+    ])
+
+
+def test_an_unknown_top_level_key_lists_the_known_ones(write_cluster):
+    message = refusal(write_cluster, {"nodes": [HEAD], "setings": {}})
+    assert message.endswith("key setings: is not a known key; check its spelling (top-level keys: nodes, settings, "
+                            "and x-<anything> to hold YAML anchors)")
+
+
+def test_a_number_where_text_is_expected_in_a_setting_has_no_quote_hint_for_a_bool(write_cluster):
+    message = refusal(write_cluster, {"nodes": [HEAD], "settings": {"use_sudo": "no", "dashboard_bind": "all"}})
+    assert "key settings.dashboard_bind: is 'all'; it must be one of 'loopback' or 'cluster'\n" in message
+    assert message.endswith("key settings.use_sudo: is 'no'; it must be true or false")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("fe80:::1", "'fe80:::1' is not an IP address"),
+    ("FE80:::1", "'FE80:::1' is not an IP address"),
+    ("10.0.0.0/31", "'10.0.0.0/31' is a network, not one machine's address"),
+])
+def test_what_looks_like_an_address_is_judged_as_one(write_cluster, value, expected):
+    assert expected in refusal(write_cluster, with_worker(address=value, ip="10.0.0.2"))
+
+
+def test_hex_words_are_host_names(write_cluster):
+    cluster = load_cluster(PROJECT_DIR, write_cluster(with_worker(address="cafe", ip="10.0.0.2")))
+    assert cluster.node("beta").address == "cafe"
+
+
+def test_keys_are_compared_as_values_not_as_written(write_cluster):
+    assert "the key True is written twice" in refusal(write_cluster, "nodes: []\ntrue: 1\nyes: 2\n")
+    message = refusal(write_cluster, "nodes: [{name: alpha, role: head, address: 10.0.0.1}]\n1: a\n'1': b\n")
+    assert "written twice" not in message and "key 1: is not a known key" in message
+
+
+def test_defaults_are_the_plain_values_of_group_data(tmp_path):
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text(
+        "import os\nfrom os import path\nmtu = 1500\n_private = 1\ndef helper():\n    return 1\nnames = ['a']\n")
+    assert load_defaults(tmp_path) == {"mtu": 1500, "names": ["a"]}
