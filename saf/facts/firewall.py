@@ -72,7 +72,7 @@ class AppFirewall(FactBase[dict]):
 
     ``--getglobalstate`` says ``Firewall is enabled. (State = 1)`` (0 off, 2 blocks all incoming);
     ``--listapps`` numbers each app (``1 :  /path``) with its rule on a following line,
-    ``( Allow incoming connections )`` or ``( Block incoming connections )`` (macOS 15 betas: ``name
+    ``( Allow incoming connections )`` or ``( Block incoming connections )`` (a 2024 shape: ``name
     (state: 1)``, 1 allows, 4 blocks). State = 2 is block all on some versions, stealth mode on
     others: ``--getblockall`` decides when it answers.
     """
