@@ -220,6 +220,7 @@ MTU = {
 MTU_RANGES = {
     "networksetup-listValidMTURange.ethernet-10g.txt": (1280, 9000),
     "networksetup-listValidMTURange.wifi.txt": (1280, 1500),
+    "networksetup-listValidMTURange.usb-5g-driver.txt": (1280, 16334),
 }
 
 
@@ -266,13 +267,14 @@ def test_launchd_job_covers_every_fixture():
     covered("launchctl-print.", JOBS)
 
 
-# --- application firewall (--getglobalstate then --listapps, as the fact's command runs them) ---
+# --- application firewall (--getglobalstate, --getblockall, --listapps, as the fact's command runs them) ---
 
 GLOBAL_STATES = {
     "socketfilterfw-getglobalstate.off.txt": 0,
     "socketfilterfw-getglobalstate.on.txt": 1,
     "socketfilterfw-getglobalstate.block-all.macos11.txt": 2,
     "socketfilterfw-getglobalstate.block-all.macos15.txt": 2,
+    "socketfilterfw-getglobalstate.stealth.2024.txt": 2,  # the line alone: see the --getblockall tests
 }
 LISTED_APPS = {
     "socketfilterfw-listapps.macos10.txt": {
@@ -285,20 +287,41 @@ LISTED_APPS = {
         "/usr/bin/python3": True, "/usr/bin/ruby": True, "/usr/sbin/cupsd": True, "/usr/libexec/sharingd": True,
         "/usr/libexec/sshd-keygen-wrapper": True, "/usr/sbin/smbd": True,
     },
+    "socketfilterfw-listapps.names-state.2024.txt": {  # names only; state 1 allows, 4 blocks
+        "replicatord": True, "Pop Helper.app": False, "Google Chrome": False, "rtadvd": True,
+        "com.docker.backend": True, "sshd-keygen-wrapper": True,
+    },
 }
+
+
+def app_firewall(*fixtures: str) -> dict:
+    return AppFirewall().process("".join(macos_output(name) for name in fixtures).splitlines())
 
 
 @pytest.mark.parametrize("state_name", sorted(GLOBAL_STATES))
 @pytest.mark.parametrize("apps_name", sorted(LISTED_APPS))
 def test_app_firewall(state_name, apps_name):
-    output = macos_output(state_name) + macos_output(apps_name)
-    assert AppFirewall().process(output.splitlines()) == {"state": GLOBAL_STATES[state_name],
-                                                          "apps": LISTED_APPS[apps_name]}
+    assert app_firewall(state_name, apps_name) == {"state": GLOBAL_STATES[state_name], "apps": LISTED_APPS[apps_name]}
+
+
+@pytest.mark.parametrize("state_name,block_all,state", [
+    ("socketfilterfw-getglobalstate.stealth.2024", "socketfilterfw-getblockall.off", 1),  # stealth, not block all
+    ("socketfilterfw-getglobalstate.block-all.macos11", "socketfilterfw-getblockall.on", 2),
+    ("socketfilterfw-getglobalstate.block-all.macos15", "socketfilterfw-getblockall.on", 2),
+    ("socketfilterfw-getglobalstate.on", "socketfilterfw-getblockall.off", 1),
+    ("socketfilterfw-getglobalstate.off", "socketfilterfw-getblockall.off", 0),
+])
+def test_block_all_is_read_from_getblockall(state_name, block_all, state):
+    """State = 2 means block all on some macOS versions and stealth mode on others: --getblockall decides."""
+    assert app_firewall(state_name, block_all, "socketfilterfw-listapps.macos15")["state"] == state
+    assert "--getblockall" in AppFirewall().command()
 
 
 def test_app_firewall_covers_every_fixture():
     covered("socketfilterfw-getglobalstate.", GLOBAL_STATES)
     covered("socketfilterfw-listapps.", LISTED_APPS)
+    assert names("socketfilterfw-getblockall.") == ["socketfilterfw-getblockall.off.txt",
+                                                    "socketfilterfw-getblockall.on.txt"]
 
 
 # --- pf (the fact's command: the Status line, the main ruleset's com.apple anchor, SAF's anchor) ---
