@@ -253,6 +253,10 @@ JOBS = {
     # the nested `state = active` (event channel) and the trailing `job state = running` do not count
     "launchctl-print.running.macos15.txt":
         {"state": "running", "pid": 4127, "path": "/Library/LaunchDaemons/org.saf.ray-head.plist"},
+    "launchctl-print.agent-running.macos15.txt":
+        {"state": "running", "pid": 4127, "path": "/Users/arthurdell/Library/LaunchAgents/org.saf.ray-head.plist"},
+    "launchctl-print.oneshot-exited.macos15.txt":  # tests/plan/test_firewall.py's parsed value for the boot job
+        {"state": "not running", "pid": None, "path": "/Library/LaunchDaemons/org.saf.firewall.plist"},
     "launchctl-print.not-found.txt": None,  # stdout empty, exit 113 (stderr discarded)
     "launchctl-print.not-found.stderr.txt": None,  # had stderr reached the fact: not a job
 }
@@ -470,3 +474,36 @@ def test_missing_command_line_tools_from_raw_output_stops_the_node(plan):
     alpha = plan({"alpha": facts}, cluster=one_mac)["alpha"]
     stop = " ".join(command for op in alpha.ops for command in op.commands)
     assert "xcode-select --install" in stop and "x86_64" in stop and "12.7.6" in stop
+
+
+def test_launch_agent_teardown_from_raw_output(plan):
+    """tests/plan/test_rollback_teardown.py gives the LaunchAgent's job parsed; the raw text plans the same."""
+    from tests.facts import converged_mac
+
+    path = "/Users/arthurdell/Library/LaunchAgents/org.saf.ray-head.plist"
+    one_mac = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}],
+               "settings": {"macos_service": "agent"}}
+    facts = converged_mac(**{"server.Command:id -u": "501", f"files.File:{path}": {"mode": 644},
+                             "launchd.LaunchdJob:gui/501/org.saf.ray-head":
+                                 Raw(macos_output("launchctl-print.agent-running.macos15"))})
+    alpha = plan({"alpha": facts}, cluster=one_mac, deploy_file="tasks/teardown.py")["alpha"]
+    stop = alpha.op("Stop Ray head (launchd)")
+    assert stop.commands == ["launchctl bootout gui/501/org.saf.ray-head"] and not stop.sudo
+
+
+def test_converged_venv_from_raw_output(plan):
+    """The venv listing, the interpreter probe and the installed distributions as the node prints them."""
+    import json
+
+    from tests.facts import converged_mac, installed, venv_for
+
+    home = "/Users/arthurdell"
+    name, reqs = venv_for()
+    listing = f"venv complete {name}\nlink current {home}/saf/venv/{name}\n"  # readlink prints the target
+    raw = converged_mac(**{
+        "python.SafVenvs:*": Raw(listing),
+        "python.PythonInterpreter:*": Raw('{"version": "3.9.23", "missing": []}\n'),
+        f"python.VenvDistributions:{home}/saf/venv/{name}": Raw(json.dumps(installed(reqs)) + "\n"),
+    })
+    one_mac = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
+    assert plan({"alpha": raw}, cluster=one_mac)["alpha"].changing_ops == []
