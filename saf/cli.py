@@ -45,6 +45,14 @@ def _run_deploy_file(deploy_file: str, *extra: str) -> None:
 
 
 @click.command()
+@click.option("--limit", "limit", metavar="NODE", help="Only this node (a name from the cluster file).")
+def doctor(limit: str | None) -> None:
+    """Read every node (or one) as the deploy would and say, per check, OK / would change / cannot,
+    with the fix; changes nothing; exits non-zero when the deploy would stop on a node."""
+    _run_deploy_file("tasks/doctor.py", *(["--limit", limit] if limit else []))
+
+
+@click.command()
 def rollback() -> None:
     """Make every node's previous venv current again and restart Ray, head first."""
     _run_deploy_file("tasks/rollback.py")
@@ -100,5 +108,5 @@ def dashboard(port: int) -> None:
     os.execvp(argv[0], argv)
 
 
-for _command in (lab, verify, dashboard, rollback, teardown, rotate_token):
+for _command in (lab, doctor, verify, dashboard, rollback, teardown, rotate_token):
     main.add_command(_command)

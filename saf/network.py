@@ -1,4 +1,5 @@
-"""The cluster interface of a node: found from facts, and whether jumbo frames make sense on it."""
+"""The cluster interface of a node: found from facts, whether jumbo frames make sense on it, and
+what the deploy does about its MTU."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 
 from pyinfra.api.host import Host
 
-from saf.facts.network import LinuxInterfaces, MacHardwarePorts, MacInterfaces
+from saf.facts.network import LinuxInterfaces, MacHardwarePorts, MacInterfaces, MacMTU, MacValidMTURange
 from saf.node_os import is_macos
+from saf.preflight import Finding, Verdict
 
 _MAC_TUNNEL_PREFIXES = ("utun", "ipsec", "ppp", "gif", "stf", "lo", "awdl", "llw")
 _LINUX_TUNNEL_PREFIXES = ("tailscale", "wg", "tun", "tap", "zt", "lo")
@@ -58,3 +60,41 @@ def cluster_interface(host: Host) -> ClusterInterface | None:
     if is_macos(host):
         return _mac_interface(host, ip)
     return _linux_interface(host, ip)
+
+
+def mtu_finding(host: Host) -> Finding:
+    """What the network task will do about the cluster interface's MTU, as a finding: OK, would
+    change (set it), attention (left alone, and why) or cannot (the node is stopped, and the fix)."""
+    mtu = host.data.mtu
+    if not host.data.manage_mtu:
+        return Finding("MTU", "not managed (manage_mtu: false)")
+    interface = cluster_interface(host)
+    if interface is None:
+        return Finding("cluster interface", f"none has {host.data.cluster_ip}", Verdict.CANNOT,
+                       f"no interface on {host.name} has the cluster ip {host.data.cluster_ip}: check `ip` (or "
+                       "`address`) for this node in the cluster file.")
+    found = f"{interface.name} ({interface.label}) MTU {interface.mtu}"
+    if interface.skip_reason:
+        return Finding("MTU", found, Verdict.ATTENTION, f"MTU left at {interface.mtu}: {interface.skip_reason}.")
+    if not host.data.use_sudo:
+        return Finding("MTU", found, Verdict.ATTENTION,
+                       f"MTU of {interface.name} not managed: it needs sudo (use_sudo: false).")
+    if is_macos(host):
+        return _mac_mtu_finding(host, interface, mtu)
+    if interface.mtu != mtu:
+        return Finding("MTU", found, Verdict.WOULD_CHANGE, f"ip link set dev {interface.name} mtu {mtu}")
+    return Finding("MTU", found)
+
+
+def _mac_mtu_finding(host: Host, interface: ClusterInterface, mtu: int) -> Finding:
+    valid = host.get_fact(MacValidMTURange, device=interface.name)
+    current = host.get_fact(MacMTU, device=interface.name)
+    found = f"{interface.name} ({interface.label}) MTU {interface.mtu}"
+    if valid and not valid[0] <= mtu <= valid[1]:
+        return Finding("MTU", f"{found}, valid {valid[0]}-{valid[1]}", Verdict.CANNOT,
+                       f"{interface.name} ({interface.label}) on {host.name} accepts an MTU of {valid[0]}-{valid[1]}, "
+                       f"not {mtu}: set `mtu:` within that range in the cluster file's settings, or use an "
+                       "interface that supports jumbo frames.")
+    if current != {"active": mtu, "setting": mtu}:
+        return Finding("MTU", found, Verdict.WOULD_CHANGE, f"networksetup -setMTU {interface.name} {mtu}")
+    return Finding("MTU", found)

@@ -1,41 +1,32 @@
 """Jumbo frames on the cluster interface: the MTU set (and kept across reboots) only where it
-differs and where it makes sense; tunnels and Wi-Fi are left alone with a warning."""
+differs and where it makes sense; tunnels and Wi-Fi are left alone with a warning. What to do is
+decided by saf.network.mtu_finding, which `saf doctor` shows too."""
 
 from pyinfra import host, logger
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from saf.facts.network import MacMTU, MacValidMTURange
-from saf.network import cluster_interface
+from saf.network import cluster_interface, mtu_finding
 from saf.node_os import is_macos
 from saf.operations.stop import stop_host
+from saf.preflight import Verdict
 
 mtu = host.data.mtu
+finding = mtu_finding(host)
 interface = cluster_interface(host) if host.data.manage_mtu else None
 
-if host.data.manage_mtu and interface is None:
-    stop_host(name="Cluster interface", reason=(
-        f"no interface on {host.name} has the cluster ip {host.data.cluster_ip}: check `ip` (or "
-        "`address`) for this node in the cluster file."))
-elif interface and interface.skip_reason:
-    logger.warning(f"[{host.name}] MTU left at {interface.mtu}: {interface.skip_reason}.")
-elif interface and not host.data.use_sudo:
-    logger.warning(f"[{host.name}] MTU of {interface.name} not managed: it needs sudo (use_sudo: false).")
+if finding.verdict is Verdict.CANNOT:
+    stop_host(name="Cluster interface MTU" if interface else "Cluster interface", reason=finding.fix)
+elif finding.verdict is Verdict.ATTENTION:
+    logger.warning(f"[{host.name}] {finding.fix}")
 elif interface and is_macos(host):
-    valid = host.get_fact(MacValidMTURange, device=interface.name)
-    current = host.get_fact(MacMTU, device=interface.name)
-    if valid and not valid[0] <= mtu <= valid[1]:
-        stop_host(name="Cluster interface MTU", reason=(
-            f"{interface.name} ({interface.label}) on {host.name} accepts an MTU of {valid[0]}-{valid[1]}, "
-            f"not {mtu}: set `mtu:` within that range in the cluster file's settings, or use an "
-            "interface that supports jumbo frames."))
-    elif current != {"active": mtu, "setting": mtu}:
+    if finding.verdict is Verdict.WOULD_CHANGE:
         server.shell(name=f"Set MTU {mtu} on {interface.name} ({interface.label})",
-                     commands=[f"networksetup -setMTU {interface.name} {mtu}"], _sudo=True)
+                     commands=[finding.fix], _sudo=True)  # the fix of a "would change" is its command
 elif interface:
-    if interface.mtu != mtu:
+    if finding.verdict is Verdict.WOULD_CHANGE:
         server.shell(name=f"Set MTU {mtu} on {interface.name}",
-                     commands=[f"ip link set dev {interface.name} mtu {mtu}"], _sudo=True)
+                     commands=[finding.fix], _sudo=True)
     unit = files.template(name="Keep the MTU across reboots (saf-mtu.service)",
                           src="templates/saf-mtu.service.j2", dest="/etc/systemd/system/saf-mtu.service",
                           interface=interface.name, mtu=mtu, ip=host.get_fact(Which, command="ip") or "/usr/sbin/ip",

@@ -1,0 +1,181 @@
+"""`saf doctor`: what SAF finds on a node, and what the deploy would do there, before it changes one.
+
+Read-only: every check reads facts (the ones the deploy reads, and a few of its own) and gives a
+:class:`~saf.preflight.Finding`: OK, would change (the deploy does it), attention (the deploy goes
+on, but a person should look) or cannot (the deploy stops on that node; the fix says what to do).
+A fact whose output SAF does not understand is a ``cannot`` that quotes the command and its first
+lines: never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from pyinfra.api.host import Host
+from pyinfra.facts.files import File
+from pyinfra.facts.server import Command, Home, Kernel
+
+from saf.app_firewall import BLOCKS_ALL, app_firewall_state
+from saf.build_deps import BREW
+from saf.facts.gpu import NvidiaGPUs
+from saf.facts.launchd import LaunchdJob
+from saf.facts.network import RawMaxDatagram
+from saf.facts.python import PythonInterpreter
+from saf.facts.ray import RayProcesses
+from saf.facts.unexpected import UnexpectedOutput
+from saf.network import mtu_finding
+from saf.node_os import is_macos, is_macos_kernel
+from saf.operations.python import VenvWork, venv_work
+from saf.paths import on_node
+from saf.preflight import Finding, Verdict, preflight_findings
+from saf.service import node_ray_service
+from saf.venv_spec import node_venv
+
+Check = Callable[[Host], Finding]
+
+
+def _homebrew(host: Host) -> Finding:
+    if host.get_fact(File, path=BREW):
+        return Finding("Homebrew", BREW)
+    return Finding("Homebrew", "missing", Verdict.WOULD_CHANGE, "installs Homebrew (non-interactively)")
+
+
+def _python(host: Host) -> Finding:
+    version = host.data.python_version
+    python = f"{on_node(host.data.pyenv_root, host.get_fact(Home))}/versions/{version}/bin/python"
+    found = host.get_fact(PythonInterpreter, python=python)
+    if found is None:
+        return Finding("Python", f"{version} not built", Verdict.WOULD_CHANGE, f"builds Python {version} with pyenv")
+    if found.get("version") != version or found.get("missing"):
+        missing = ", ".join(found.get("missing") or [])
+        return Finding("Python", f"{found.get('version')} without {missing}" if missing else str(found.get("version")),
+                       Verdict.WOULD_CHANGE, f"rebuilds Python {version} with pyenv")
+    return Finding("Python", f"{version} (pyenv)")
+
+
+def _venv(host: Host) -> Finding:
+    spec = node_venv(host, host.get_fact(Home))
+    work = venv_work(spec)
+    if work is VenvWork.NOTHING:
+        return Finding("venv", f"{spec.name} is current")
+    what = {VenvWork.BUILD: "builds", VenvWork.REPAIR: "repairs the pins of", VenvWork.SWITCH: "switches to",
+            VenvWork.PRUNE: "removes leftover venvs beside"}[work]
+    return Finding("venv", f"{spec.name}: {work.value}", Verdict.WOULD_CHANGE, f"{what} {spec.name}")
+
+
+def _ray_service(host: Host) -> Finding:
+    service = node_ray_service(host)
+    if is_macos(host):
+        job = host.get_fact(LaunchdJob, target=f"{service.launchd_domain}/{service.label}")
+        state = (job or {}).get("state")
+        name = f"{service.launchd_domain}/{service.label}"
+    else:
+        user = "" if service.system else "--user "
+        state = host.get_fact(Command, command=f"systemctl {user}is-active {service.unit} 2>/dev/null || true")
+        name = service.unit
+    if state in ("running", "active"):
+        return Finding("Ray service", f"{name} {state}")
+    return Finding("Ray service", f"{name} {state or 'not installed'}", Verdict.WOULD_CHANGE,
+                   f"installs and starts Ray's {service.role} service")
+
+
+def _short_command(command: str, width: int = 100) -> str:
+    """A process's command as a person reads it: the interpreter's long path dropped when a Python
+    runs a script (``/.../Python.app/.../Python /x/bin/ray start`` -> ``/x/bin/ray start``), then cut."""
+    words = command.split(maxsplit=1)
+    if len(words) == 2 and re.search(r"(^|/)[Pp]ython[0-9.]*$", words[0]):
+        command = words[1]
+    return command if len(command) <= width else command[: width - 3] + "..."
+
+
+def _is_safs(process: dict, venv_root: str) -> bool:
+    return f"{venv_root.rstrip('/')}/" in process["command"]
+
+
+def _existing_ray(host: Host) -> Finding:
+    venv_root = on_node(host.data.venv_root, host.get_fact(Home))
+    processes = host.get_fact(RayProcesses)
+    foreign = [process for process in processes if not _is_safs(process, venv_root)]
+    if not processes:
+        return Finding("Ray processes", "none")
+    if not foreign:
+        return Finding("Ray processes", f"{len(processes)}, all SAF's service")
+    named = "; ".join(f"pid {p['pid']} ({p['user']}): {_short_command(p['command'])}" for p in foreign[:4])
+    more = f" and {len(foreign) - 4} more" if len(foreign) > 4 else ""
+    return Finding("Ray processes", f"{len(foreign)} not started by SAF", Verdict.ATTENTION,
+                   f"Ray runs on {host.name} outside SAF's service: {named}{more}. Stop it (`ray stop` as that user) "
+                   "and take out whatever starts it again (a launchd job, a crontab line, a script), so that SAF's "
+                   "service is the only Ray here.")
+
+
+def _raw_datagram_cap(host: Host) -> Finding:
+    cap = host.get_fact(RawMaxDatagram)
+    return Finding("raw datagram cap", f"{cap} bytes (net.inet.raw.maxdgram)" if cap else "unknown")
+
+
+def _app_firewall(host: Host) -> Finding:
+    found = app_firewall_state(host)
+    if found.state == BLOCKS_ALL:
+        return Finding("application firewall", "blocks all incoming connections", Verdict.ATTENTION,
+                       "Ray's peers cannot reach this node: turn off \"Block all incoming connections\" (System "
+                       "Settings, Network, Firewall, Options).")
+    if not found.state:
+        return Finding("application firewall", "off")
+    if not found.missing:
+        return Finding("application firewall", "on, allows Ray")
+    if not host.data.use_sudo:
+        return Finding("application firewall", "on, Ray not allowed", Verdict.ATTENTION,
+                       f"allow {', '.join(found.missing)} in System Settings, Network, Firewall (use_sudo: false)")
+    return Finding("application firewall", "on, Ray not allowed", Verdict.WOULD_CHANGE,
+                   f"allows {len(found.missing)} of Ray's binaries (socketfilterfw)")
+
+
+def _gpu_on_linux(host: Host) -> Finding:
+    gpus = host.get_fact(NvidiaGPUs)
+    if gpus:
+        return Finding("GPU", f"{', '.join(gpus)} (MLX's CUDA backend)")
+    return Finding("GPU", "no NVIDIA GPU (MLX on the CPU)")
+
+
+MAC_CHECKS: tuple[Check, ...] = (_homebrew, _python, _venv, mtu_finding, _raw_datagram_cap, _app_firewall,
+                                 _existing_ray, _ray_service)
+LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service)
+
+
+def _checked(host: Host, check: Callable[[Host], Finding | list[Finding]]) -> list[Finding]:
+    """The check's findings; output SAF does not understand becomes a ``cannot`` naming the command.
+
+    In a run, pyinfra reports a fact's UnexpectedOutput itself (the command and its first lines)
+    and fails the host; a plan meets the exception here.
+    """
+    failed_before = host in host.state.failed_hosts
+    try:
+        found = check(host)
+    except UnexpectedOutput as error:
+        return [Finding(error.command, "output not understood", Verdict.CANNOT, str(error))]
+    findings = found if isinstance(found, list) else [found]
+    if not failed_before and host in host.state.failed_hosts:
+        return [Finding(finding.check, "output not understood", Verdict.CANNOT,
+                        "SAF did not understand a command's output here: the error above names it") for finding in findings]
+    return findings
+
+
+def doctor_findings(host: Host) -> list[Finding]:
+    """Every finding about ``host``: preflight's, then what the deploy would do on it."""
+    findings = _checked(host, preflight_findings)
+    if any(finding.verdict is Verdict.CANNOT and finding.check in ("processor", "operating system")
+           for finding in findings):
+        return findings  # the wrong kind of machine: nothing further would apply
+    checks = MAC_CHECKS if is_macos_kernel(host.get_fact(Kernel)) else LINUX_CHECKS
+    return findings + [finding for check in checks for finding in _checked(host, check)]
+
+
+def findings_table(node: str, findings: list[Finding]) -> str:
+    """A node's findings as an aligned table: check, found, verdict, fix."""
+    rows = [("check", "found", "verdict", "fix / what the deploy does")]
+    rows += [(f.check, f.found, f.verdict.value, f.fix) for f in findings]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3]]).rstrip()
+             for row in rows]
+    return "\n".join([f"{node}:", *(f"  {line}" for line in lines)])

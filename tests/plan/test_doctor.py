@@ -1,0 +1,125 @@
+"""`saf doctor` planned on fixture facts: each kind of Mac a user may point SAF at gets the verdict
+they need, read-only (no operation but the failing step of a node the deploy would stop on)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from tests.facts import converged_mac, fresh_debian, fresh_mac
+from tests.fixtures import macos_output
+from tests.planning import Raw
+
+ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
+ONE_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
+DOCTOR_FACTS = {
+    "ray.RayProcesses": Raw("root 1 0 /sbin/launchd\n"),
+    "network.RawMaxDatagram": Raw(macos_output("sysctl-n-net.inet.raw.maxdgram.default.txt")),
+}
+
+
+def doctor(plan, caplog, facts, cluster=ONE_MAC):
+    """The doctor's plan for alpha and its findings: {check: (found, verdict, fix)}."""
+    with caplog.at_level(logging.INFO):
+        alpha = plan({"alpha": {**DOCTOR_FACTS, **facts}}, cluster=cluster, deploy_file="tasks/doctor.py")["alpha"]
+    table = caplog.text.split("saf doctor: alpha:", 1)[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = re.split(r"\s{2,}", line.strip(), maxsplit=3)
+        if len(cells) < 3 or cells[2] not in ("OK", "would change", "attention", "cannot"):
+            break
+        rows[cells[0]] = (cells[1], cells[2], cells[3] if len(cells) > 3 else "")
+    return alpha, rows
+
+
+def verdicts(rows) -> dict[str, str]:
+    return {check: verdict for check, (_, verdict, _) in rows.items()}
+
+
+def test_a_converged_mac_is_all_ok_and_nothing_runs(plan, caplog):
+    alpha, rows = doctor(plan, caplog, converged_mac(**{"macos.MacMTU:en0": {"active": 9000, "setting": 9000}}))
+    assert alpha.ops == []
+    assert set(verdicts(rows).values()) == {"OK"}, rows
+    assert rows["Apple GPU"][0] == "Apple M3 Ultra, 80 GPU cores, Metal 3"
+    assert rows["raw datagram cap"][0] == "8192 bytes (net.inet.raw.maxdgram)"
+    assert {"processor", "macOS", "Command Line Tools", "launchd domain", "free disk", "sudo", "Homebrew", "Python",
+            "venv", "MTU", "application firewall", "Ray processes", "Ray service"} <= set(rows)
+
+
+def test_a_fresh_mac_would_change_what_the_deploy_builds(plan, caplog):
+    alpha, rows = doctor(plan, caplog, fresh_mac())
+    assert alpha.ops == []  # nothing stops it, and the doctor itself changes nothing
+    changing = {check for check, verdict in verdicts(rows).items() if verdict != "OK"}
+    assert changing == {"Homebrew", "Python", "venv", "MTU", "Ray service"}
+    assert {verdicts(rows)[check] for check in changing} == {"would change"}
+    assert rows["MTU"][2] == "networksetup -setMTU en0 9000"
+    assert rows["Python"][2] == "builds Python 3.9.23 with pyenv"
+
+
+def test_a_mac_with_the_seeds_hand_run_ray_is_named_for_attention(plan, caplog):
+    leftovers = {"ray.RayProcesses": Raw(macos_output("ps-A.seed-leftovers.macos14.txt"))}
+    alpha, rows = doctor(plan, caplog, {**fresh_mac(), **leftovers})
+    found, verdict, fix = rows["Ray processes"]
+    assert (found, verdict) == ("5 not started by SAF", "attention")
+    assert "pid 2210 (arthurdell)" in fix and "ray start --head --port=6380 --dashboard-host=0.0.0.0" in fix
+    assert alpha.ops == []  # the deploy goes on (adopting it is the deploy's job)
+
+
+def test_saf_s_own_ray_is_not_foreign(plan, caplog):
+    own = Raw("arthurdell 4127 1 /Users/arthurdell/saf/venv/current/bin/python /Users/arthurdell/saf/venv/"
+              "current/bin/ray start --head --block\n")
+    _, rows = doctor(plan, caplog, {**converged_mac(), "ray.RayProcesses": own})
+    assert rows["Ray processes"][:2] == ("1, all SAF's service", "OK")
+
+
+def test_a_mac_without_the_command_line_tools_cannot(plan, caplog):
+    missing = Raw(macos_output("xcode-select-p.missing.txt"))
+    alpha, rows = doctor(plan, caplog, fresh_mac(**{"system.XcodeCommandLineTools": missing}))
+    assert rows["Command Line Tools"][1] == "cannot" and "xcode-select --install" in rows["Command Line Tools"][2]
+    assert "the deploy would stop on alpha" in alpha.op("Doctor").commands[0]
+
+
+def test_an_intel_mac_cannot_and_nothing_further_is_checked(plan, caplog):
+    alpha, rows = doctor(plan, caplog, fresh_mac(**{"server.Arch": "x86_64"}))
+    assert rows["processor"][1] == "cannot" and "Apple Silicon" in rows["processor"][2]
+    assert "Python" not in rows and "Apple GPU" not in rows
+    assert "Apple Silicon" in alpha.op("Doctor").commands[0]
+
+
+def test_a_mac_on_macos_12_cannot_and_its_gpu_still_reads(plan, caplog):
+    old = fresh_mac(**{"server.MacosVersion": macos_output("sw_vers-productVersion.macos12.txt").strip(),
+                       "gpu.AppleGPU": Raw(macos_output("system_profiler-SPDisplaysDataType.m1.macos12.txt"))})
+    alpha, rows = doctor(plan, caplog, old)
+    assert rows["macOS"][1] == "cannot" and "older than 13.5" in rows["macOS"][2]
+    assert rows["Apple GPU"] == ("Apple M1, 8 GPU cores, Supported, Metal GPUFamily Apple 7", "OK", "")
+    assert alpha.op("Doctor").commands
+
+
+def test_output_the_doctor_does_not_understand_is_named_not_guessed(plan, caplog):
+    strange = Raw("Graphics/Displays:\n\n    Something else entirely\n")
+    alpha, rows = doctor(plan, caplog, fresh_mac(**{"gpu.AppleGPU": strange}))
+    found, verdict, fix = rows["system_profiler SPDisplaysDataType"]
+    assert (found, verdict) == ("output not understood", "cannot")
+    assert "Graphics/Displays: | Something else entirely" in fix
+    assert alpha.op("Doctor").commands
+
+
+def test_a_lost_passwordless_sudo_is_a_cannot_naming_the_fix(plan, caplog):
+    alpha, rows = doctor(plan, caplog, converged_mac(**{"system.PasswordlessSudo": Raw(
+        macos_output("sudo-n.password-required.txt"))}))
+    assert rows["sudo"][1] == "cannot" and "/etc/sudoers.d" in rows["sudo"][2]
+    assert "sudoers" in alpha.op("Doctor").commands[0]
+
+
+@pytest.mark.parametrize("gpus, found", [("", "no NVIDIA GPU (MLX on the CPU)"),
+                                         ("NVIDIA H200\n", "NVIDIA H200 (MLX's CUDA backend)")])
+def test_a_debian_node_without_its_cluster_interface_cannot(plan, caplog, gpus, found):
+    facts = fresh_debian(**{"gpu.NvidiaGPUs": Raw(gpus), "network.LinuxInterfaces": Raw("[]"),
+                            "server.Command:systemctl is-active saf-ray-head.service 2>/dev/null || true": "inactive"})
+    alpha, rows = doctor(plan, caplog, facts, cluster=ONE_DEBIAN)
+    assert rows["GPU"][:2] == (found, "OK")
+    assert rows["cluster interface"][1] == "cannot" and "cluster ip 10.0.0.1" in rows["cluster interface"][2]
+    assert rows["Ray service"][:2] == ("saf-ray-head.service inactive", "would change")
+    assert "no interface on alpha has the cluster ip 10.0.0.1" in alpha.op("Doctor").commands[0]
