@@ -89,14 +89,24 @@ def _short_command(command: str, width: int = 100) -> str:
     return command if len(command) <= width else command[: width - 3] + "..."
 
 
-def _is_safs(process: dict, venv_root: str) -> bool:
-    return f"{venv_root.rstrip('/')}/" in process["command"]
+def safs_processes(processes: list[dict], venv_root: str) -> set[int]:
+    """The pids of the Ray processes that are SAF's: run from a venv under ``venv_root``, or
+    started by one that is (Ray's workers rename themselves ``ray::IDLE``; their raylet is SAF's)."""
+    prefix = f"{venv_root.rstrip('/')}/"
+    safs = {p["pid"] for p in processes if prefix in p["command"]}
+    grew = True
+    while grew:
+        children = {p["pid"] for p in processes if p["ppid"] in safs} - safs
+        grew = bool(children)
+        safs |= children
+    return safs
 
 
 def _existing_ray(host: Host) -> Finding:
     venv_root = on_node(host.data.venv_root, host.get_fact(Home))
     processes = host.get_fact(RayProcesses)
-    foreign = [process for process in processes if not _is_safs(process, venv_root)]
+    safs = safs_processes(processes, venv_root)
+    foreign = [process for process in processes if process["pid"] not in safs]
     if not processes:
         return Finding("Ray processes", "none")
     if not foreign:

@@ -24,7 +24,7 @@ def doctor(plan, caplog, facts, cluster=ONE_MAC):
     """The doctor's plan for alpha and its findings: {check: (found, verdict, fix)}."""
     with caplog.at_level(logging.INFO):
         alpha = plan({"alpha": {**DOCTOR_FACTS, **facts}}, cluster=cluster, deploy_file="tasks/doctor.py")["alpha"]
-    table = caplog.text.split("saf doctor: alpha:", 1)[1]
+    table = caplog.text.rsplit("saf doctor: alpha:", 1)[1]  # the latest table
     rows = {}
     for line in table.splitlines()[2:]:
         cells = re.split(r"\s{2,}", line.strip(), maxsplit=3)
@@ -69,9 +69,15 @@ def test_a_mac_with_the_seeds_hand_run_ray_is_named_for_attention(plan, caplog):
 
 def test_saf_s_own_ray_is_not_foreign(plan, caplog):
     own = Raw("arthurdell 4127 1 /Users/arthurdell/saf/venv/current/bin/python /Users/arthurdell/saf/venv/"
-              "current/bin/ray start --head --block\n")
+              "current/bin/ray start --head --block\n"
+              "arthurdell 4140 4127 /Users/arthurdell/saf/venv/py3.9.23-ray2.49.1-mlx0.29.1-0a1b2c3d/lib/python3.9/"
+              "site-packages/ray/core/src/ray/raylet/raylet --node_manager_port=6381\n"
+              "arthurdell 4188 4140 ray::IDLE\n")  # a worker renames itself; its raylet is SAF's
     _, rows = doctor(plan, caplog, {**converged_mac(), "ray.RayProcesses": own})
-    assert rows["Ray processes"][:2] == ("1, all SAF's service", "OK")
+    assert rows["Ray processes"][:2] == ("3, all SAF's service", "OK")
+    stray = Raw("someone 5000 1 ray::IDLE\n")
+    _, rows = doctor(plan, caplog, {**converged_mac(), "ray.RayProcesses": stray})
+    assert rows["Ray processes"][:2] == ("1 not started by SAF", "attention")
 
 
 def test_a_mac_without_the_command_line_tools_cannot(plan, caplog):
