@@ -398,13 +398,14 @@ def test_launchd_domain():
 
 
 def test_ray_processes_started_by_hand():
-    """The seeds' hand-run head on the system Python 3.9.6: every Ray process, nothing else."""
+    """The seeds' hand-run head (`ray start` has returned): its daemons, left with launchd, and nothing else."""
     found = parsed(RayProcesses, "ps-A.seed-leftovers.macos14")
     assert [(p["user"], p["pid"], p["ppid"]) for p in found] == [
-        ("arthurdell", 2210, 1), ("arthurdell", 2231, 2210), ("arthurdell", 2245, 2210),
-        ("arthurdell", 2251, 2210), ("arthurdell", 2262, 2210)]
-    assert found[0]["command"].endswith("/saf-venv-39/bin/ray start --head --port=6380 --dashboard-host=0.0.0.0")
-    assert "Python3.framework/Versions/3.9" in found[0]["command"]  # the system Python, not SAF's
+        ("arthurdell", 2231, 1), ("arthurdell", 2245, 1), ("arthurdell", 2251, 1), ("arthurdell", 2262, 1)]
+    dashboard = found[1]["command"]
+    assert "/ray/dashboard/dashboard.py --host=0.0.0.0 --port=8265" in dashboard  # open to the network
+    assert dashboard.startswith("/Library/Developer/CommandLineTools/Library/Frameworks/Python3.framework/Versions/3.9/")
+    assert "--gcs_server_port=6380" in found[0]["command"]
 
 
 def test_ray_processes_of_a_converged_mac():
