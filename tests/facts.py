@@ -232,3 +232,11 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
     }
     facts.update(overrides)
     return facts
+
+
+def venv_listing(venvs: dict[str, bool], current: str | None = None, previous: str | None = None) -> Raw:
+    """A venv root as the node prints it for python.SafVenvs (``venv complete|partial NAME``, then
+    ``link current|previous TARGET``), for plan fixtures that the fact's own parser reads."""
+    lines = [f"venv {'complete' if complete else 'partial'} {name}" for name, complete in venvs.items()]
+    lines += [f"link {at} {target}" for at, target in (("current", current), ("previous", previous)) if target]
+    return Raw("\n".join(lines) + "\n")

@@ -22,9 +22,13 @@ def formulae(packages: list[str], brew: str = "brew"):
     + packages: formula names as ``brew list --versions`` prints them (``sqlite``, not ``sqlite3``)
     + brew: the brew executable
     """
-    installed = host.get_fact(BrewPackages)
-    missing = [name for name in packages if name not in installed]
+    missing = missing_formulae(packages, host.get_fact(BrewPackages))
     if missing:
         yield f"{shlex.quote(brew)} install {' '.join(shlex.quote(name) for name in missing)}"
     else:
         host.noop(f"formulae {', '.join(packages)} are installed")
+
+
+def missing_formulae(packages: list[str], installed: dict) -> list[str]:
+    """The formulae of ``packages`` (in their order) that ``brew list --versions`` does not list."""
+    return [name for name in packages if name not in installed]

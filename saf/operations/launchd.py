@@ -29,21 +29,29 @@ def job(label: str, plist: str, domain: str = "system", definition_changed: bool
     + present: False unloads the job (``bootout``) if it is loaded
     """
     target = f"{domain}/{label}"
-    loaded = host.get_fact(LaunchdJob, target=target)
-    if not present:
-        if loaded is not None:
-            yield f"launchctl bootout {target}"
-        return
-    bootstrap = [f"launchctl bootstrap {domain} {shlex.quote(plist)}", f"launchctl enable {target}"]
-    if loaded is None:
-        yield from bootstrap
-    elif definition_changed:
-        # bootstrap of a loaded job fails (exit 5): unload first, and wait until it is gone
-        yield f"launchctl bootout {target} || true"
-        yield (f"for i in $(seq 50); do launchctl print {target} >/dev/null 2>&1 || exit 0; sleep 0.2; done; "
-               f"echo 'SAF: {label} did not unload within 10 s' >&2; exit 1")
-        yield from bootstrap
-    elif restart or loaded.get("state") != "running":
-        yield f"launchctl kickstart -k {target}"
+    commands = job_commands(host.get_fact(LaunchdJob, target=target), label, plist, domain,
+                            definition_changed=definition_changed, restart=restart, present=present)
+    if commands or not present:
+        yield from commands
     else:
         host.noop(f"launchd job {label} is loaded and running")
+
+
+def job_commands(loaded: dict | None, label: str, plist: str, domain: str, definition_changed: bool = False,
+                 restart: bool = False, present: bool = True) -> list[str]:
+    """What a job needs, given what ``launchctl print`` says of it (``loaded``): [] when nothing."""
+    target = f"{domain}/{label}"
+    if not present:
+        return [f"launchctl bootout {target}"] if loaded is not None else []
+    bootstrap = [f"launchctl bootstrap {domain} {shlex.quote(plist)}", f"launchctl enable {target}"]
+    if loaded is None:
+        return bootstrap
+    if definition_changed:
+        # bootstrap of a loaded job fails (exit 5): unload first, and wait until it is gone
+        return [f"launchctl bootout {target} || true",
+                (f"for i in $(seq 50); do launchctl print {target} >/dev/null 2>&1 || exit 0; sleep 0.2; done; "
+                 f"echo 'SAF: {label} did not unload within 10 s' >&2; exit 1"),
+                *bootstrap]
+    if restart or loaded.get("state") != "running":
+        return [f"launchctl kickstart -k {target}"]
+    return []

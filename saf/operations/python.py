@@ -25,6 +25,12 @@ from saf.facts.python import (
 from saf.node_scripts import node_script
 from saf.venv_spec import VenvSpec
 
+# node programs (saf/node_scripts/), sent inline with the commands that run them
+_MODULES = node_script("python_modules.py")
+_PROVE = node_script("venv_prove.py")
+_SWITCH = node_script("venv_switch.py")
+_PIP_INSTALL = node_script("pip_install.sh")
+
 BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
 
 
@@ -34,19 +40,7 @@ def _q(value: str) -> str:
 
 def _module_check(python: str, version: str) -> str:
     """A command that fails, naming the missing modules, when a built Python is incomplete."""
-    script = (
-        "import importlib, sys\n"
-        "missing = []\n"
-        f"for name in {REQUIRED_MODULES!r}:\n"
-        "    try:\n"
-        "        importlib.import_module(name)\n"
-        "    except Exception:\n"
-        "        missing.append(name)\n"
-        "if missing:\n"
-        f"    sys.exit('SAF: Python {version} on {host.name} was built without ' + ', '.join(missing) + "
-        "': install the build dependencies (see README), then re-run to rebuild it')\n"
-    )
-    return f"{_q(python)} -c {_q(script)}"
+    return f"{_q(python)} -c {_q(_MODULES)} {_q(version)} {_q(host.name)} {' '.join(REQUIRED_MODULES)}"
 
 
 @operation()
@@ -71,7 +65,12 @@ def pyenv_python(
     if found and found["version"] == version and not found["missing"]:
         host.noop(f"Python {version} is built and complete")
         return
+    yield from _build_python(found, version, pyenv, pyenv_root, source_tarball, path_prefix)
 
+
+def _build_python(found: dict | None, version: str, pyenv: str, pyenv_root: str, source_tarball: str | None,
+                  path_prefix: str):
+    """Build with pyenv (again, with ``--force``, over a broken build in ``found``), then prove it."""
     cache = f"{pyenv_root}/cache"
     env = [f"PYENV_ROOT={_q(pyenv_root)}", f"PYTHON_BUILD_CACHE_PATH={_q(cache)}",
            # a fixed build date: every node's `python -VV` is then identical, not just its version
@@ -84,7 +83,7 @@ def pyenv_python(
         env.append("_PYTHON_BUILD_FORCE_SKIP_XZ=1")  # take the .tar.gz we pushed, not a .tar.xz
     force = "--force" if found else "--skip-existing"  # a broken build is rebuilt
     yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {version}")
-    yield _module_check(python, version)
+    yield _module_check(f"{pyenv_root}/versions/{version}/bin/python", version)
 
 
 def _distribution_name(requirement: str) -> str:
@@ -100,12 +99,6 @@ def drifted(requirements: tuple[str, ...], installed: dict | None) -> list[str]:
         req for req in requirements
         if installed.get(_distribution_name(req)) != req.split("==")[1]
     ]
-
-
-# node programs (saf/node_scripts/), sent inline with the commands that run them
-_PROVE = node_script("venv_prove.py")
-_SWITCH = node_script("venv_switch.py")
-_PIP_INSTALL = node_script("pip_install.sh")
 
 
 def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:

@@ -31,7 +31,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_there_are_node_programs_to_check():
-    assert {"venv_prove.py", "venv_switch.py"} <= set(PYTHON_SCRIPTS) and "pip_install.sh" in SHELL_SCRIPTS
+    assert {"python_modules.py", "venv_prove.py", "venv_switch.py"} <= set(PYTHON_SCRIPTS) and "pip_install.sh" in SHELL_SCRIPTS
 
 
 @pytest.mark.parametrize("name", PYTHON_SCRIPTS)
@@ -168,3 +168,27 @@ def test_pip_install_ignores_the_node_users_pip_configuration(venv, tmp_path):
     result = pip_install("sh", venv, "saf-other==9.0\n", tmp_path, "--no-index", **home)
     assert result.returncode == 1
     assert installed_version(venv, "saf_other") is None
+
+
+# --- python_modules.py ------------------------------------------------------------------------
+
+
+def check_modules(*modules: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", node_script("python_modules.py"), "3.9.23", "alpha", *modules],
+                          check=False, capture_output=True, text=True, env=clean_env(**env))
+
+
+def test_a_complete_python_passes_the_module_check():
+    from saf.facts.python import REQUIRED_MODULES
+
+    result = check_modules(*REQUIRED_MODULES)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_module_check_names_every_module_that_does_not_import_and_the_fix(tmp_path):
+    for module in ("lzma", "readline"):  # stand-ins that fail as a Python built without their libraries
+        (tmp_path / f"{module}.py").write_text("raise ImportError('built without its library')\n")
+    result = check_modules("ssl", "lzma", "bz2", "readline", PYTHONPATH=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("SAF: Python 3.9.23 on alpha was built without lzma, readline: install the "
+                                     "build dependencies (see README), then re-run to rebuild it")

@@ -1,0 +1,83 @@
+"""The decisions inside SAF's operations, given the facts they read: launchd jobs, Homebrew
+formulae, drifted pins, and stopping a host. The plan tests cover the same through deploy.py;
+these name each case."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pyinfra.api import Config, Inventory, State
+
+from saf.operations.brew import missing_formulae
+from saf.operations.launchd import job_commands
+from saf.operations.python import drifted
+from saf.operations.stop import fail_host
+
+PLIST = "/Library/LaunchDaemons/org.saf.ray-head.plist"
+TARGET = "system/org.saf.ray-head"
+BOOTSTRAP = [f"launchctl bootstrap system {PLIST}", f"launchctl enable {TARGET}"]
+RUNNING = {"state": "running", "pid": 4127, "path": PLIST}
+
+
+def commands(loaded, **kwargs) -> list[str]:
+    return job_commands(loaded, "org.saf.ray-head", PLIST, "system", **kwargs)
+
+
+def test_a_job_not_loaded_is_bootstrapped_and_enabled():
+    assert commands(None) == BOOTSTRAP
+
+
+def test_a_running_job_is_left_alone():
+    assert commands(RUNNING) == []
+
+
+@pytest.mark.parametrize("state", ["not running", "spawn scheduled", None])
+def test_a_loaded_job_that_is_not_running_is_kickstarted(state):
+    assert commands({**RUNNING, "state": state, "pid": None}) == [f"launchctl kickstart -k {TARGET}"]
+
+
+def test_a_running_job_is_restarted_when_asked():
+    assert commands(RUNNING, restart=True) == [f"launchctl kickstart -k {TARGET}"]
+
+
+def test_a_changed_definition_is_booted_out_waited_for_then_bootstrapped():
+    reload = commands(RUNNING, definition_changed=True, restart=True)
+    assert reload[0] == f"launchctl bootout {TARGET} || true"
+    assert reload[1].startswith(f"for i in $(seq 50); do launchctl print {TARGET} >/dev/null 2>&1 || exit 0;")
+    assert "SAF: org.saf.ray-head did not unload within 10 s" in reload[1]
+    assert reload[2:] == BOOTSTRAP
+
+
+def test_an_absent_job_is_booted_out_only_if_loaded():
+    assert commands(RUNNING, present=False) == [f"launchctl bootout {TARGET}"]
+    assert commands(None, present=False) == []
+
+
+def test_a_launch_agent_is_bootstrapped_in_the_users_gui_domain_and_its_path_quoted():
+    plist = "/Users/a b/Library/LaunchAgents/org.saf.ray-head.plist"
+    assert job_commands(None, "org.saf.ray-head", plist, "gui/501") == [
+        f"launchctl bootstrap gui/501 '{plist}'", "launchctl enable gui/501/org.saf.ray-head"]
+
+
+def test_missing_formulae_keep_the_order_asked_and_match_names_exactly():
+    installed = {"openssl@3": {"3.4.0"}, "xz": {"5.6.3"}}
+    assert missing_formulae(["pyenv", "openssl@3", "readline", "xz"], installed) == ["pyenv", "readline"]
+    assert missing_formulae(["openssl"], installed) == ["openssl"]  # openssl@3 is another formula
+    assert missing_formulae(["xz"], installed) == []
+
+
+def test_drifted_pins_are_those_whose_installed_version_differs_or_is_missing():
+    pins = ("ray[default]==2.49.1", "mlx==0.29.1", "numpy==2.0.2", "Typing_Extensions==4.12.2")
+    installed = {"ray": "2.49.1", "mlx": "0.28.0", "typing-extensions": "4.12.2"}
+    assert drifted(pins, installed) == ["mlx==0.29.1", "numpy==2.0.2"]
+    assert drifted(pins, None) == list(pins)  # a venv that reports nothing (no python) has every pin drifted
+
+
+def test_failing_a_host_logs_the_reason_as_its_error_and_stops_it(caplog):
+    inventory = Inventory((["alpha"], {}))
+    state = State(inventory, Config())
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        assert fail_host(state, inventory.get_host("alpha"), "Python 3.9.23 was built without lzma") is False
+    [record] = [r for r in caplog.records if "built without lzma" in r.getMessage()]
+    assert record.levelno == logging.ERROR and "[alpha]" in record.getMessage()
