@@ -81,11 +81,13 @@ def _ray_service(host: Host) -> Finding:
 
 
 def _short_command(command: str, width: int = 100) -> str:
-    """A process's command as a person reads it: the interpreter's long path dropped when a Python
-    runs a script (``/.../Python.app/.../Python /x/bin/ray start`` -> ``/x/bin/ray start``), then cut."""
+    """A process's command as a person reads it: the interpreter dropped when a Python runs a script
+    (``/.../Python.app/.../Python -u /x/bin/ray start`` -> ``/x/bin/ray start``), site-packages
+    shortened to ``.../``, then cut to ``width``."""
     words = command.split(maxsplit=1)
     if len(words) == 2 and re.search(r"(^|/)[Pp]ython[0-9.]*$", words[0]):
-        command = words[1]
+        command = re.sub(r"^(-\w+\s+)*", "", words[1])  # and its options (-u)
+    command = re.sub(r"\S*/site-packages/", ".../", command)  # Ray's own programs: .../ray/core/src/ray/raylet/raylet
     return command if len(command) <= width else command[: width - 3] + "..."
 
 

@@ -33,6 +33,8 @@ from saf.firewall import (
     firewall_rules,
 )
 from saf.node_os import is_macos
+from saf.operations.launchd import job
+from saf.operations.plist import linted_plist
 from saf.operations.stop import stop_host
 
 macos = is_macos(host)
@@ -106,18 +108,12 @@ def macos_firewall() -> None:
     enable = [] if pf["enabled"] else ["pfctl -E"]  # -E: an enable reference, as Apple's pf.conf asks
     if load or enable:
         server.shell(name=f"Load Ray's firewall rules (pf anchor {PF_ANCHOR})", commands=load + enable, _sudo=True)
-    plist = files.template(name=f"Load them at boot (LaunchDaemon {LAUNCHD_LABEL})", src=PLIST_TEMPLATE,
-                           dest=PLIST_FILE, label=LAUNCHD_LABEL, anchor=PF_ANCHOR, rules_file=PF_FILE,
-                           user="root", group="wheel", mode="644", _sudo=True)
-    job = host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}")
+    plist = linted_plist(name=f"Load them at boot (LaunchDaemon {LAUNCHD_LABEL})", src=PLIST_TEMPLATE,
+                         dest=PLIST_FILE, label=LAUNCHD_LABEL, anchor=PF_ANCHOR, rules_file=PF_FILE,
+                         user="root", group="wheel", mode="644", _sudo=True)
     # a oneshot job: loaded is what matters (it runs once at load and at boot, then is "not running")
-    bootstrap = [f"launchctl bootstrap system {PLIST_FILE}"]
-    if job is not None and plist.will_change:
-        bootstrap = [f"launchctl bootout system/{LAUNCHD_LABEL} || true", *bootstrap]
-    if plist.will_change:
-        bootstrap = [f"plutil -lint {PLIST_FILE}", *bootstrap]
-    if job is None or plist.will_change:
-        server.shell(name=f"Load the firewall job ({LAUNCHD_LABEL})", commands=bootstrap, _sudo=True)
+    job(name=f"Load the firewall job ({LAUNCHD_LABEL})", label=LAUNCHD_LABEL, plist=PLIST_FILE, domain="system",
+        definition_changed=plist.will_change, oneshot=True, _sudo=True)
 
 
 def remove_macos_firewall() -> None:

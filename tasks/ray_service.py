@@ -11,6 +11,7 @@ from pyinfra.operations import files, server, systemd
 
 from saf.node_os import is_macos
 from saf.operations.launchd import job
+from saf.operations.plist import linted_plist
 from saf.restarts import ray_restart_reasons
 from saf.service import in_role_order, node_ray_service
 
@@ -25,16 +26,13 @@ restart_reasons = ray_restart_reasons(host)
 def launchd_service() -> None:
     """The job in /Library/LaunchDaemons (boots with nobody logged in) or ~/Library/LaunchAgents."""
     files.directory(name="Ray log directory", path=service.logs, present=True)
-    if service.system:
-        plist = files.template(name=f"Ray {service.role} job definition (LaunchDaemon)", src="templates/ray.plist.j2",
-                               dest=service.plist_path, service=service, daemon=True, logs=service.logs,
-                               user="root", group="wheel", mode="644", _sudo=True)
-    else:
-        plist = files.template(name=f"Ray {service.role} job definition (LaunchAgent)", src="templates/ray.plist.j2",
-                               dest=service.plist_path, service=service, daemon=False, logs=service.logs, mode="644")
+    kind = "LaunchDaemon" if service.system else "LaunchAgent"
+    # root:wheel for a daemon (launchd refuses a daemon's plist others can write); the user's own for an agent
+    owner = {"user": "root", "group": "wheel", "_sudo": True} if service.system else {}
+    plist = linted_plist(name=f"Ray {service.role} job definition ({kind})", src="templates/ray.plist.j2",
+                         dest=service.plist_path, service=service, daemon=service.system, logs=service.logs,
+                         mode="644", **owner)
     changed = plist.will_change
-    if changed:
-        server.shell(name="Check the job definition (plutil -lint)", commands=[f"plutil -lint {service.plist_path}"])
     job(name=f"Ray {service.role} (launchd)", label=service.label, plist=service.plist_path,
         domain=service.launchd_domain, definition_changed=changed, restart=bool(restart_reasons),
         _sudo=service.system)

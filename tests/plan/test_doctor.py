@@ -62,8 +62,9 @@ def test_a_mac_with_the_seeds_hand_run_ray_is_named_for_attention(plan, caplog):
     leftovers = {"ray.RayProcesses": Raw(macos_output("ps-A.seed-leftovers.macos14.txt"))}
     alpha, rows = doctor(plan, caplog, {**fresh_mac(), **leftovers})
     found, verdict, fix = rows["Ray processes"]
-    assert (found, verdict) == ("5 not started by SAF", "attention")
-    assert "pid 2210 (arthurdell)" in fix and "ray start --head --port=6380 --dashboard-host=0.0.0.0" in fix
+    assert (found, verdict) == ("4 not started by SAF", "attention")
+    assert "pid 2231 (arthurdell): .../ray/core/src/ray/gcs/gcs_server --log_dir=" in fix
+    assert "pid 2245 (arthurdell): .../ray/dashboard/dashboard.py --host=0.0.0.0 --port=8265" in fix
     assert alpha.ops == []  # the deploy goes on (adopting it is the deploy's job)
 
 

@@ -9,12 +9,14 @@ import plistlib
 import re
 
 
+from saf.operations.plist import STAGED_SUFFIX
 from tests.planning import Raw
 from tests.facts import IP_ADDR, converged_mac, fresh_debian, fresh_mac, mac_network
 
 HOME = "/Users/arthurdell"
 PF_FILE = "/etc/saf/firewall.pf"
 PLIST = "/Library/LaunchDaemons/org.saf.firewall.plist"
+STAGED_PLIST = PLIST + STAGED_SUFFIX  # linted there, then moved over PLIST
 NFT_FILE = "/etc/saf/firewall.nft"
 UNIT_FILE = "/etc/systemd/system/saf-firewall.service"
 MACS = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"},
@@ -63,7 +65,7 @@ def pf_loaded(label: str, enabled: bool = True) -> Raw:
 def mac_with_firewall(fresh_plan, **overrides):
     """A Mac whose previous run put the rules, the anchor and the boot job in place."""
     pf_file = fresh_plan.op("firewall.pf").uploads[PF_FILE]
-    plist = fresh_plan.op("LaunchDaemon org.saf.firewall").uploads[PLIST]
+    plist = fresh_plan.op("LaunchDaemon org.saf.firewall").uploads[STAGED_PLIST]
     return converged_mac(**{
         "files.Directory:/etc/saf": {"mode": 755, "user": "root", "group": "wheel"},
         f"files.File:{PF_FILE}": {"mode": 644, "user": "root", "group": "wheel"},
@@ -86,12 +88,15 @@ def test_fresh_mac_gets_the_rules_in_an_anchor_pf_enabled_and_a_boot_daemon(plan
     assert [line for line in rules.splitlines() if not line.startswith("#") and line.strip()][-1].startswith("block")
     load = alpha.op("Load Ray's firewall rules (pf anchor")
     assert load.sudo and load.commands == ["pfctl -a com.apple/org.saf.ray -f /etc/saf/firewall.pf", "pfctl -E"]
-    job = plistlib.loads(alpha.op("LaunchDaemon org.saf.firewall").uploads[PLIST])
+    job = plistlib.loads(alpha.op("LaunchDaemon org.saf.firewall").uploads[STAGED_PLIST])
     assert job == {"Label": "org.saf.firewall", "RunAtLoad": True, "StandardErrorPath": "/var/log/saf-firewall.log",
                    "ProgramArguments": ["/sbin/pfctl", "-E", "-a", "com.apple/org.saf.ray", "-f", PF_FILE]}
-    assert f"chown root:wheel {PLIST}" in alpha.op("LaunchDaemon org.saf.firewall").commands
+    assert alpha.op("LaunchDaemon org.saf.firewall").commands[1:] == [
+        f"plutil -lint {STAGED_PLIST} || {{ rm -f {STAGED_PLIST}; exit 1; }}", f"chown root:wheel {STAGED_PLIST}",
+        f"chmod 644 {STAGED_PLIST}", f"mv {STAGED_PLIST} {PLIST}"]  # linted before it replaces the installed one
     boot = alpha.op("Load the firewall job")
-    assert boot.sudo and boot.commands == [f"plutil -lint {PLIST}", f"launchctl bootstrap system {PLIST}"]
+    assert boot.sudo and boot.commands == ["launchctl enable system/org.saf.firewall",
+                                           f"launchctl bootstrap system {PLIST}"]
     assert not any("/etc/pf.conf" in command for command in alpha.commands)  # Apple's pf.conf is left alone
     assert load.position < alpha.op("Ray head (launchd)").position  # the rules are there before Ray starts
     assert plans["beta"].op("firewall.pf").uploads[PF_FILE].decode() == rules  # the same rules on every node

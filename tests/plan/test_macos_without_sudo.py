@@ -25,7 +25,7 @@ def test_nothing_runs_with_sudo_and_ray_is_a_launch_agent(plan, caplog):
         alpha = plan({"alpha": mac_without_sudo()}, cluster=NO_SUDO)["alpha"]
     assert alpha.ops and not [op.name for op in alpha.ops if op.sudo]
     assert not alpha.has_command("sudo ") and not alpha.has_command("/Library/LaunchDaemons")
-    assert AGENT in alpha.op("Ray head job definition (LaunchAgent)").uploads
+    assert f"{AGENT}.saf-new" in alpha.op("Ray head job definition (LaunchAgent)").uploads
     assert f"launchctl bootstrap gui/501 {AGENT}" in alpha.op("Ray head (launchd)").commands
     assert not alpha.has_command("pmset") and not alpha.has_command("networksetup -setMTU")
     assert not alpha.has_command("pfctl") and not alpha.has_command("socketfilterfw")

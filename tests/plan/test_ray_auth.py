@@ -14,6 +14,7 @@ import plistlib
 import pytest
 
 from saf.auth import ensure_control_token
+from saf.operations.plist import STAGED_SUFFIX
 from tests.facts import converged_mac, installed, rendered_plist, venv_for
 
 HOME = "/Users/arthurdell"
@@ -64,7 +65,7 @@ def test_a_whole_stack_upgrade_gets_python_venv_switch_token_and_ordered_reloads
     assert reqs == ("ray[default]==2.60.0", "mlx==0.32.4", "numpy==2.0.2")
     assert [op.name.split(" | ")[1] for op in alpha.changing_ops] == [
         "Build Python 3.12.8 (pyenv)", f"Venv {new}", "Ray auth token directory (0700)", "Ray auth token (0600)",
-        "Ray head job definition (LaunchDaemon)", "Check the job definition (plutil -lint)", "Ray head (launchd)"]
+        "Ray head job definition (LaunchDaemon)", "Ray head (launchd)"]
     build = alpha.op("Build Python 3.12.8").commands[0]
     assert "pyenv install --skip-existing 3.12.8" in build  # beside 3.9.23, which stays
     assert not alpha.has_command("pyenv uninstall") and not alpha.has_command("versions/3.9.23")
@@ -85,7 +86,7 @@ def test_the_token_is_pushed_0600_and_is_in_no_plist_or_command(plan, token_file
         assert put.uploads == {TOKEN_PATH: token}
         assert f"chmod 600 {TOKEN_PATH}" in put.commands
         assert f"chmod 700 {HOME}/.saf/ray" in host_plan.op("directory (0700)").commands
-        job = plistlib.loads(host_plan.op("job definition (LaunchDaemon)").uploads[PLISTS[name]])
+        job = plistlib.loads(host_plan.op("job definition (LaunchDaemon)").uploads[PLISTS[name] + STAGED_SUFFIX])
         assert job["EnvironmentVariables"]["RAY_AUTH_MODE"] == "token"
         assert job["EnvironmentVariables"]["RAY_AUTH_TOKEN_PATH"] == TOKEN_PATH
         assert all(token.decode() not in command for command in host_plan.commands)
@@ -123,7 +124,7 @@ def test_a_rotated_token_is_pushed_and_ray_restarted_head_first(plan, token_file
 def test_ray_auth_off_disables_it_explicitly_and_pushes_no_token(plan, token_file):
     plans = plan(old_macs(), cluster=cluster(token_file, ray_auth="off", **NEW_PINS))
     alpha = plans["alpha"]
-    job = plistlib.loads(alpha.op("job definition (LaunchDaemon)").uploads[PLISTS["alpha"]])
+    job = plistlib.loads(alpha.op("job definition (LaunchDaemon)").uploads[PLISTS["alpha"] + STAGED_SUFFIX])
     assert job["EnvironmentVariables"]["RAY_AUTH_MODE"] == "disabled"  # newer Rays default to token
     assert "RAY_AUTH_TOKEN_PATH" not in job["EnvironmentVariables"]
     assert not alpha.op("No Ray auth token").changes and not token_file.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import plistlib
 
+from saf.operations.plist import STAGED_SUFFIX
 from tests.facts import converged_mac, fresh_debian, fresh_mac
 
 HOME = "/Users/arthurdell"
@@ -12,6 +13,11 @@ TWO_MACS = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.17
                       {"name": "beta", "role": "worker", "address": "192.168.1.42", "ssh_user": "arthurdell"}]}
 HEAD_PLIST = "/Library/LaunchDaemons/org.saf.ray-head.plist"
 WORKER_PLIST = "/Library/LaunchDaemons/org.saf.ray-worker.plist"
+
+
+def staged(path: str) -> str:
+    """Where a plist is uploaded and linted before it is moved over ``path``."""
+    return path + STAGED_SUFFIX
 
 
 def beta_mac(**overrides):
@@ -29,8 +35,8 @@ def service_ops(host_plan):
 
 def test_head_and_worker_plists_have_the_exact_keys(plan):
     plans = plan({"alpha": fresh_mac(), "beta": beta_mac()}, cluster=TWO_MACS)
-    head = plistlib.loads(plans["alpha"].op("LaunchDaemon").uploads[HEAD_PLIST])
-    worker = plistlib.loads(plans["beta"].op("LaunchDaemon").uploads[WORKER_PLIST])
+    head = plistlib.loads(plans["alpha"].op("LaunchDaemon").uploads[staged(HEAD_PLIST)])
+    worker = plistlib.loads(plans["beta"].op("LaunchDaemon").uploads[staged(WORKER_PLIST)])
     ray = f"{HOME}/saf/venv/current/bin/ray"
     assert head["Label"] == "org.saf.ray-head" and worker["Label"] == "org.saf.ray-worker"
     pinned = ["--node-manager-port=6381", "--object-manager-port=6382", "--runtime-env-agent-port=6383",
@@ -57,11 +63,13 @@ def test_fresh_mac_gets_root_owned_daemon_lint_and_bootstrap(plan):
     alpha = plan({"alpha": fresh_mac(), "beta": beta_mac()}, cluster=TWO_MACS)["alpha"]
     definition = alpha.op("LaunchDaemon")
     assert definition.sudo
-    assert f"chown root:wheel {HEAD_PLIST}" in definition.commands and f"chmod 644 {HEAD_PLIST}" in definition.commands
-    assert alpha.op("plutil").commands == [f"plutil -lint {HEAD_PLIST}"]
+    new = staged(HEAD_PLIST)
+    assert definition.commands == [  # the upload, then the lint before it replaces the installed plist
+        f"upload {new}", f"plutil -lint {new} || {{ rm -f {new}; exit 1; }}", f"chown root:wheel {new}",
+        f"chmod 644 {new}", f"mv {new} {HEAD_PLIST}"]
     load = alpha.op("Ray head (launchd)")
     assert load.sudo
-    assert load.commands == [f"launchctl bootstrap system {HEAD_PLIST}", "launchctl enable system/org.saf.ray-head"]
+    assert load.commands == ["launchctl enable system/org.saf.ray-head", f"launchctl bootstrap system {HEAD_PLIST}"]
 
 
 def test_head_is_started_before_workers(plan):
@@ -89,11 +97,11 @@ def test_changed_definition_is_reloaded_with_bootout_then_bootstrap(plan):
     alpha = converged_mac()
     exposed = {**TWO_MACS, "settings": {"dashboard_bind": "cluster"}}
     head = plan({"alpha": alpha, "beta": beta_mac()}, cluster=exposed)["alpha"]
-    arguments = plistlib.loads(head.op("LaunchDaemon").uploads[HEAD_PLIST])["ProgramArguments"]
+    arguments = plistlib.loads(head.op("LaunchDaemon").uploads[staged(HEAD_PLIST)])["ProgramArguments"]
     assert "--dashboard-host=192.168.1.172" in arguments
     commands = head.op("Ray head (launchd)").commands
     assert commands[0] == "launchctl bootout system/org.saf.ray-head || true"
-    assert commands[-2:] == [f"launchctl bootstrap system {HEAD_PLIST}", "launchctl enable system/org.saf.ray-head"]
+    assert commands[-2:] == ["launchctl enable system/org.saf.ray-head", f"launchctl bootstrap system {HEAD_PLIST}"]
 
 
 def test_launch_agent_setting_uses_the_users_domain_without_sudo(plan):
@@ -101,11 +109,11 @@ def test_launch_agent_setting_uses_the_users_domain_without_sudo(plan):
     alpha = plan({"alpha": fresh_mac(**{"server.Command:id -u": "501"}), "beta": beta_mac(**{"server.Command:id -u": "501"})},
                  cluster=agent)["alpha"]
     path = f"{HOME}/Library/LaunchAgents/org.saf.ray-head.plist"
-    job = plistlib.loads(alpha.op("LaunchAgent").uploads[path])
+    job = plistlib.loads(alpha.op("LaunchAgent").uploads[staged(path)])
     assert "UserName" not in job
     load = alpha.op("Ray head (launchd)")
     assert not load.sudo
-    assert load.commands == [f"launchctl bootstrap gui/501 {path}", "launchctl enable gui/501/org.saf.ray-head"]
+    assert load.commands == ["launchctl enable gui/501/org.saf.ray-head", f"launchctl bootstrap gui/501 {path}"]
 
 
 TWO_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"},
@@ -147,3 +155,12 @@ def test_debian_converged_unit_is_left_alone_and_a_changed_one_restarts(plan):
     other = debian("10.0.0.1", **running, **{f"files.Sha1File:{path}": "0" * 40})
     alpha = plan({"alpha": other, "beta": debian("10.0.0.2")}, cluster=TWO_DEBIAN)["alpha"]
     assert alpha.op("Ray head (systemd)").commands == ["systemctl daemon-reload", "systemctl restart saf-ray-head.service"]
+
+
+def test_a_plist_with_the_right_content_but_a_drifted_mode_is_only_chmodded(plan):
+    drifted = converged_mac(**{f"files.File:{HEAD_PLIST}": {"mode": 664, "user": "root", "group": "wheel"}})
+    alpha = plan({"alpha": drifted, "beta": converged_beta()}, cluster=TWO_MACS)["alpha"]
+    assert alpha.op("LaunchDaemon").commands == [f"chmod 644 {HEAD_PLIST}"]
+    assert alpha.op("Ray head (launchd)").commands == [  # a changed definition: reloaded
+        "launchctl bootout system/org.saf.ray-head || true", alpha.op("Ray head (launchd)").commands[1],
+        "launchctl enable system/org.saf.ray-head", f"launchctl bootstrap system {HEAD_PLIST}"]

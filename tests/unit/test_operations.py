@@ -16,7 +16,7 @@ from saf.operations.stop import fail_host
 
 PLIST = "/Library/LaunchDaemons/org.saf.ray-head.plist"
 TARGET = "system/org.saf.ray-head"
-BOOTSTRAP = [f"launchctl bootstrap system {PLIST}", f"launchctl enable {TARGET}"]
+BOOTSTRAP = [f"launchctl enable {TARGET}", f"launchctl bootstrap system {PLIST}"]  # enable first
 RUNNING = {"state": "running", "pid": 4127, "path": PLIST}
 
 
@@ -35,6 +35,13 @@ def test_a_running_job_is_left_alone():
 @pytest.mark.parametrize("state", ["not running", "spawn scheduled", None])
 def test_a_loaded_job_that_is_not_running_is_kickstarted(state):
     assert commands({**RUNNING, "state": state, "pid": None}) == [f"launchctl kickstart -k {TARGET}"]
+
+
+def test_a_oneshot_job_that_ran_and_exited_is_left_alone_unless_asked():
+    exited = {**RUNNING, "state": "not running", "pid": None}
+    assert commands(exited, oneshot=True) == []
+    assert commands(exited, oneshot=True, restart=True) == [f"launchctl kickstart -k {TARGET}"]
+    assert commands(None, oneshot=True) == BOOTSTRAP
 
 
 def test_a_running_job_is_restarted_when_asked():
@@ -57,7 +64,7 @@ def test_an_absent_job_is_booted_out_only_if_loaded():
 def test_a_launch_agent_is_bootstrapped_in_the_users_gui_domain_and_its_path_quoted():
     plist = "/Users/a b/Library/LaunchAgents/org.saf.ray-head.plist"
     assert job_commands(None, "org.saf.ray-head", plist, "gui/501") == [
-        f"launchctl bootstrap gui/501 '{plist}'", "launchctl enable gui/501/org.saf.ray-head"]
+        "launchctl enable gui/501/org.saf.ray-head", f"launchctl bootstrap gui/501 '{plist}'"]
 
 
 def test_missing_formulae_keep_the_order_asked_and_match_names_exactly():
