@@ -6,14 +6,18 @@ from pyinfra.api import FactBase
 
 
 class XcodeCommandLineTools(FactBase[str | None]):
-    """The active developer directory (``xcode-select -p``), or None when the tools are missing."""
+    """The active developer directory (``xcode-select -p``), or None when the tools are missing.
+
+    A selected directory whose tools were deleted is still printed by ``xcode-select -p``
+    (Homebrew/install#36): like Homebrew's installer, the directory must hold ``usr/bin``.
+    """
 
     def requires_command(self) -> str:
         return "xcode-select"
 
     def command(self) -> str:
         # exit status 2 with a message on stderr when missing: keep the fact itself from failing
-        return "xcode-select -p 2>/dev/null || true"
+        return 'p="$(xcode-select -p 2>/dev/null)" && [ -d "$p/usr/bin" ] && echo "$p" || true'
 
     def process(self, output: list[str]) -> str | None:
         lines = [line.strip() for line in output if line.strip()]

@@ -240,9 +240,16 @@ def test_passwordless_sudo(stand_ins):
     assert read_fact(PasswordlessSudo, stand_ins) is False
 
 
-def test_command_line_tools_present_missing_and_xcode_select_absent(stand_ins):
-    stand_in(stand_ins, "xcode-select", {"-p": "xcode-select-p.clt.txt"})
-    assert read_fact(XcodeCommandLineTools, stand_ins) == "/Library/Developer/CommandLineTools"
+def test_command_line_tools_present_missing_and_xcode_select_absent(stand_ins, tmp_path):
+    developer = tmp_path / "CommandLineTools"
+    (developer / "usr" / "bin").mkdir(parents=True)
+    (stand_ins / "xcode-select").write_text(f'#!/bin/sh\n[ "$*" = "-p" ] && echo {developer}\n')
+    (stand_ins / "xcode-select").chmod(0o755)
+    assert read_fact(XcodeCommandLineTools, stand_ins) == str(developer)
+    # a selected directory whose tools were deleted (Homebrew/install#36) is no tools at all
+    stand_in(stand_ins, "xcode-select", {"-p": "xcode-select-p.stale-path.txt"})
+    assert not Path("/Library/Developer/CommandLineTools/usr/bin").exists()
+    assert read_fact(XcodeCommandLineTools, stand_ins) is None
     stand_in(stand_ins, "xcode-select", {}, failure=f"echo {shlex.quote(macos_output('xcode-select-p.missing.stderr'))} >&2; exit 2")
     assert read_fact(XcodeCommandLineTools, stand_ins) is None
     (stand_ins / "xcode-select").unlink()
