@@ -45,6 +45,17 @@ def app_firewall_state(host: Host) -> AppFirewallState:
     home = host.get_fact(Home)
     paths = app_firewall_paths(on_node(host.data.pyenv_root, home), host.data.python_version,
                                node_venv(host, home).path)
-    listed = app_firewall["apps"]
+    listed = _by_path(app_firewall["apps"], paths)
     return AppFirewallState(app_firewall["state"], tuple(path for path in paths if not listed.get(path)),
                             frozenset(listed))
+
+
+def _by_path(apps: dict[str, bool], paths: tuple[str, ...]) -> dict[str, bool]:
+    """``--listapps`` keyed by path; some versions list names only (``raylet (state: 1)``): a
+    name stands for the binary of that name among ``paths``, so a re-run does not add it again."""
+    keyed = {app: allowed for app, allowed in apps.items() if "/" in app}
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if path not in keyed and name in apps:
+            keyed[path] = apps[name]
+    return keyed

@@ -65,3 +65,11 @@ def test_app_firewall_blocking_everything_is_named(plan, caplog):
     with caplog.at_level(logging.WARNING):
         plan({"alpha": fresh_mac(**{"firewall.AppFirewall": app_firewall(2)})}, cluster={"nodes": MACS["nodes"][:1]})
     assert "blocks all incoming connections" in caplog.text
+
+
+def test_a_listing_by_name_only_is_matched_to_rays_binaries(plan):
+    # some versions list names, not paths (`raylet (state: 1)`): a re-run must not add them again
+    names = {"python3.9": True, "raylet": True, "gcs_server": False, "Google Chrome": False}
+    alpha = plan({"alpha": fresh_mac(**{"firewall.AppFirewall": {"state": 1, "apps": names}})},
+                 cluster={"nodes": MACS["nodes"][:1]})["alpha"]
+    assert alpha.op("application firewall").commands == [f"{SOCKETFILTERFW} --unblockapp {RAY_BINARIES[2]}"]
