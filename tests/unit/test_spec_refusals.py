@@ -517,3 +517,12 @@ def test_defaults_are_the_plain_values_of_group_data(tmp_path):
     (tmp_path / "group_data" / "all.py").write_text(
         "import os\nfrom os import path\nmtu = 1500\n_private = 1\ndef helper():\n    return 1\nnames = ['a']\n")
     assert load_defaults(tmp_path) == {"mtu": 1500, "names": ["a"]}
+
+
+def test_without_saf_cluster_the_file_beside_the_inventory_is_read(tmp_path, monkeypatch):
+    monkeypatch.delenv("SAF_CLUSTER", raising=False)
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text("")
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(tmp_path)
+    assert caught.value.path == tmp_path / "cluster.yaml" and "the file does not exist" in str(caught.value)
