@@ -1,19 +1,23 @@
 """Is the verification's GFLOPS figure right? Compare it with a best-effort MLX matmul benchmark.
 
-On one node of a cluster file (default: the lab's alpha), in the same session, with the venv's
-Python: the verification's own measurement (saf/verify/job.py: 1024x1024, warm-up, mx.eval,
-7 runs, median) beside a standalone benchmark that tries harder (sizes 1024-4096, 5 warm-ups,
-25 timed runs each, best median; a size whose single product takes over a second, as on a CPU,
-ends the climb). Prints both for float32 and float16 and their ratio (goal:
-the verification within 10% of the best effort).
+The verification's own measurement (``saf.verify.job.measure_throughput``: the size found for
+the device, warm-up, mx.eval, median) beside a standalone benchmark that tries harder: every
+square size from 256 up (while one product takes under a second and its operands fit in a
+quarter of the device's memory), 3 warm-ups and 15 timed runs each, the best median. Float32 and
+float16; the verification runs three times, interleaved with the best effort, so load on the
+machine falls on both alike. Goal: the verification within 10% of the best effort (ratio >= 0.9).
 
+    # on a node of a cluster file (default: the lab's alpha), over SSH, with the node's venv
     .venv/bin/python benchmarks/verify_gflops.py [--cluster .saf/lab/cluster.yaml] [--node alpha]
+    # here, with this Python's MLX (e.g. on a CUDA machine: benchmarks/verify_gflops_h200.sh)
+    python3 benchmarks/verify_gflops.py --here
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +25,6 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from saf.paths import on_node  # noqa: E402
-from saf.spec import load_cluster  # noqa: E402
 from saf.verify import job  # noqa: E402
 
 # The driver's source, loaded on the node as a module (not __main__, so its main() does not run)
@@ -33,39 +35,49 @@ sys.modules[job.__name__] = job
 exec(compile({source!r}, "saf/verify/job.py", "exec"), job.__dict__)
 """
 
-BEST_EFFORT = """
+BENCH = """
 import json, statistics, time
 import mlx.core as mx
-def best(dtype):
-    results = {}
-    for n in (1024, 2048, 4096):
+
+def best_effort(dtype, itemsize, memory):
+    rates, n = {}, 256
+    while n <= job.MAX_SIZE and 3 * n * n * itemsize <= memory // 4:
         a = mx.random.normal((n, n)).astype(dtype); b = mx.random.normal((n, n)).astype(dtype); mx.eval(a, b)
-        t = time.perf_counter(); mx.eval(a @ b)
-        if n > 1024 and time.perf_counter() - t > 1.0:
-            break  # a CPU (or f16 on it): larger sizes would take minutes and tell no more
-        for _ in range(5):
+        t = time.perf_counter(); mx.eval(a @ b); first = time.perf_counter() - t
+        for _ in range(3):
             mx.eval(a @ b)
         times = []
-        for _ in range(25):
+        for _ in range(15 if first < 0.2 else 5):
             t = time.perf_counter(); mx.eval(a @ b); times.append(time.perf_counter() - t)
-        results[n] = 2 * n ** 3 / statistics.median(times) / 1e9
-    return max(results.values()), results
-verification = {"f32": job._timed_matmul(mx, mx.float32), "f16": job._timed_matmul(mx, mx.float16)}
-f32, f32_sizes = best(mx.float32)
-f16, f16_sizes = best(mx.float16)
-print("BENCH " + json.dumps({"verification": verification, "best": {"f32": f32, "f16": f16},
-                             "sizes": {"f32": f32_sizes, "f16": f16_sizes}, "device": str(mx.default_device())}))
+        rates[n] = 2 * n ** 3 / statistics.median(times) / 1e9
+        del a, b
+        if first > 1.0:
+            break  # larger sizes would take minutes and tell no more
+        n *= 2
+    return rates
+
+kind = job._device_kind(mx.default_device())
+info = job._mlx_device_info(mx) if kind == "gpu" else {}
+memory = job.device_memory(info)
+result = {"device": kind, "device_name": job.device_name(kind, info), "mlx": mx.__version__,
+          "device_info": {k: v for k, v in info.items() if isinstance(v, (int, str))}, "runs": {}}
+for label, dtype, itemsize in (("f32", mx.float32, 4), ("f16", mx.float16, 2)):
+    runs = result["runs"][label] = {"verification": [], "seconds": [], "best": []}
+    for _ in range(3):
+        t = time.perf_counter()
+        runs["verification"].append(job.measure_throughput(mx, dtype, itemsize, memory // job.MEMORY_SHARE))
+        runs["seconds"].append(time.perf_counter() - t)
+        runs["best"].append(best_effort(dtype, itemsize, memory))
+print("BENCH " + json.dumps(result))
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cluster", default=str(PROJECT / ".saf/lab/cluster.yaml"))
-    parser.add_argument("--node", default="alpha")
-    args = parser.parse_args()
-    cluster = load_cluster(PROJECT, args.cluster)
-    node = cluster.node(args.node)
-    script = LOAD_JOB.format(source=Path(job.__file__).read_text()) + BEST_EFFORT
+def _over_ssh(cluster_file: str, node_name: str) -> str:
+    from saf.paths import on_node
+    from saf.spec import load_cluster
+
+    cluster = load_cluster(PROJECT, cluster_file)
+    node = cluster.node(node_name)
     ssh = ["ssh", "-o", "BatchMode=yes"]
     if node.ssh_key:
         ssh += ["-i", node.ssh_key]
@@ -73,14 +85,42 @@ def main() -> None:
         ssh += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}"]
     target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
     python = f"{on_node(cluster.settings.venv_root, '$HOME')}/current/bin/python"
-    out = subprocess.run([*ssh, target, f"{python} -"], input=script, capture_output=True, text=True, check=True).stdout
+    script = LOAD_JOB.format(source=Path(job.__file__).read_text()) + BENCH
+    return subprocess.run([*ssh, target, f"{python} -"], input=script, capture_output=True, text=True,
+                          check=True, timeout=1800).stdout
+
+
+def _here() -> str:
+    path = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", "from saf.verify import job\n" + BENCH], stdout=subprocess.PIPE,
+                          text=True, check=True, timeout=1800, cwd=PROJECT, env={**os.environ, "PYTHONPATH": path}).stdout
+
+
+def report(result: dict) -> None:
+    """Print, per dtype, each verification run beside the best effort of the same round, and the ratios."""
+    print(f"{result['device']} {result['device_name']} (MLX {result['mlx']}) {result['device_info']}")
+    for dtype, runs in result["runs"].items():
+        ratios = []
+        for verification, seconds, best in zip(runs["verification"], runs["seconds"], runs["best"]):
+            top = max(best, key=best.get)
+            ratio = verification["gflops"] / best[top]
+            ratios.append(ratio)
+            sizes = ", ".join(f"{n}: {g:.1f}" for n, g in best.items())
+            print(f"{dtype}: verification {verification['gflops']:10.1f} GFLOPS at {verification['size']}"
+                  f"x{verification['batch']} in {seconds:.1f} s | best effort {best[top]:10.1f} at {top} "
+                  f"({sizes}) | ratio {ratio:.2f}")
+        print(f"{dtype}: median ratio {sorted(ratios)[len(ratios) // 2]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cluster", default=str(PROJECT / ".saf/lab/cluster.yaml"))
+    parser.add_argument("--node", default="alpha")
+    parser.add_argument("--here", action="store_true", help="measure with this Python's MLX, no SSH")
+    args = parser.parse_args()
+    out = _here() if args.here else _over_ssh(args.cluster, args.node)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH "))[6:])
-    print(f"node {node.name} ({result['device']})")
-    for dtype in ("f32", "f16"):
-        verification, best = result["verification"][dtype], result["best"][dtype]
-        sizes = ", ".join(f"{n}: {g:.1f}" for n, g in result["sizes"][dtype].items())
-        print(f"{dtype}: verification {verification:8.1f} GFLOPS | best effort {best:8.1f} GFLOPS ({sizes}) "
-              f"| ratio {verification / best:.2f}")
+    report(result)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,42 @@ import threading
 import time
 import traceback
 
-MATMUL_SIZE = 1024
-REPEATS = 7
 TRANSFER_MB = 64
 TCP_SECONDS = 2.0
+
+# Throughput: square products grown from FIRST_SIZE by doubling until a timed step is long enough
+# to time well on this device and the rate stops rising, within the budgets and the memory bound.
+FIRST_SIZE = 256
+LONG_ENOUGH_S = 0.05  # a step this long dwarfs mx.eval's own cost (tens of microseconds on a GPU)
+RISING = 1.05  # a size whose rate beats the last by 5% is worth doubling again
+GROWTH_BUDGET_S = 1.5  # per dtype, for finding the size
+MEASURE_BUDGET_S = 1.5  # per dtype, for the timed steps at that size
+WARMUP = 2  # untimed steps first: kernel compilation, caches, clocks
+REPEATS = 7  # timed steps at most (3 at least), the median is the figure
+MIN_REPEATS = 3
+MAX_BATCH = 64  # products in one timed step at most
+MAX_SIZE = 16384  # MLX's CUDA backend fails to launch kernels over arrays of 2**30 elements (32768**2)
+MEMORY_SHARE = 8  # the operands and products take at most this fraction of the device's memory
+DEFAULT_MEMORY = 8 << 30  # when MLX does not say how much the device has
+
+# The path check: a don't-fragment UDP datagram of (mtu - headers) bytes to a peer's echo.
+# Not ping: macOS caps raw IP datagrams, ICMP ones included, at net.inet.raw.maxdgram, 8192 bytes
+# by default. Source: Apple's xnu (github.com/apple/darwin-xnu), bsd/netinet/raw_ip.c:
+# `#define RIPSNDQ 8192`, `rip_sendspace = RIPSNDQ` published as the sysctl net.inet.raw.maxdgram
+# ("Maximum outgoing raw IP datagram size") and reserved as every raw socket's send buffer in
+# rip_attach (soreserve), so `ping -D -s 8972` fails there whatever the path. UDP's own cap,
+# net.inet.udp.maxdgram, is 9216 (bsd/netinet/udp_usrreq.c, `udp_sendspace = 9216`), above the
+# 8972 bytes of a 9000 MTU; the probe's socket also raises its send buffer (SO_SNDBUF).
+HEADERS = {socket.AF_INET: 28, socket.AF_INET6: 48}  # IP + UDP headers: payload + headers = frame MTU
+DONT_FRAGMENT = {  # setsockopt(level, option, value) that forbids fragmenting this socket's datagrams
+    ("linux", socket.AF_INET): (socket.IPPROTO_IP, 10, 2),  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+    ("darwin", socket.AF_INET): (socket.IPPROTO_IP, 28, 1),  # IP_DONTFRAG (netinet/in.h)
+    ("linux", socket.AF_INET6): (socket.IPPROTO_IPV6, 62, 1),  # IPV6_DONTFRAG (RFC 3542)
+    ("darwin", socket.AF_INET6): (socket.IPPROTO_IPV6, 62, 1),
+}
+TOKEN_BYTES = 8  # the smallest probe: its token, echoed back with the length received
+PROBE_ATTEMPTS = 3  # a size fails only when none of its datagrams is echoed
+PROBE_WAIT_S = 0.5
 
 
 # --- what runs on each node -------------------------------------------------------------------
@@ -33,7 +65,7 @@ TCP_SECONDS = 2.0
 
 def _cpu_model() -> str:
     if sys.platform == "darwin":
-        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
         return out.stdout.strip()
     try:
         for line in open("/proc/cpuinfo"):
@@ -44,30 +76,130 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _device_name(device) -> str:
+def _device_kind(device) -> str:
     """``gpu`` or ``cpu`` (``Device(gpu, 0)`` in MLX's own words)."""
     kind = getattr(device, "type", None)
     return getattr(kind, "name", None) or str(device)
 
 
-def _timed_matmul(mx, dtype) -> float:
-    """Median GFLOPS of an n x n matmul: warmed up, synchronised with mx.eval, repeated."""
-    a = mx.random.normal((MATMUL_SIZE, MATMUL_SIZE)).astype(dtype)
-    b = mx.random.normal((MATMUL_SIZE, MATMUL_SIZE)).astype(dtype)
+def _mlx_device_info(mx) -> dict:
+    """MLX's description of its default device: ``mx.device_info()`` (MLX 0.30+, Metal and CUDA),
+    else ``mx.metal.device_info()`` (older MLX on a Mac); {} where neither answers."""
+    for owner in (mx, getattr(mx, "metal", None)):
+        query = getattr(owner, "device_info", None)
+        if query is None:
+            continue
+        try:
+            info = query()
+        except Exception:  # noqa: BLE001 - a CPU-only MLX has nothing to tell
+            continue
+        if info:
+            return dict(info)
+    return {}
+
+
+def gpu_cores_from_ioreg(ioreg: str) -> int | None:
+    """macOS: the GPU's core count from ``ioreg -r -c AGXAccelerator -d 1`` (``"gpu-core-count" = 80``)."""
+    found = re.search(r'"gpu-core-count"\s*=\s*(\d+)', ioreg)
+    return int(found.group(1)) if found else None
+
+
+def _command_output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def device_name(kind: str, info: dict, platform_name: str = sys.platform) -> str:
+    """The device by name: the Apple GPU and its cores on a Mac, the NVIDIA name on CUDA, the CPU model."""
+    if kind != "gpu":
+        return _cpu_model()
+    name = str(info.get("device_name") or "")
+    if platform_name == "darwin":
+        cores = gpu_cores_from_ioreg(_command_output(["ioreg", "-r", "-c", "AGXAccelerator", "-d", "1"]))
+        return f"{name or 'Apple GPU'} ({cores}-core GPU)" if cores else (name or "Apple GPU")
+    smi = _command_output(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]).strip().splitlines()
+    return name or (smi[0].strip() if smi else "GPU")
+
+
+def _has_mlx_cuda() -> bool:
+    import importlib.metadata as metadata
+
+    return any((dist.metadata["Name"] or "").lower().replace("_", "-").startswith("mlx-cuda")
+               for dist in metadata.distributions())
+
+
+def device_memory(info: dict) -> int:
+    """Bytes of memory the device has, as MLX reports it (Metal: memory_size; CUDA: total_memory)."""
+    for key in ("memory_size", "total_memory"):
+        if isinstance(info.get(key), int) and info[key] > 0:
+            return info[key]
+    return DEFAULT_MEMORY
+
+
+def _operands(mx, n: int, dtype):
+    a = mx.random.normal((n, n)).astype(dtype)
+    b = mx.random.normal((n, n)).astype(dtype)
     mx.eval(a, b)
-    for _ in range(2):  # warm-up: kernel compilation, caches, clocks
+    return a, b
+
+
+def _timed_step(mx, a, b, batch: int, clock) -> float:
+    """Seconds for ``batch`` products, mx.eval inside the clock: MLX is lazy, eval makes it compute."""
+    start = clock()
+    mx.eval(*[a @ b for _ in range(batch)])
+    return clock() - start
+
+
+def _fits(n: int, batch: int, itemsize: int, memory_bound: int) -> bool:
+    return (2 + batch) * n * n * itemsize <= memory_bound
+
+
+def find_size(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter) -> int:
+    """The product size that this device computes fastest, found by doubling: a size is tried
+    (one untimed step, one timed) while the last was too short to time well or still rising in
+    rate, its cost (8x the last step, twice) fits the budget and its operands fit the memory
+    bound. Of the sizes within RISING of the best rate, the largest (the best timed) is chosen."""
+    began, n, rates = clock(), FIRST_SIZE, {}
+    while True:
+        a, b = _operands(mx, n, dtype)
         mx.eval(a @ b)
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        mx.eval(a @ b)  # forces the lazy computation to finish before the clock stops
-        times.append(time.perf_counter() - start)
-    return 2 * MATMUL_SIZE ** 3 / statistics.median(times) / 1e9
+        step = max(_timed_step(mx, a, b, 1, clock), 1e-9)
+        rates[n] = 2 * n ** 3 / step
+        del a, b
+        rising = len(rates) == 1 or rates[n] > RISING * rates[n // 2]
+        affordable = clock() - began + 2 * 8 * step <= GROWTH_BUDGET_S
+        if (not (step < LONG_ENOUGH_S or rising) or not affordable or 2 * n > MAX_SIZE
+                or not _fits(2 * n, 1, itemsize, memory_bound)):
+            break
+        n *= 2
+    return max(size for size, rate in rates.items() if rate * RISING >= max(rates.values()))
+
+
+def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter) -> dict:
+    """Matmul throughput on MLX's default device: the size found for it, WARMUP untimed steps,
+    several products per mx.eval when one is too short to time well (memory allowing), then the
+    median of up to REPEATS timed steps (MIN_REPEATS at least) within the budget."""
+    n = find_size(mx, dtype, itemsize, memory_bound, clock)
+    a, b = _operands(mx, n, dtype)
+    for _ in range(WARMUP):
+        mx.eval(a @ b)
+    first = max(_timed_step(mx, a, b, 1, clock), 1e-9)
+    batch = 1
+    while batch * first < LONG_ENOUGH_S and batch < MAX_BATCH and _fits(n, batch * 2, itemsize, memory_bound):
+        batch *= 2
+    times, began = [], clock()
+    while len(times) < REPEATS and (len(times) < MIN_REPEATS or clock() - began < MEASURE_BUDGET_S):
+        times.append(_timed_step(mx, a, b, batch, clock))
+    return {"gflops": 2 * n ** 3 * batch / statistics.median(times) / 1e9, "size": n, "batch": batch}
 
 
 def node_probe() -> dict:
-    """Identity, versions, MLX correctness against NumPy, and matmul throughput on this node."""
+    """Identity, versions, the device MLX computes on and the one expected, MLX's correctness
+    against NumPy, and matmul throughput (float32 and float16) sized to the device."""
     import importlib.metadata as metadata
+    import shutil
 
     import mlx.core as mx
     import numpy as np
@@ -77,43 +209,119 @@ def node_probe() -> dict:
     a, b = rng.standard_normal((64, 64), dtype=np.float32), rng.standard_normal((64, 64), dtype=np.float32)
     product = np.array(mx.array(a) @ mx.array(b))
     correct = bool(np.allclose(product, a @ b, rtol=1e-4, atol=1e-3))
-    return {
+    kind = _device_kind(mx.default_device())
+    info = _mlx_device_info(mx) if kind == "gpu" else {}
+    name = device_name(kind, info)
+    bound = device_memory(info) // MEMORY_SHARE
+    result = {
         "hostname": socket.gethostname(),
         "python": platform.python_version(),
         "ray": ray.__version__,
         "mlx": metadata.version("mlx"),
-        "device": _device_name(mx.default_device()),
-        "hardware": f"{_cpu_model()} / {_device_name(mx.default_device())}",
+        "os": sys.platform,
+        "nvidia_smi": shutil.which("nvidia-smi") is not None,
+        "mlx_cuda": _has_mlx_cuda(),
+        "device": kind,
+        "device_name": name,
+        "hardware": f"{name} / {kind}",
         "mlx_correct": correct,
-        "gflops_f32": round(_timed_matmul(mx, mx.float32), 1),
-        "gflops_f16": round(_timed_matmul(mx, mx.float16), 1),
     }
+    for label, dtype, itemsize in (("f32", mx.float32, 4), ("f16", mx.float16, 2)):
+        measured = measure_throughput(mx, dtype, itemsize, bound)
+        result[f"gflops_{label}"] = round(measured["gflops"], 1)
+        result[f"size_{label}"] = measured["size"]
+        result[f"batch_{label}"] = measured["batch"]
+    return result
 
 
-def _ping_df(ip: str, payload: int) -> bool:
-    if sys.platform == "darwin":
-        argv = ["ping", "-D", "-s", str(payload), "-c", "1", "-t", "2", ip]
-    else:
-        argv = ["ping", "-M", "do", "-s", str(payload), "-c", "1", "-W", "2", ip]
-    return subprocess.run(argv, capture_output=True).returncode == 0
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
-def path_probe(peers: list[str], mtu: int) -> dict:
-    """A don't-fragment ping of MTU-28 bytes to each peer; on failure, the largest that passes."""
+def dont_fragment(platform_name: str, family: int) -> tuple[int, int, int]:
+    """The setsockopt arguments that forbid fragmenting a UDP socket's datagrams on this OS."""
+    return DONT_FRAGMENT[("darwin" if platform_name == "darwin" else "linux", family)]
+
+
+class UdpEcho:
+    """A UDP responder on a node's cluster ip: answers each datagram with its token and its length."""
+
+    def listen(self, ip: str) -> int:
+        self.sock = socket.socket(_family(ip), socket.SOCK_DGRAM)
+        self.sock.bind((ip, 0))
+        self.sock.settimeout(PROBE_WAIT_S)
+        self.closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self.sock.getsockname()[1]
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                data, sender = self.sock.recvfrom(1 << 16)
+                self.sock.sendto(data[:TOKEN_BYTES] + len(data).to_bytes(4, "big"), sender)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def largest_passing(passes, low: int, high: int) -> int | None:
+    """The largest size in [low, high) that passes, ``high`` having failed (bisection); None when
+    even ``low`` fails."""
+    if not passes(low):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if passes(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _echoed(sock: socket.socket, peer: tuple, size: int) -> bool:
+    """True when a don't-fragment datagram of ``size`` bytes reaches the peer's echo whole."""
+    import os
+
+    for _ in range(PROBE_ATTEMPTS):
+        token = os.urandom(TOKEN_BYTES)
+        try:
+            sock.sendto(token + bytes(size - TOKEN_BYTES), peer)
+        except OSError:  # EMSGSIZE: larger than the MTU this host knows for the path
+            return False
+        deadline = time.monotonic() + PROBE_WAIT_S
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                reply = sock.recv(64)
+            except OSError:
+                break
+            if reply == token + size.to_bytes(4, "big"):
+                return True
+    return False
+
+
+def path_probe(peers: list, mtu: int) -> dict:
+    """For each peer (ip, echo port): does a don't-fragment datagram filling an ``mtu`` frame pass?
+    On failure, the largest payload that does (bisection)."""
     results = {}
-    for ip in peers:
-        payload = mtu - 28
-        if _ping_df(ip, payload):
-            results[ip] = {"ok": True, "largest": payload}
-            continue
-        low, high = 0, payload  # bisection: low passes (or 0), high fails
-        if not _ping_df(ip, 0):
-            results[ip] = {"ok": False, "largest": None}
-            continue
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if _ping_df(ip, middle) else (low, middle)
-        results[ip] = {"ok": False, "largest": low}
+    for ip, port in peers:
+        family = _family(ip)
+        headers = HEADERS[family]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(*dont_fragment(sys.platform, family))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+
+            def passes(size: int) -> bool:
+                return _echoed(sock, (ip, port), size)
+
+            payload = mtu - headers
+            if passes(payload):
+                results[ip] = {"ok": True, "largest": payload, "headers": headers}
+            else:
+                results[ip] = {"ok": False, "largest": largest_passing(passes, TOKEN_BYTES, payload),
+                               "headers": headers}
     return results
 
 
@@ -224,14 +432,17 @@ class Deadline(Exception):
 
 
 def pinned(ray, node_id: str):
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    """Run on that node and nowhere else: a hard affinity (soft=False), so a figure is the node's own."""
+    return ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
-    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
+def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
+    """What the cluster shows, node by node (judged on the control machine: saf/verify/judgement.py).
 
-def run(address: str, expect: dict, timeout: float) -> dict:
-    """What the cluster shows, node by node (judged on the control machine: saf/verify/judgement.py)."""
-    import ray
+    ``ray`` is the ray module (tests pass a stand-in)."""
+    if ray is None:
+        import ray
+        import ray.util.scheduling_strategies  # noqa: F401 - pinned() reaches it as an attribute
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     alive = _wait_for_nodes(ray, [n["ip"] for n in expect["nodes"]], timeout / 2)
@@ -243,9 +454,11 @@ def run(address: str, expect: dict, timeout: float) -> dict:
     for node in nodes.values():  # one node at a time: throughput figures must not share the machine
         if node["node_id"] is None:
             continue
+        started = time.monotonic()
         try:
             node.update(ray.get(probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(),
                                 timeout=timeout))
+            node["probe_seconds"] = round(time.monotonic() - started, 1)
         except ray.exceptions.GetTimeoutError:
             node["probe_error"] = f"did not run its MLX job within {timeout:.0f} s"
         except Exception as error:  # noqa: BLE001 - any failure of the job is the node's problem
@@ -270,18 +483,30 @@ def _wait_for_nodes(ray, ips: list[str], patience: float) -> dict:
 
 
 def _observe_paths(ray, nodes: dict, mtu: int, timeout: float) -> None:
-    ips = [n["ip"] for n in nodes.values()]
-    probe = ray.remote(num_cpus=0)(path_probe)
-    pending = {
-        name: probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(
-            [ip for ip in ips if ip != node["ip"]], mtu)
-        for name, node in nodes.items() if node["node_id"]
-    }
-    for name, ref in pending.items():
-        try:
-            nodes[name]["paths"] = ray.get(ref, timeout=timeout)
-        except Exception as error:  # noqa: BLE001
-            nodes[name]["path_error"] = type(error).__name__
+    """Every alive node probes every other alive node's UDP echo, all nodes at once."""
+    live = {name: node for name, node in nodes.items() if node["node_id"]}
+    echo_class = ray.remote(num_cpus=0, max_concurrency=2)(UdpEcho)
+    echoes = {name: echo_class.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
+              for name, node in live.items()}
+    try:
+        ports = {name: ray.get(echoes[name].listen.remote(node["ip"]), timeout=timeout) for name, node in live.items()}
+        probe = ray.remote(num_cpus=0)(path_probe)
+        pending = {
+            name: probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(
+                [(peer["ip"], ports[other]) for other, peer in live.items() if other != name], mtu)
+            for name, node in live.items()
+        }
+        for name, ref in pending.items():
+            try:
+                nodes[name]["paths"] = ray.get(ref, timeout=timeout)
+            except Exception as error:  # noqa: BLE001
+                nodes[name]["path_error"] = type(error).__name__
+    except Exception as error:  # noqa: BLE001 - an echo that never listened: no node's path is known
+        for name in live:
+            nodes[name].setdefault("path_error", f"no UDP echo ({type(error).__name__})")
+    finally:
+        for echo in echoes.values():
+            ray.kill(echo)
 
 
 def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
@@ -339,6 +564,8 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - the observations must always be printed
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         observed = {"nodes": [], "problems": [f"the verification driver failed: {last[:500]}"]}
+    finally:
+        signal.alarm(0)
     print("SAF-VERIFY " + json.dumps(observed), flush=True)
 
 

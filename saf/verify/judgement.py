@@ -12,6 +12,16 @@ import statistics
 from typing import Any
 
 NOT_ALIVE_FIX = "check its Ray service (systemctl status saf-ray-worker / launchctl print)"
+DTYPES = ("f32", "f16")
+CPU_ON_A_MAC = (
+    "MLX computed on the CPU, not the Mac's GPU: Metal was not available to it (a virtual machine, a macOS "
+    "older than the pinned MLX supports, or the default device set to cpu); check in the venv with "
+    "`python -c 'import mlx.core as mx; print(mx.metal.is_available())'` and run SAF on the Mac itself")
+CPU_ON_CUDA = (
+    "MLX computed on the CPU although the node has an NVIDIA GPU (nvidia-smi) and MLX's CUDA build: MLX "
+    "found no usable GPU (an NVIDIA driver older than the CUDA mlx-cuda is built for, or CUDA_VISIBLE_DEVICES "
+    "hiding it); check `nvidia-smi` and `python -c 'import mlx.core as mx; print(mx.default_device())'` "
+    "in the venv, update the driver, then re-run the deploy")
 
 
 def judge(observed: dict[str, Any], expect: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +34,9 @@ def judge(observed: dict[str, Any], expect: dict[str, Any]) -> dict[str, Any]:
         return report
     check_alive(nodes, report.get("address"))
     check_versions(nodes, expect)
-    check_speed(nodes, expect.get("slow_ratio", 0.5))
+    check_devices(nodes)
+    check_figures(nodes)
+    check_speed(nodes, expect["slow_ratio"])
     check_paths(nodes, expect["mtu"])
     check_transfers(nodes, report)
     for node in nodes.values():
@@ -63,15 +75,45 @@ def check_versions(nodes: dict[str, dict], expect: dict[str, Any]) -> None:
             node["problems"].append(f"{node['name']}: MLX's matmul disagrees with NumPy's")
 
 
+def expected_device(node: dict[str, Any]) -> str:
+    """``gpu`` where MLX must compute on a GPU: a Mac, or a Linux node with nvidia-smi and MLX's CUDA build."""
+    return "gpu" if node.get("os") == "darwin" or (node.get("nvidia_smi") and node.get("mlx_cuda")) else "cpu"
+
+
+def check_devices(nodes: dict[str, dict]) -> None:
+    for node in nodes.values():
+        if "device" not in node:
+            continue
+        node["expected_device"] = expected_device(node)
+        if node["expected_device"] == "gpu" and node["device"] != "gpu":
+            cause = CPU_ON_A_MAC if node.get("os") == "darwin" else CPU_ON_CUDA
+            node["problems"].append(f"{node['name']}: {cause}")
+
+
+def check_figures(nodes: dict[str, dict]) -> None:
+    """A figure that is missing or rounds to zero is a failure: the product did not really run."""
+    for node in nodes.values():
+        if "device" not in node:
+            continue
+        for dtype in DTYPES:
+            figure = node.get(f"gflops_{dtype}")
+            if not isinstance(figure, (int, float)) or round(figure, 1) <= 0:
+                node["problems"].append(f"{node['name']} measured {figure} GFLOPS in {dtype}: MLX's matmul gave no "
+                                        "throughput (see the node's MLX installation)")
+
+
 def check_speed(nodes: dict[str, dict], slow_ratio: float) -> None:
-    measured = [n for n in nodes.values() if n.get("gflops_f32")]
-    for node in measured:
-        peers = [p["gflops_f32"] for p in measured if p is not node and p["hardware"] == node["hardware"]]
-        if peers and node["gflops_f32"] < slow_ratio * statistics.median(peers):
-            node["problems"].append(
-                f"{node['name']} is slow: {node['gflops_f32']} GFLOPS (f32) against a median of "
-                f"{statistics.median(peers):.1f} on its peers of the same hardware (thermals, background "
-                "load, power settings?)")
+    """A node below ``slow_ratio`` of the median of its peers on the same hardware, f32 and f16 each."""
+    for dtype in DTYPES:
+        key = f"gflops_{dtype}"
+        measured = [n for n in nodes.values() if isinstance(n.get(key), (int, float)) and n[key] > 0]
+        for node in measured:
+            peers = [p[key] for p in measured if p is not node and p["hardware"] == node["hardware"]]
+            if peers and node[key] < slow_ratio * statistics.median(peers):
+                node["problems"].append(
+                    f"{node['name']} is slow: {node[key]} GFLOPS ({dtype}) against a median of "
+                    f"{statistics.median(peers):.1f} on its peers of the same hardware (thermals, background "
+                    "load, power settings?)")
 
 
 def check_paths(nodes: dict[str, dict], mtu: int) -> None:
@@ -86,12 +128,17 @@ def check_paths(nodes: dict[str, dict], mtu: int) -> None:
         node["mtu_path_ok"] = all(path["ok"] for path in node["paths"].values())
         for ip, path in node["paths"].items():
             if not path["ok"]:
-                largest = path["largest"]
-                node["problems"].append(
-                    f"{mtu}-byte frames do not pass from {node['name']} to {by_ip.get(ip, ip)} ({ip}): the largest "
-                    f"don't-fragment payload that passes is {largest} bytes"
-                    + (f" (an MTU of {largest + 28} on the way)" if largest else " (no ping at all)")
-                    + "; check the MTU of both nodes' interfaces and of the switch ports between them")
+                node["problems"].append(f"{mtu}-byte frames do not pass from {node['name']} to {by_ip.get(ip, ip)} "
+                                        f"({ip}): {_largest_passing(path)}; check the MTU of both nodes' interfaces "
+                                        "and of the switch ports between them")
+
+
+def _largest_passing(path: dict[str, Any]) -> str:
+    largest = path["largest"]
+    if largest is None:
+        return "no UDP datagram passes at all (a firewall between them?)"
+    return (f"the largest don't-fragment payload that passes is {largest} bytes "
+            f"(an MTU of {largest + path['headers']} on the way)")
 
 
 def check_transfers(nodes: dict[str, dict], report: dict[str, Any]) -> None:

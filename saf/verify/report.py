@@ -6,11 +6,28 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from saf.verify.judgement import passed
 from saf.verify.judgement import problems as all_problems
 
 COLUMNS = (("node", "name"), ("role", "role"), ("hostname", "hostname"), ("python", "python"), ("ray", "ray"),
-           ("mlx", "mlx"), ("device", "device"), ("GFLOPS f32", "gflops_f32"), ("GFLOPS f16", "gflops_f16"),
-           ("MTU path", "mtu_path_ok"), ("Gbit/s (link)", "gbit_s"), ("verdict", "ok"))
+           ("mlx", "mlx"), ("device", "device"), ("size f32/f16", "size_f32"), ("GFLOPS f32", "gflops_f32"),
+           ("GFLOPS f16", "gflops_f16"), ("MTU path", "mtu_path_ok"), ("Gbit/s (link)", "gbit_s"), ("verdict", "ok"))
+
+
+def _device(node: dict) -> str:
+    """``gpu NVIDIA H200``: the kind MLX computed on, then the device's name."""
+    kind, name = node.get("device"), node.get("device_name")
+    if kind is None:
+        return "-"
+    return f"{kind} {name}" if name else str(kind)
+
+
+def _size(node: dict, dtype: str) -> str:
+    """``4096``, or ``8192x4`` when four products made one timed step."""
+    size, batch = node.get(f"size_{dtype}"), node.get(f"batch_{dtype}") or 1
+    if size is None:
+        return "-"
+    return f"{size}x{batch}" if batch > 1 else str(size)
 
 
 def _throughput(node: dict) -> str:
@@ -29,15 +46,19 @@ def _cell(key: str, value) -> str:
     return "-" if value is None else str(value)
 
 
+def _row(node: dict) -> list[str]:
+    special = {"gbit_s": _throughput, "device": _device,
+               "size_f32": lambda n: f"{_size(n, 'f32')}/{_size(n, 'f16')}"}
+    return [special[key](node) if key in special else _cell(key, node.get(key)) for _, key in COLUMNS]
+
+
 def table(report: dict) -> str:
     """The report as an aligned text table, then one line per problem."""
-    rows = [[title for title, _ in COLUMNS]]
-    for node in report.get("nodes", []):
-        rows.append([_throughput(node) if key == "gbit_s" else _cell(key, node.get(key)) for _, key in COLUMNS])
+    rows = [[title for title, _ in COLUMNS]] + [_row(node) for node in report.get("nodes", [])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = all_problems(report)
-    verdict = "cluster verified: OK" if report.get("ok") else f"cluster verification FAILED ({len(problems)} problems)"
+    verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
     return "\n".join([*lines, *(f"  - {problem}" for problem in problems), verdict])
 
 

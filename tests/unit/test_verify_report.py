@@ -41,18 +41,23 @@ def test_the_seeds_slow_beta_is_flagged_against_same_hardware_peers_only():
 def test_table_and_files(tmp_path):
     result = {"ok": False, "problems": [], "nodes": [
         {"name": "alpha", "role": "head", "hostname": "alpha", "python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1",
-         "device": "gpu", "gflops_f32": 5210.4, "gflops_f16": 9800.1, "mtu_path_ok": True, "gbit_s": None,
-         "ok": True, "problems": []},
+         "device": "gpu", "device_name": "Apple M3 Ultra (80-core GPU)", "gflops_f32": 5210.4, "size_f32": 4096,
+         "batch_f32": 1, "gflops_f16": 9800.1, "size_f16": 8192, "batch_f16": 4, "mtu_path_ok": True,
+         "gbit_s": None, "ok": True, "problems": []},
         {"name": "beta", "role": "worker", "gbit_s": 9.41, "link_gbit_s": 10.0, "ok": True, "problems": []},
         {"name": "gamma", "role": "worker", "ok": False, "problems": ["gamma (10.0.0.3) is not alive in the Ray cluster"]},
     ]}
     text = report.table(result)
     assert " 9.41 (10) " in text  # measured, beside the link speed
-    assert text.splitlines()[0].split() == ["node", "role", "hostname", "python", "ray", "mlx", "device", "GFLOPS",
-                                            "f32", "GFLOPS", "f16", "MTU", "path", "Gbit/s", "(link)",
-                                            "verdict"]
-    assert "5210.4" in text and "FAIL" in text and "- gamma (10.0.0.3) is not alive" in text
+    assert text.splitlines()[0].split() == ["node", "role", "hostname", "python", "ray", "mlx", "device", "size",
+                                            "f32/f16", "GFLOPS", "f32", "GFLOPS", "f16", "MTU", "path", "Gbit/s",
+                                            "(link)", "verdict"]
+    assert text.splitlines()[1].split()[6:14] == ["gpu", "Apple", "M3", "Ultra", "(80-core", "GPU)", "4096/8192x4",
+                                                  "5210.4"]
+    assert "FAIL" in text and "- gamma (10.0.0.3) is not alive" in text
     assert text.endswith("cluster verification FAILED (1 problems)")
+    assert report.table({**result, "ok": True, "nodes": result["nodes"][:2]}).endswith("cluster verified: OK")
+    assert report.table({"ok": True, "nodes": [], "problems": ["x"]}).endswith("FAILED (1 problems)")
     path = report.write(result, tmp_path)
     assert json.loads(path.read_text())["nodes"][2]["name"] == "gamma"
     assert (tmp_path / "latest.json").read_text() == path.read_text()

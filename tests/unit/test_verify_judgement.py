@@ -1,0 +1,261 @@
+"""The verification's judgement, end to end from the driver: saf/verify/job.py's ``run`` against a
+stand-in for Ray that answers each pinned task with crafted node results, then
+saf/verify/judgement.py on what it observed. What is asserted is what a user reads: which node
+fails, why, and whether the cluster is verified.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from saf.verify import job, judgement
+from saf.verify.fact import ClusterVerification
+
+PINS = {"python": "3.11.2", "ray": "2.49.1", "mlx": "0.29.1"}
+NODES = [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}, {"name": "beta", "role": "worker", "ip": "10.0.0.2"},
+         {"name": "gamma", "role": "worker", "ip": "10.0.0.3"}]
+
+
+def expectation(slow_ratio: float = 0.5, nodes=NODES) -> dict:
+    return {"nodes": [dict(node) for node in nodes], "pins": dict(PINS), "mtu": 9000, "slow_ratio": slow_ratio}
+
+
+def probe(name: str, **values) -> dict:
+    """A node's answer to node_probe: a sound Linux CPU node unless told otherwise."""
+    return {"hostname": name, **PINS, "os": "linux", "nvidia_smi": False, "mlx_cuda": False, "device": "cpu",
+            "device_name": "AMD EPYC", "hardware": "AMD EPYC / cpu", "mlx_correct": True,
+            "gflops_f32": 100.0, "size_f32": 512, "batch_f32": 1, "gflops_f16": 50.0, "size_f16": 512,
+            "batch_f16": 1, **values}
+
+
+class Strategy:
+    """Stands for ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy."""
+
+    def __init__(self, node_id: str, soft: bool) -> None:
+        self.node_id, self.soft = node_id, soft
+
+
+class GetTimeoutError(Exception):
+    pass
+
+
+class FakeRay:
+    """Ray as the driver uses it. Each node runs what is pinned to it: ``answers[name]`` may hold
+    ``node_probe`` (a dict, or an exception to raise), ``paths`` and ``digest`` (of a received object)."""
+
+    exceptions = SimpleNamespace(GetTimeoutError=GetTimeoutError)
+    util = SimpleNamespace(scheduling_strategies=SimpleNamespace(NodeAffinitySchedulingStrategy=Strategy))
+
+    def __init__(self, answers: dict, down: tuple = ()) -> None:
+        self.answers, self.down = answers, down
+        self.placed: list[tuple[str, str, bool]] = []  # (what, node name, soft)
+        self.killed = 0
+
+    def init(self, **options) -> None:
+        pass
+
+    def nodes(self) -> list[dict]:
+        return [{"NodeManagerAddress": n["ip"], "NodeID": f"id-{n['name']}", "Alive": True}
+                for n in NODES if n["name"] not in self.down]
+
+    def remote(self, **options):
+        return lambda target: Remote(self, target)
+
+    def get(self, ref, timeout=None):
+        if isinstance(ref.value, Exception):
+            raise ref.value
+        return ref.value
+
+    def kill(self, actor) -> None:
+        self.killed += 1
+
+    def run_on(self, node: str, what: str, args: tuple):
+        answers = self.answers.get(node, {})
+        if what == "node_probe":
+            return answers.get("node_probe", probe(node))
+        if what == "path_probe":
+            peers, mtu = args
+            return answers.get("paths", {ip: {"ok": True, "largest": mtu - 28, "headers": 28} for ip, _ in peers})
+        if what == "make_payload":
+            return "payload"
+        if what == "checksum":
+            return answers.get("digest", "d1gest")
+        if what == "tcp_send":
+            return {"bytes": 2_500_000_000, "seconds": 2.0}
+        if what == "link_speed_gbit":
+            return 10.0
+        raise AssertionError(f"unexpected task {what}")
+
+
+class Ref:
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+class Remote:
+    def __init__(self, ray: FakeRay, target, strategy: Strategy | None = None) -> None:
+        self.ray, self.target, self.strategy = ray, target, strategy
+
+    def options(self, scheduling_strategy: Strategy) -> "Remote":
+        return Remote(self.ray, self.target, scheduling_strategy)
+
+    def remote(self, *args):
+        node = self.strategy.node_id.removeprefix("id-")
+        self.ray.placed.append((self.target.__name__, node, self.strategy.soft))
+        if isinstance(self.target, type):
+            return Actor(self.ray, node)
+        return Ref(self.ray.run_on(node, self.target.__name__, args))
+
+
+class Actor:
+    """A UdpEcho or TcpSink on a node: listens on a port, counts what a sender pushed."""
+
+    def __init__(self, ray: FakeRay, node: str) -> None:
+        self.listen = SimpleNamespace(remote=lambda ip: Ref(40000))
+        self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
+
+
+def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, **expect) -> tuple[dict, FakeRay]:
+    ray = FakeRay(answers or {}, down)
+    observed = job.run("10.0.0.1:6380", expectation(**expect), timeout, ray=ray)
+    return judgement.judge(observed, expectation(**expect)), ray
+
+
+def problems_of(report: dict, name: str) -> list[str]:
+    return next(node["problems"] for node in report["nodes"] if node["name"] == name)
+
+
+def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node():
+    report, ray = verify()
+    assert report["ok"] is True and judgement.passed(report) and judgement.problems(report) == []
+    assert all(node["ok"] and node["mtu_path_ok"] for node in report["nodes"])
+    assert {(what, node) for what, node, _ in ray.placed if what == "node_probe"} == {
+        ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
+    assert ray.placed and not any(soft for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
+    assert ray.killed == 3 + 2  # every echo and every TCP sink
+    assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
+    beta = report["nodes"][1]
+    assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
+
+
+def test_an_object_that_arrives_altered_fails_its_node():
+    report, _ = verify({"gamma": {"digest": "0ther"}})
+    assert problems_of(report, "gamma") == ["an object sent from alpha to gamma arrived altered"]
+    assert report["transfer"][1]["intact"] is False
+    assert report["ok"] is False and not judgement.passed(report)
+
+
+def test_a_node_that_is_not_alive_fails_by_name_and_so_does_the_cluster():
+    report, ray = verify(down=("gamma",), timeout=2)  # the driver waits timeout/2 for it to join
+    assert problems_of(report, "gamma")[0].startswith("gamma (10.0.0.3) is not alive in the Ray cluster at 10.0.0.1:6380")
+    assert report["ok"] is False and problems_of(report, "beta") == []
+    assert ("node_probe", "gamma") not in {(what, node) for what, node, _ in ray.placed}
+
+
+def test_without_its_head_the_cluster_fails_with_a_cluster_problem():
+    report, _ = verify(down=("alpha",), timeout=2)
+    assert "the head is not alive: no transfer or throughput check" in report["problems"]
+    assert report["ok"] is False
+
+
+def test_a_job_that_times_out_or_fails_is_named():
+    report, _ = verify({"beta": {"node_probe": GetTimeoutError()}, "gamma": {"node_probe": RuntimeError("no mlx\nmore")}})
+    assert problems_of(report, "beta") == ["beta: did not run its MLX job within 30 s"]
+    assert problems_of(report, "gamma") == ["gamma: the MLX job failed: no mlx"]
+
+
+def test_the_slow_ratio_of_the_cluster_file_is_used():
+    answers = {"gamma": {"node_probe": probe("gamma", gflops_f32=80.0)}}
+    assert verify(answers, slow_ratio=0.5)[0]["ok"] is True
+    report, _ = verify(answers, slow_ratio=0.9)
+    assert problems_of(report, "gamma") == ["gamma is slow: 80.0 GFLOPS (f32) against a median of 100.0 on its peers "
+                                            "of the same hardware (thermals, background load, power settings?)"]
+
+
+def test_slowness_is_measured_against_the_median_of_peers_not_the_slowest():
+    nodes = {name: {"name": name, "problems": [], "hardware": "M3 Ultra / gpu", "gflops_f32": figure}
+             for name, figure in (("a", 100.0), ("b", 100.0), ("c", 30.0), ("d", 45.0))}
+    judgement.check_speed(nodes, 0.5)
+    assert [p.split(":")[0] for p in nodes["d"]["problems"]] == ["d is slow"]  # 45 < 0.5 x 100, not < 0.5 x 30
+    assert nodes["a"]["problems"] == [] and nodes["b"]["problems"] == []
+
+
+def test_float16_is_judged_too():
+    report, _ = verify({"beta": {"node_probe": probe("beta", gflops_f16=10.0)}})
+    assert problems_of(report, "beta") == ["beta is slow: 10.0 GFLOPS (f16) against a median of 50.0 on its peers of "
+                                           "the same hardware (thermals, background load, power settings?)"]
+
+
+@pytest.mark.parametrize("dtype, figure", [("f32", 0.04), ("f16", 0.0), ("f16", None)])
+def test_a_figure_that_rounds_to_zero_fails(dtype, figure):
+    report, _ = verify({"beta": {"node_probe": probe("beta", **{f"gflops_{dtype}": figure})}})
+    assert any(p.startswith(f"beta measured {figure} GFLOPS in {dtype}") for p in problems_of(report, "beta"))
+    assert report["ok"] is False
+
+
+def test_a_mac_that_computed_on_its_cpu_fails_by_name_with_the_cause():
+    mac = dict(os="darwin", device_name="Apple M3 Ultra", hardware="Apple M3 Ultra / cpu")
+    report, _ = verify({"beta": {"node_probe": probe("beta", device="cpu", **mac)},
+                        "gamma": {"node_probe": probe("gamma", device="gpu", **mac)}})
+    [problem] = problems_of(report, "beta")
+    assert problem.startswith("beta: MLX computed on the CPU, not the Mac's GPU: Metal was not available")
+    assert "mx.metal.is_available()" in problem
+    assert problems_of(report, "gamma") == [] and report["nodes"][2]["expected_device"] == "gpu"
+
+
+def test_a_cuda_node_on_its_cpu_fails_and_a_plain_linux_cpu_does_not():
+    cuda = dict(nvidia_smi=True, mlx_cuda=True)
+    report, _ = verify({"beta": {"node_probe": probe("beta", **cuda)},
+                        "gamma": {"node_probe": probe("gamma", nvidia_smi=True, mlx_cuda=False)}})
+    assert problems_of(report, "beta")[0].startswith("beta: MLX computed on the CPU although the node has an NVIDIA GPU")
+    assert problems_of(report, "gamma") == [] and report["nodes"][2]["expected_device"] == "cpu"
+
+
+def test_a_path_that_drops_jumbo_frames_names_the_pair_and_the_largest_payload():
+    paths = {"10.0.0.2": {"ok": False, "largest": 1472, "headers": 28}, "10.0.0.3": {"ok": True, "largest": 8972,
+                                                                                      "headers": 28}}
+    report, _ = verify({"alpha": {"paths": paths}})
+    assert problems_of(report, "alpha") == [
+        "9000-byte frames do not pass from alpha to beta (10.0.0.2): the largest don't-fragment payload that passes "
+        "is 1472 bytes (an MTU of 1500 on the way); check the MTU of both nodes' interfaces and of the switch ports "
+        "between them"]
+    assert report["nodes"][0]["mtu_path_ok"] is False and report["nodes"][1]["mtu_path_ok"] is True
+
+
+def test_a_path_with_no_datagram_at_all_says_so():
+    report, _ = verify({"beta": {"paths": {"10.0.0.1": {"ok": False, "largest": None, "headers": 28}}}})
+    assert "no UDP datagram passes at all" in problems_of(report, "beta")[0]
+
+
+def test_versions_other_than_the_pins_are_named():
+    report, _ = verify({"beta": {"node_probe": probe("beta", python="3.11.9", mlx_correct=False)}})
+    assert problems_of(report, "beta") == ["beta runs python 3.11.9, not the pinned 3.11.2",
+                                           "beta: MLX's matmul disagrees with NumPy's"]
+
+
+def test_a_missing_or_unreadable_report_is_a_failure():
+    fact = ClusterVerification()
+    for observed in (fact.default(), fact.process(["Traceback (most recent call last):", "ImportError: ray"])):
+        report = judgement.judge(observed, expectation())
+        assert report["ok"] is False and not judgement.passed(report) and judgement.problems(report)
+    assert "ImportError: ray" in judgement.problems(judgement.judge(fact.process(["ImportError: ray"]),
+                                                                     expectation()))[0]
+    assert not judgement.passed({})
+    assert not judgement.passed({"ok": True, "problems": ["x"], "nodes": []})
+    assert not judgement.passed({"ok": True, "nodes": [{"problems": ["y"]}]})
+    assert judgement.passed({"ok": True, "nodes": [{"problems": []}], "problems": []})
+
+
+def test_problems_are_listed_cluster_first_then_node_by_node():
+    report = {"problems": ["c1"], "nodes": [{"problems": ["a1", "a2"]}, {"problems": []}, {"problems": ["g1"]}]}
+    assert judgement.problems(report) == ["c1", "a1", "a2", "g1"]
+
+
+def test_the_driver_prints_its_observations_for_the_fact(capsys, monkeypatch):
+    monkeypatch.setattr(job, "run", lambda address, expect, timeout: {"address": address, "nodes": [], "problems": []})
+    monkeypatch.setattr("sys.argv", ["job.py", "--address", "10.0.0.1:6380", "--expect", "{}", "--timeout", "10"])
+    job.main()
+    assert ClusterVerification().process(capsys.readouterr().out.splitlines()) == {
+        "address": "10.0.0.1:6380", "nodes": [], "problems": []}

@@ -1,0 +1,193 @@
+"""The verification's node-side measurements (saf/verify/job.py), without MLX or Ray.
+
+Throughput runs against a stand-in for ``mlx.core`` whose products take simulated time on a
+simulated clock: products are lazy, and only ``mx.eval`` advances the clock, as on a real device.
+The path check runs for real over UDP on this machine's loopback.
+"""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+from saf.verify import job
+
+
+class Clock:
+    """Simulated seconds; every read is logged beside the stand-in's evals."""
+
+    def __init__(self, log: list) -> None:
+        self.now, self.log = 0.0, log
+
+    def __call__(self) -> float:
+        self.log.append(("clock",))
+        return self.now
+
+
+class Operand:
+    def __init__(self, mx: "FakeMx", n: int) -> None:
+        self.mx, self.n = mx, n
+        mx.pairs_made += 1
+        self.pair = mx.pairs_made // 2  # a and b of one _operands() call share a pair number
+
+    def astype(self, dtype) -> "Operand":
+        return self
+
+    def __matmul__(self, other: "Operand") -> "Product":
+        return Product(self.n, self.pair)
+
+
+class Product:
+    def __init__(self, n: int, pair: int) -> None:
+        self.n, self.pair = n, pair
+
+
+class FakeMx:
+    """``mlx.core`` as the probe uses it: random operands, lazy ``@``, and ``eval`` that costs
+    2n^3 / rate(n) seconds per product, plus ``cold_s`` for each of a pair's first ``cold_evals``."""
+
+    float32, float16 = "float32", "float16"
+
+    def __init__(self, rate, cold_s: float = 0.0, cold_evals: int = 0) -> None:
+        self.log: list = []
+        self.clock = Clock(self.log)
+        self.rate, self.cold_s, self.cold_evals = rate, cold_s, cold_evals
+        self.pairs_made, self.evals_per_pair = 0, {}
+        self.random = SimpleNamespace(normal=lambda shape: Operand(self, shape[0]))
+
+    def eval(self, *arrays) -> None:
+        products = [array for array in arrays if isinstance(array, Product)]
+        if not products:
+            return  # the operands themselves: no product to time
+        pair = products[0].pair
+        earlier = self.evals_per_pair.get(pair, 0)
+        self.evals_per_pair[pair] = earlier + 1
+        self.clock.now += sum(2 * p.n ** 3 / self.rate(p.n) for p in products)
+        self.clock.now += self.cold_s if earlier < self.cold_evals else 0.0
+        self.log.append(("eval", pair, earlier, len(products)))
+
+
+def timed_evals(log: list) -> list[tuple]:
+    """The evals that a clock read comes right before and right after: the timed steps."""
+    return [event for before, event, after in zip(log, log[1:], log[2:])
+            if event[0] == "eval" and before == ("clock",) and after == ("clock",)]
+
+
+def measure(mx: FakeMx, memory: int = 64 << 30, itemsize: int = 4) -> dict:
+    return job.measure_throughput(mx, mx.float32, itemsize, memory, clock=mx.clock)
+
+
+GPU = 4e14  # FLOP/s: an H200-class device
+
+
+def test_the_figure_is_the_median_of_timed_steps_that_include_mx_eval():
+    mx = FakeMx(rate=lambda n: GPU)
+    result = measure(mx)
+    assert result["gflops"] == pytest.approx(GPU / 1e9)  # eval outside the clock would read no time at all
+    assert result["size"] == job.MAX_SIZE
+
+
+def test_no_timed_step_is_among_the_first_evals_of_its_operands():
+    mx = FakeMx(rate=lambda n: GPU, cold_s=5.0, cold_evals=job.WARMUP)
+    result = measure(mx)
+    final_pair = max(event[1] for event in mx.log if event[0] == "eval")
+    timed = [event for event in timed_evals(mx.log) if event[1] == final_pair]
+    assert len(timed) >= job.MIN_REPEATS + 1  # the step that sizes the batch, then the repeats
+    assert all(earlier >= job.WARMUP for _, _, earlier, _ in timed)
+    assert result["gflops"] == pytest.approx(GPU / 1e9)
+
+
+def test_a_fast_device_is_measured_at_a_size_long_enough_to_time_with_several_products_per_eval():
+    mx = FakeMx(rate=lambda n: GPU)
+    result = measure(mx)
+    step = 2 * job.MAX_SIZE ** 3 * result["batch"] / GPU
+    assert result["batch"] == 4 and step >= job.LONG_ENOUGH_S > step / 2  # the fewest that make a long step
+    assert mx.clock.now <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
+
+
+def test_the_size_with_the_best_rate_is_chosen():
+    peak = {256: 1e9, 512: 2e9, 1024: 3e9, 2048: 2e9, 4096: 1e9}  # a CPU: caches favour one size
+    mx = FakeMx(rate=lambda n: peak.get(n, 1e9) * 100)
+    assert measure(mx)["size"] == 1024
+
+
+def test_growth_stops_at_the_memory_bound():
+    mx = FakeMx(rate=lambda n: GPU)
+    itemsize = 4
+    bound = 3 * 4096 * 4096 * itemsize  # two operands and one product of 4096
+    result = measure(mx, memory=bound, itemsize=itemsize)
+    assert result["size"] == 4096 and result["batch"] == 1  # no room for a second product either
+
+
+def test_a_slow_cpu_stays_within_a_few_seconds():
+    mx = FakeMx(rate=lambda n: 2e9)  # the lab's CPU with a reference BLAS
+    result = measure(mx)
+    assert result["gflops"] == pytest.approx(2.0)
+    assert result["size"] <= 512
+    assert mx.clock.now <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
+
+
+def test_growth_goes_on_while_the_rate_rises_even_when_steps_are_long():
+    mx = FakeMx(rate=lambda n: n * 1e7)  # rate doubling with each size: each step 4x the last
+    assert measure(mx)["size"] == 1024  # 2048 would cost more than the growth budget
+
+
+@pytest.mark.parametrize("fails_above, expected", [(1472, 1472), (8971, 8971), (8, 8), (0, None)])
+def test_bisection_reports_the_largest_payload_that_passes(fails_above, expected):
+    asked = []
+
+    def passes(size: int) -> bool:
+        asked.append(size)
+        return size <= fails_above
+
+    assert job.largest_passing(passes, job.TOKEN_BYTES, 8972) == expected
+    assert len(asked) <= 15  # bisection, not a walk
+
+
+def test_the_path_check_passes_a_full_frame_over_loopback_with_dont_fragment_set():
+    echo = job.UdpEcho()
+    port = echo.listen("127.0.0.1")
+    try:
+        assert job.path_probe([("127.0.0.1", port)], 9000) == {
+            "127.0.0.1": {"ok": True, "largest": 8972, "headers": 28}}
+        too_big = job.path_probe([("127.0.0.1", port)], 70000)["127.0.0.1"]  # beyond UDP's 65507
+        assert too_big == {"ok": False, "largest": 65507, "headers": 28}
+    finally:
+        echo.close()
+
+
+def test_a_peer_without_an_echo_has_no_passing_payload(monkeypatch):
+    monkeypatch.setattr(job, "PROBE_WAIT_S", 0.05)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        assert job.path_probe([("127.0.0.1", port)], 1500)["127.0.0.1"] == {
+            "ok": False, "largest": None, "headers": 28}
+
+
+def test_dont_fragment_is_asked_the_way_each_os_understands():
+    assert job.dont_fragment("linux", socket.AF_INET) == (socket.IPPROTO_IP, 10, 2)  # IP_PMTUDISC_DO
+    assert job.dont_fragment("darwin", socket.AF_INET) == (socket.IPPROTO_IP, 28, 1)  # IP_DONTFRAG
+    assert job.dont_fragment("darwin", socket.AF_INET6) == (socket.IPPROTO_IPV6, 62, 1)
+    if hasattr(socket, "IP_MTU_DISCOVER"):
+        assert job.dont_fragment("linux", socket.AF_INET)[1:] == (socket.IP_MTU_DISCOVER, socket.IP_PMTUDISC_DO)
+
+
+def test_a_macos_probe_never_uses_icmp_and_fits_udp_s_own_limit():
+    payload = 9000 - job.HEADERS[socket.AF_INET]  # the largest MTU SAF sets
+    assert payload <= 9216  # net.inet.udp.maxdgram's default in xnu
+    assert "ping" not in (job.path_probe.__code__.co_names + job._echoed.__code__.co_names)
+
+
+def test_gpu_cores_are_read_from_ioreg():
+    ioreg = '+-o AGXAcceleratorG15X  <class AGXAcceleratorG15X>\n    "gpu-core-count" = 80\n    "model" = "Apple M3 Ultra"'
+    assert job.gpu_cores_from_ioreg(ioreg) == 80
+    assert job.gpu_cores_from_ioreg("") is None
+
+
+def test_device_memory_comes_from_mlx_else_a_default():
+    assert job.device_memory({"memory_size": 192 << 30}) == 192 << 30  # Metal
+    assert job.device_memory({"total_memory": 150754820096}) == 150754820096  # CUDA
+    assert job.device_memory({}) == job.DEFAULT_MEMORY
