@@ -24,7 +24,7 @@ import pytest
 from pyinfra.api import StringCommand
 
 from saf.facts.firewall import NftRules, PfRules
-from saf.facts.launchd import LaunchdJob
+from saf.facts.launchd import LaunchdDomain, LaunchdJob
 from saf.facts.macos import PmsetSettings
 from saf.facts.network import (
     LinuxInterfaces,
@@ -32,6 +32,7 @@ from saf.facts.network import (
     MacInterfaces,
     MacMTU,
     MacValidMTURange,
+    RawMaxDatagram,
 )
 from saf.facts.python import (
     COMPLETE_MARKER,
@@ -45,7 +46,8 @@ from saf.facts.system import FreeDiskKiB, PasswordlessSudo, XcodeCommandLineTool
 from tests.fixtures import macos_output
 
 MISSING_COMMAND = "##PYINFRA_NOCMD##"  # what pyinfra's guard prints when requires_command is absent
-NOT_INSTALLED = object()
+NOT_INSTALLED = "the fact's command is not installed (pyinfra skips the fact)"
+FAILED = "the fact's command failed (pyinfra fails the host: could not load fact)"
 
 
 def as_sent(fact, kwargs: dict) -> str:
@@ -69,7 +71,7 @@ def read_fact(fact_cls, stand_ins: Path | None = None, env: dict | None = None, 
                             env=environment, timeout=60)
     lines = result.stdout.splitlines()
     if result.returncode != 0:
-        return fact.default()
+        return FAILED
     if lines == [MISSING_COMMAND]:
         return NOT_INSTALLED
     return fact.process(lines) if lines else fact.default()
@@ -138,8 +140,15 @@ def test_venv_listing_of_a_missing_or_empty_root_is_empty(tmp_path):
 def test_venv_listing_root_with_a_space_is_one_argument(tmp_path):
     root = tmp_path / "my venvs"
     complete_venv(root, NEW)
+    complete_venv(root, OLD)
     os.symlink(NEW, root / "current")
-    assert read_fact(SafVenvs, root=str(root)) == {"venvs": {NEW: True}, "current": NEW, "previous": None}
+    os.symlink(root / OLD, root / "previous")  # an absolute target with a space in it
+    assert read_fact(SafVenvs, root=str(root)) == {"venvs": {NEW: True, OLD: True}, "current": NEW, "previous": OLD}
+
+
+def test_venv_listing_ignores_what_a_login_script_prints():
+    noisy = ["Welcome to alpha", f"venv complete {NEW}", "last login: today", f"link current {NEW}"]
+    assert SafVenvs().process(noisy) == {"venvs": {NEW: True}, "current": NEW, "previous": None}
 
 
 # --- interpreter and venv probes, with this machine's Python ---------------------------------
@@ -191,6 +200,7 @@ def test_glibc_version_is_this_systems():
 
 def test_glibc_version_from_getconfs_line_and_none_without_glibc(stand_ins):
     assert GlibcVersion().process(["glibc 2.36"]) == "2.36"
+    assert GlibcVersion().process(["Welcome home", "glibc 2.36"]) == "2.36"  # a login script's line first
     (stand_ins / "getconf").write_text("#!/bin/sh\necho 'getconf: Unrecognized variable' >&2\nexit 1\n")
     (stand_ins / "getconf").chmod(0o755)
     assert read_fact(GlibcVersion, stand_ins) is None  # macOS's getconf has no GNU_LIBC_VERSION
@@ -253,7 +263,7 @@ def test_command_line_tools_present_missing_and_xcode_select_absent(stand_ins, t
     stand_in(stand_ins, "xcode-select", {}, failure=f"echo {shlex.quote(macos_output('xcode-select-p.missing.stderr'))} >&2; exit 2")
     assert read_fact(XcodeCommandLineTools, stand_ins) is None
     (stand_ins / "xcode-select").unlink()
-    assert read_fact(XcodeCommandLineTools, stand_ins) is NOT_INSTALLED  # not a Mac: pyinfra skips the fact
+    assert read_fact(XcodeCommandLineTools, stand_ins) == NOT_INSTALLED  # not a Mac: pyinfra skips the fact
 
 
 # --- launchd ---------------------------------------------------------------------------------
@@ -285,6 +295,14 @@ def test_a_job_that_is_not_loaded_is_none(stand_ins):
     assert LaunchdJob().process(macos_output("launchctl-print.not-found.stderr").splitlines()) is None
 
 
+def test_launchd_domain_reachable_or_not(stand_ins):
+    stand_in(stand_ins, "launchctl", {"print system": "launchctl-print-domain.system.txt"}, failure=NOT_LOADED)
+    assert read_fact(LaunchdDomain, stand_ins, domain="system") is True
+    assert read_fact(LaunchdDomain, stand_ins, domain="gui/501") is False  # no GUI session: nothing to reach
+    (stand_ins / "launchctl").unlink()
+    assert read_fact(LaunchdDomain, stand_ins, domain="system") == NOT_INSTALLED
+
+
 def test_a_job_whose_pid_is_not_a_number_keeps_it_as_text():
     job = LaunchdJob().process(["system/x = {", "\tstate = running", "\tpid = (unknown)", "}"])
     assert job == {"state": "running", "pid": "(unknown)", "path": None}
@@ -307,7 +325,16 @@ def test_mtu_of_a_device(stand_ins):
     assert read_fact(MacMTU, stand_ins, device="en0") == {"active": 1500, "setting": 9000}
     assert read_fact(MacValidMTURange, stand_ins, device="en0") == (1280, 9000)
     assert read_fact(MacValidMTURange, stand_ins, device="en7") is None  # networksetup fails: no range
-    assert read_fact(MacMTU, stand_ins, device="en7") is None
+    # the MTU is asked only of the interface carrying the cluster ip: one networksetup does not know is an error
+    assert read_fact(MacMTU, stand_ins, device="en7") == FAILED
+
+
+def test_raw_datagram_cap(stand_ins):
+    stand_in(stand_ins, "sysctl", {"-n net.inet.raw.maxdgram": "sysctl-n-net.inet.raw.maxdgram.default.txt"})
+    assert read_fact(RawMaxDatagram, stand_ins) == 8192
+    stand_in(stand_ins, "sysctl", {}, failure="echo 'sysctl: unknown oid' >&2; exit 1")
+    assert read_fact(RawMaxDatagram, stand_ins) is None  # Linux has no such key
+    assert RawMaxDatagram().process(["unknown"]) is None
 
 
 def test_mtu_without_a_separate_setting_is_the_active_one():
