@@ -65,11 +65,17 @@ def teardown(venvs: bool) -> None:
     _run_deploy_file("tasks/teardown.py", *(["--data", "teardown_venvs=true"] if venvs else []))
 
 
+class UnusableClusterFile(click.ClickException):
+    """A cluster file that cannot be used: exit status 2, as the deploy gives (no traceback)."""
+
+    exit_code = 2
+
+
 def _load_cluster():
     try:
         return load_cluster(_project_dir())
     except ClusterFileError as error:
-        raise click.ClickException(str(error)) from None
+        raise UnusableClusterFile(str(error)) from None
 
 
 @click.command(name="rotate-token")
