@@ -27,33 +27,17 @@ sys.path.insert(0, str(PROJECT))
 from saf.paths import on_control  # noqa: E402
 from saf.venv_spec import requirements, venv_name  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
+from saf.ssh import ssh_argv, ssh_options, ssh_target  # noqa: E402
 from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms  # noqa: E402
 
 
-def ssh_command(node, script: str) -> list[str]:
-    options = ["-o", "BatchMode=yes"]
-    if node.ssh_key:
-        options += ["-i", node.ssh_key]
-    if node.ssh_known_hosts_file:
-        options += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
-    if node.ssh_port:
-        options += ["-p", str(node.ssh_port)]
-    target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
-    return ["ssh", *options, target, script]
-
-
 def ssh(node, script: str) -> str:
-    return subprocess.run(ssh_command(node, script), check=True, capture_output=True, text=True).stdout
+    return subprocess.run(ssh_argv(node, script), check=True, capture_output=True, text=True).stdout
 
 
 def scp(node, sources: list[Path], dest: str) -> None:
-    options = ["-q", "-o", "BatchMode=yes"]
-    if node.ssh_key:
-        options += ["-i", node.ssh_key]
-    if node.ssh_known_hosts_file:
-        options += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}"]
-    target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
-    subprocess.run(["scp", *options, *map(str, sources), f"{target}:{dest}"], check=True)
+    subprocess.run(["scp", "-q", *ssh_options(node, port_flag="-P"), *map(str, sources), f"{ssh_target(node)}:{dest}"],
+                   check=True)
 
 
 def wipe(node, settings) -> None:

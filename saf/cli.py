@@ -18,6 +18,7 @@ from saf.auth import auth_mode, rotate_control_token
 from saf.lab.cli import lab
 from saf.paths import on_control
 from saf.spec import ClusterFileError, load_cluster
+from saf.ssh import ssh_argv
 
 
 @click.group()
@@ -99,14 +100,7 @@ def dashboard(port: int) -> None:
     cluster = _load_cluster()
     head, settings = cluster.head, cluster.settings
     bind = head.ip if settings.dashboard_bind == "cluster" else "127.0.0.1"
-    argv = ["ssh", "-N", "-L", f"127.0.0.1:{port}:{bind}:{settings.dashboard_port}"]
-    if head.ssh_key:
-        argv += ["-i", head.ssh_key]
-    if head.ssh_known_hosts_file:
-        argv += ["-o", f"UserKnownHostsFile={head.ssh_known_hosts_file}"]
-    if head.ssh_port:
-        argv += ["-p", str(head.ssh_port)]
-    argv.append(f"{head.ssh_user}@{head.address}" if head.ssh_user else head.address)
+    argv = ssh_argv(head, options=("-N", "-L", f"127.0.0.1:{port}:{bind}:{settings.dashboard_port}"))
     click.echo(f"dashboard of {head.name}: http://127.0.0.1:{port} (Ctrl-C closes the tunnel)")
     if auth_mode(settings.ray_auth, settings.ray_version) == "token":
         token_file = on_control(settings.ray_auth_token_file, _project_dir())
