@@ -55,6 +55,7 @@ def test_two_nodes_from_nothing_then_gamma_onboarded_alone(lab, clusters):
     assert report["ok"] and [n["name"] for n in report["nodes"]] == list(NODES)
     gamma = report["nodes"][2]
     assert gamma["hostname"] == "gamma" and gamma["gflops_f32"] > 0 and gamma["mtu_path_ok"] is True
+    assert gamma["device"] == "cpu" and gamma["device_name"] and gamma["size_f16"] >= 256 and "size f32/f16" in onboard.log
     assert {(n["python"], n["ray"], n["mlx"]) for n in report["nodes"]} == {("3.11.2", "2.49.1", "0.29.1")}
 
 
