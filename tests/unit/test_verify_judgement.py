@@ -12,6 +12,7 @@ import pytest
 
 from saf.verify import job, judgement
 from saf.verify.fact import ClusterVerification
+from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
 
 PINS = {"python": "3.11.2", "ray": "2.49.1", "mlx": "0.29.1"}
 NODES = [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}, {"name": "beta", "role": "worker", "ip": "10.0.0.2"},

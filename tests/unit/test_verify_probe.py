@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from saf.verify import job
+from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
 
 
 class Clock:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 
+from saf.operations.stop import fail_host
 from saf.verify import job, judgement, report
+from saf.verify.fact import ClusterVerification
+from saf.verify.operation import verdict_commands
 from saf.verify.placement import expectation, verification_host
 
 
@@ -115,3 +120,62 @@ def test_link_speed_is_read_from_the_interface_carrying_the_ip():
     assert job.speed_from_ifconfig(IFCONFIG, "192.168.1.17") is None  # a prefix of another address
     ip_json = '[{"ifname":"lo","addr_info":[{"local":"127.0.0.1"}]},{"ifname":"eth0","addr_info":[{"local":"10.77.0.12"}]}]'
     assert job.interface_of(ip_json, "10.77.0.12") == "eth0" and job.interface_of(ip_json, "10.77.0.1") is None
+
+
+GOLDEN = """\
+node   role    hostname  python  ray     mlx     device                            size f32/f16  GFLOPS f32  GFLOPS f16  MTU path  Gbit/s (link)  verdict
+alpha  head    alpha     3.9.23  2.49.1  0.29.1  gpu Apple M3 Ultra (80-core GPU)  4096/8192x4   5210.4      9800.1      ok        -              OK
+beta   worker  beta      3.9.23  2.49.1  0.29.1  cpu                               2048x2/2048   3.1         1.2         FAIL      9.41           FAIL
+gamma  worker  -         -       -       -       -                                 -/-           -           -           -         -              FAIL
+  - the head could not reach gamma
+  - beta: slow
+  - gamma (10.0.0.3) is not alive
+cluster verification FAILED (3 problems)"""
+
+
+def test_the_table_reads_exactly_so():
+    nodes = [
+        {"name": "alpha", "role": "head", "hostname": "alpha", "python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1",
+         "device": "gpu", "device_name": "Apple M3 Ultra (80-core GPU)", "size_f32": 4096, "batch_f32": 1,
+         "gflops_f32": 5210.4, "size_f16": 8192, "batch_f16": 4, "gflops_f16": 9800.1, "mtu_path_ok": True,
+         "ok": True, "problems": []},
+        {"name": "beta", "role": "worker", "hostname": "beta", "python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1",
+         "device": "cpu", "size_f32": 2048, "batch_f32": 2, "gflops_f32": 3.1, "size_f16": 2048, "gflops_f16": 1.2,
+         "mtu_path_ok": False, "gbit_s": 9.41, "link_gbit_s": None, "ok": False, "problems": ["beta: slow"]},
+        {"name": "gamma", "role": "worker", "ok": False, "problems": ["gamma (10.0.0.3) is not alive"]},
+    ]
+    assert report.table({"ok": False, "nodes": nodes, "problems": ["the head could not reach gamma"]}) == GOLDEN
+    assert report.table({"ok": False}).splitlines()[1:] == ["cluster verification FAILED (0 problems)"]
+
+
+def test_the_report_files_are_sorted_indented_json_named_by_utc_time(tmp_path):
+    directory = tmp_path / "a" / "reports"
+    first = report.write({"ok": True, "nodes": [], "problems": []}, directory)
+    text = first.read_text()
+    assert re.fullmatch(r"\d{8}T\d{6}Z\.json", first.name)
+    stamp = datetime.strptime(first.stem, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60  # UTC, not local time
+    written = json.loads(text)
+    assert written == {"ok": True, "nodes": [], "problems": [], "generated_at": first.stem}
+    assert text == json.dumps(written, indent=2, sort_keys=True) + "\n"
+    again = report.write({"ok": False, "nodes": [], "problems": ["x"]}, directory)  # the folder exists: fine
+    assert (directory / "latest.json").read_text() == again.read_text()
+
+
+def test_the_fact_keeps_the_end_of_what_the_driver_printed_when_there_is_no_report():
+    lines = [f"line {n}" for n in range(1, 8)] + ["x" * 900]
+    observed = ClusterVerification().process(lines)
+    assert observed["nodes"] == []
+    [problem] = observed["problems"]
+    assert problem == "the verification printed no report: " + " | ".join(
+        ["line 4", "line 5", "line 6", "line 7", "x" * 900])[:800]
+    assert ClusterVerification.default() == {
+        "nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
+
+
+def test_a_failed_cluster_fails_the_host_with_every_problem_in_order():
+    failed = {"ok": False, "problems": ["c"], "nodes": [{"problems": ["a", "b"]}]}
+    [command] = verdict_commands(failed)
+    assert command.function is fail_host and command.kwargs == {}
+    assert command.args == ("cluster verification failed: c; a; b",)
+    assert verdict_commands({"ok": True, "problems": [], "nodes": [{"problems": []}]}) == []
