@@ -192,3 +192,35 @@ def test_device_memory_comes_from_mlx_else_a_default():
     assert job.device_memory({"memory_size": 192 << 30}) == 192 << 30  # Metal
     assert job.device_memory({"total_memory": 150754820096}) == 150754820096  # CUDA
     assert job.device_memory({}) == job.DEFAULT_MEMORY
+
+
+def test_mlx_describes_the_device_through_whichever_api_it_has():
+    info = {"device_name": "NVIDIA H200", "total_memory": 150754820096}
+    assert job._mlx_device_info(SimpleNamespace(device_info=lambda: info)) == info  # MLX 0.30+
+    older = SimpleNamespace(metal=SimpleNamespace(device_info=lambda: {"device_name": "Apple M3 Ultra"}))
+    assert job._mlx_device_info(older) == {"device_name": "Apple M3 Ultra"}  # MLX 0.29 on a Mac
+
+    def no_gpu():
+        raise RuntimeError("[metal::Device] Unable to load device")
+
+    assert job._mlx_device_info(SimpleNamespace(device_info=no_gpu, metal=SimpleNamespace(device_info=no_gpu))) == {}
+
+
+def test_the_device_is_named_by_its_kind():
+    assert job.device_name("gpu", {"device_name": "NVIDIA H200"}, "linux") == "NVIDIA H200"
+    assert job.device_name("gpu", {"device_name": "Apple M3 Ultra"}, "darwin").startswith("Apple M3 Ultra")
+    cpu = job.device_name("cpu", {"device_name": "ignored"}, "linux")
+    assert cpu == job._cpu_model() and cpu and cpu != "ignored"
+
+
+def test_tcp_throughput_is_counted_on_the_receiving_side():
+    sink = job.TcpSink()
+    port = sink.listen("127.0.0.1")
+    sent = job.tcp_send("127.0.0.1", port, 0.2)
+    assert sent["seconds"] >= 0.2 and sent["bytes"] >= 1 << 20
+    assert sink.received_bytes() == sent["bytes"]
+
+
+def test_a_link_without_a_reported_speed_has_none():
+    assert job.link_speed_gbit("127.0.0.1") is None  # loopback: no speed in sysfs
+    assert job.link_speed_gbit("192.0.2.1") is None  # no interface carries it
