@@ -14,6 +14,7 @@ from saf.preflight import preflight_problems
 # so a loop over task files would give operations of different files the same identity.
 local.include("tasks/preflight.py")
 if not preflight_problems(host):  # facts are cached: this re-reads nothing
+    local.include("tasks/foreign_ray.py")  # before any change: `foreign_ray: refuse` stops the node here
     local.include("tasks/power.py")
     local.include("tasks/python.py")
     local.include("tasks/venv.py")

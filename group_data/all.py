@@ -27,6 +27,7 @@ dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluste
 macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody logged in | agent: LaunchAgent
 ray_auth = "auto"  # auto: token auth whenever the pinned Ray has it (>= 2.52) | token | off (see README)
 ray_auth_token_file = ".saf/secrets/ray-auth-token"  # control-side token file (0600, generated once; pushed to nodes)
+foreign_ray = "stop"  # Ray not started by SAF on a node: stop it and set its launchers aside | refuse: stop the node
 
 # --- Ray's other ports: every port `ray start` listens on is pinned (Ray picks most at random) ----
 # Named like their `ray start` options; all distinct, outside the worker range, and below the OS's

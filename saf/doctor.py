@@ -9,7 +9,6 @@ lines: never a guess.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from pyinfra.api.host import Host
@@ -22,8 +21,14 @@ from saf.facts.gpu import NvidiaGPUs
 from saf.facts.launchd import LaunchdJob
 from saf.facts.network import RawMaxDatagram
 from saf.facts.python import PythonInterpreter
-from saf.facts.ray import RayProcesses
 from saf.facts.unexpected import UnexpectedOutput
+from saf.foreign_ray import (
+    autoscaler_fixes,
+    found_lines,
+    node_foreign_ray,
+    refusal,
+    sudo_refusal,
+)
 from saf.network import mtu_finding
 from saf.node_os import is_macos, is_macos_kernel
 from saf.operations.python import VenvWork, venv_work
@@ -80,45 +85,24 @@ def _ray_service(host: Host) -> Finding:
                    f"installs and starts Ray's {service.role} service")
 
 
-def _short_command(command: str, width: int = 100) -> str:
-    """A process's command as a person reads it: the interpreter dropped when a Python runs a script
-    (``/.../Python.app/.../Python -u /x/bin/ray start`` -> ``/x/bin/ray start``), site-packages
-    shortened to ``.../``, then cut to ``width``."""
-    words = command.split(maxsplit=1)
-    if len(words) == 2 and re.search(r"(^|/)[Pp]ython[0-9.]*$", words[0]):
-        command = re.sub(r"^(-\w+\s+)*", "", words[1])  # and its options (-u)
-    command = re.sub(r"\S*/site-packages/", ".../", command)  # Ray's own programs: .../ray/core/src/ray/raylet/raylet
-    return command if len(command) <= width else command[: width - 3] + "..."
-
-
-def safs_processes(processes: list[dict], venv_root: str) -> set[int]:
-    """The pids of the Ray processes that are SAF's: run from a venv under ``venv_root``, or
-    started by one that is (Ray's workers rename themselves ``ray::IDLE``; their raylet is SAF's)."""
-    prefix = f"{venv_root.rstrip('/')}/"
-    safs = {p["pid"] for p in processes if prefix in p["command"]}
-    grew = True
-    while grew:
-        children = {p["pid"] for p in processes if p["ppid"] in safs} - safs
-        grew = bool(children)
-        safs |= children
-    return safs
-
-
 def _existing_ray(host: Host) -> Finding:
-    venv_root = on_node(host.data.venv_root, host.get_fact(Home))
-    processes = host.get_fact(RayProcesses)
-    safs = safs_processes(processes, venv_root)
-    foreign = [process for process in processes if process["pid"] not in safs]
-    if not processes:
-        return Finding("Ray processes", "none")
-    if not foreign:
-        return Finding("Ray processes", f"{len(processes)}, all SAF's service")
-    named = "; ".join(f"pid {p['pid']} ({p['user']}): {_short_command(p['command'])}" for p in foreign[:4])
-    more = f" and {len(foreign) - 4} more" if len(foreign) > 4 else ""
-    return Finding("Ray processes", f"{len(foreign)} not started by SAF", Verdict.ATTENTION,
-                   f"Ray runs on {host.name} outside SAF's service: {named}{more}. Stop it (`ray stop` as that user) "
-                   "and take out whatever starts it again (a launchd job, a crontab line, a script), so that SAF's "
-                   "service is the only Ray here.")
+    """The Ray on the node that is not SAF's service's (saf/foreign_ray.py: the deploy's own
+    judgement), and what the deploy does about it under ``foreign_ray``."""
+    found = node_foreign_ray(host)
+    if not found.found:
+        count = len(found.all_processes)
+        return Finding("Ray processes", f"{count}, all SAF's service" if count else "none")
+    shown = found_lines(found)
+    named = "; ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+    what = f"{len(found.processes)} not started by SAF" if found.processes else "a launcher of Ray not SAF's"
+    if host.data.foreign_ray == "refuse":
+        return Finding("Ray processes", what, Verdict.CANNOT, refusal(host.name, found))
+    if found.needs_sudo and not host.data.use_sudo:
+        return Finding("Ray processes", what, Verdict.CANNOT, sudo_refusal(host.name, found))
+    autoscalers = " ".join(autoscaler_fixes(host.name, found))
+    return Finding("Ray processes", what, Verdict.WOULD_CHANGE,
+                   f"stops the Ray that runs on {host.name} outside SAF's service (foreign_ray: stop) and sets aside "
+                   f"what starts it again: {named}" + (f". {autoscalers}" if autoscalers else ""))
 
 
 def _raw_datagram_cap(host: Host) -> Finding:

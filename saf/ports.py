@@ -44,6 +44,10 @@ PORTS: tuple[RayPort, ...] = (
 # ports Ray's head always listens on, set by no `ray start` option (its autoscaler and dashboard metrics)
 RAY_FIXED_PORTS: tuple[int, ...] = (44217, 44227)
 
+# Ray's own defaults and Redis's: where a Ray started by hand listens (its GCS on 6379 or the seeds'
+# 6380, its dashboard, its client server), whatever this cluster's settings pin
+RAY_DEFAULT_PORTS: tuple[int, ...] = (6379, 6380, 8265, 10001)
+
 PORT_SETTINGS: tuple[str, ...] = tuple(port.setting for port in PORTS)
 # settings that each name one port (every one but the two bounds of the worker range)
 SINGLE_PORT_SETTINGS: tuple[str, ...] = tuple(port.setting for port in PORTS if port.worker_range is None)
@@ -63,3 +67,10 @@ def single_ports(data: object) -> tuple[int, ...]:
 
 def worker_range(data: object) -> tuple[int, int]:
     return data.min_worker_port, data.max_worker_port
+
+
+def watched_ports(data: object) -> frozenset[int]:
+    """Every port where a Ray listener is looked for on a node: the settings' ports, Ray's fixed
+    ones, its defaults, and the worker range."""
+    low, high = worker_range(data)
+    return frozenset((*single_ports(data), *RAY_DEFAULT_PORTS, *range(low, high + 1)))

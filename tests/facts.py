@@ -113,6 +113,13 @@ SYSTEM_PROFILER_M3_ULTRA = """Graphics/Displays:
 """
 
 
+# no Ray, no listener on its ports, nothing that would start it (the facts tasks/foreign_ray.py reads)
+NO_RAY_MAC = {"ray.RayProcesses": Raw(""), "ray.MacListeners": Raw(""), "ray.LaunchdRayJobs:*": Raw(""),
+              "ray.CrontabRayLines": Raw("")}
+NO_RAY_LINUX = {"ray.RayProcessUnits": Raw(""), "ray.LinuxListeners": Raw(""), "ray.SystemdRayUnits:*": Raw(""),
+                "ray.CrontabRayLines": Raw("")}
+
+
 def fresh_mac(**overrides: Any) -> dict[str, Any]:
     """A new Mac Studio (macOS 15.1, M3 Ultra) with the Command Line Tools and nothing of ours."""
     facts: dict[str, Any] = {
@@ -139,6 +146,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "python.PythonInterpreter:*": None,
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
         **mac_network(),
+        **NO_RAY_MAC,
     }
     facts.update(overrides)
     return facts
@@ -229,6 +237,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "systemd.SystemdStatus:*": {},
         "systemd.SystemdEnabled:*": {},
         "firewall.NftRules": None,  # no table inet saf
+        **NO_RAY_LINUX,
     }
     facts.update(overrides)
     return facts

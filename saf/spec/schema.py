@@ -181,6 +181,7 @@ class Settings(_Strict):
     dashboard_bind: Literal["loopback", "cluster"]
     macos_service: Literal["daemon", "agent"]
     ray_auth: Literal["auto", "token", "off"]
+    foreign_ray: Literal["stop", "refuse"]
     ray_auth_token_file: StrictStr
     mtu: StrictInt = Field(ge=1280, le=9000)
     manage_mtu: StrictBool

@@ -58,14 +58,24 @@ def test_a_fresh_mac_would_change_what_the_deploy_builds(plan, caplog):
     assert rows["Python"][2] == "builds Python 3.9.23 with pyenv"
 
 
-def test_a_mac_with_the_seeds_hand_run_ray_is_named_for_attention(plan, caplog):
+def test_a_mac_with_the_seeds_hand_run_ray_is_named_as_what_the_deploy_stops(plan, caplog):
     leftovers = {"ray.RayProcesses": Raw(macos_output("ps-A.seed-leftovers.macos14.txt"))}
     alpha, rows = doctor(plan, caplog, {**fresh_mac(), **leftovers})
     found, verdict, fix = rows["Ray processes"]
-    assert (found, verdict) == ("4 not started by SAF", "attention")
+    assert (found, verdict) == ("4 not started by SAF", "would change")  # foreign_ray: stop (the default)
     assert "pid 2231 (arthurdell): .../ray/core/src/ray/gcs/gcs_server --log_dir=" in fix
     assert "pid 2245 (arthurdell): .../ray/dashboard/dashboard.py --host=0.0.0.0 --port=8265" in fix
     assert alpha.ops == []  # the deploy goes on (adopting it is the deploy's job)
+
+
+def test_a_mac_with_the_seeds_hand_run_ray_cannot_under_foreign_ray_refuse(plan, caplog):
+    leftovers = {"ray.RayProcesses": Raw(macos_output("ps-A.seed-leftovers.macos14.txt"))}
+    cluster = {**ONE_MAC, "settings": {"foreign_ray": "refuse"}}
+    alpha, rows = doctor(plan, caplog, {**fresh_mac(), **leftovers}, cluster=cluster)
+    found, verdict, fix = rows["Ray processes"]
+    assert (found, verdict) == ("4 not started by SAF", "cannot")
+    assert "alpha runs Ray outside SAF's service (foreign_ray: refuse)" in fix and "`kill 2231 2245 2251 2262`" in fix
+    assert "the deploy would stop on alpha" in alpha.op("Doctor").commands[0]
 
 
 def test_saf_s_own_ray_is_not_foreign(plan, caplog):
@@ -78,7 +88,7 @@ def test_saf_s_own_ray_is_not_foreign(plan, caplog):
     assert rows["Ray processes"][:2] == ("3, all SAF's service", "OK")
     stray = Raw("someone 5000 1 ray::IDLE\n")
     _, rows = doctor(plan, caplog, {**converged_mac(), "ray.RayProcesses": stray})
-    assert rows["Ray processes"][:2] == ("1 not started by SAF", "attention")
+    assert rows["Ray processes"][:2] == ("1 not started by SAF", "would change")
 
 
 def test_a_mac_without_the_command_line_tools_cannot(plan, caplog):

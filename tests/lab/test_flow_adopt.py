@@ -1,0 +1,116 @@
+"""Adopting a hand-run Ray (issue 15) on the lab: on a converged cluster, Ray started by hand on a
+worker as a head with the dashboard on 0.0.0.0 (as the node's user, with the venv's ray, as the
+seeds did); the next deploy stops it (foreign_ray: stop, the default), nothing listens on
+0.0.0.0:8265 any more, SAF's own worker was never touched, the verification is OK, and a re-run
+changes nothing.
+
+Named to run after test_flow.py (file order), whose last test tears Ray down: the first test here
+deploys again. The tests share one lab and build on each other, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from saf.facts.ray import PS_UNITS_COMMAND, RayProcessUnits
+from saf.lab.layout import NODE_USER
+from tests.conftest import PROJECT_DIR
+from tests.lab.conftest import deploy
+
+NODES = ("alpha", "beta", "gamma")
+VENV_RAY = f"/home/{NODE_USER}/saf/venv/current/bin/ray"
+SAF_UNIT = {"alpha": "saf-ray-head.service", "beta": "saf-ray-worker.service", "gamma": "saf-ray-worker.service"}
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, tmp_path_factory):
+    return lab.write_cluster_file(list(NODES), path=tmp_path_factory.mktemp("adopt") / "three.yaml")
+
+
+@pytest.fixture(scope="module")
+def hand_started() -> dict[str, set[int]]:
+    """The pids of the Ray started by hand, per node, as the tests find them."""
+    return {}
+
+
+def latest_report() -> dict:
+    return json.loads((PROJECT_DIR / ".saf/reports/latest.json").read_text())
+
+
+def ray_processes(lab, name: str) -> list[dict]:
+    """Every Ray process on the node with its systemd unit, read as the deploy reads it."""
+    out = lab.exec(name, ["sh", "-c", PS_UNITS_COMMAND]).stdout
+    return RayProcessUnits().process(out.splitlines())
+
+
+def outside_saf(lab, name: str) -> set[int]:
+    """The pids of the node's Ray processes that are not in SAF's unit."""
+    return {p["pid"] for p in ray_processes(lab, name) if p["unit"] != SAF_UNIT[name]}
+
+
+def in_saf(lab, name: str) -> set[int]:
+    return {p["pid"] for p in ray_processes(lab, name) if p["unit"] == SAF_UNIT[name]}
+
+
+def main_pid(lab, name: str) -> str:
+    """The pid of SAF's `ray start --block` (its unit's main process): the same pid, the same service."""
+    return lab.exec(name, ["systemctl", "show", "-p", "MainPID", "--value", SAF_UNIT[name]]).stdout.strip()
+
+
+def listens(lab, name: str, address: str, port: int) -> bool:
+    out = lab.exec(name, ["ss", "-Hltn", f"sport = :{port}"]).stdout
+    return any(line.split()[3] == f"{address}:{port}" for line in out.splitlines() if line.strip())
+
+
+def test_a_converged_cluster_to_start_from(lab, cluster):
+    result = deploy(cluster)
+    assert result.returncode == 0, result.log[-3000:]
+    for name in NODES:
+        assert outside_saf(lab, name) == set(), name
+        assert in_saf(lab, name), f"{name}: no process in {SAF_UNIT[name]}"
+
+
+def test_ray_started_by_hand_on_a_worker_as_a_head_with_an_open_dashboard(lab, hand_started):
+    # as the seeds did it (seeds/004): `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 ray start --head --port=6380
+    # --dashboard-host=0.0.0.0`, here with the venv's ray, as the node's user, beside SAF's worker
+    lab.exec("gamma", ["env", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1", VENV_RAY, "start", "--head", "--port=6380",
+                       "--dashboard-host=0.0.0.0", "--disable-usage-stats"], user=NODE_USER, timeout=180)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not listens(lab, "gamma", "0.0.0.0", 8265):
+        time.sleep(1)
+    assert listens(lab, "gamma", "0.0.0.0", 8265), "the hand-started dashboard never listened on 0.0.0.0:8265"
+    hand_started["gamma"] = outside_saf(lab, "gamma")
+    commands = {p["pid"]: p["command"] for p in ray_processes(lab, "gamma")}
+    assert any("/gcs_server " in commands[pid] for pid in hand_started["gamma"])  # a second GCS, a second raylet
+    assert any("/raylet " in commands[pid] for pid in hand_started["gamma"])
+    hand_started["saf_main_pid"] = main_pid(lab, "gamma")
+
+
+def test_the_deploy_stops_it_and_leaves_saf_s_worker_alone(lab, cluster, hand_started):
+    assert hand_started.get("gamma"), "the previous test started nothing by hand"
+    result = deploy(cluster)
+    assert result.returncode == 0, result.log[-3000:]
+    assert "[gamma] Ray not started by SAF: pid" in result.log
+    assert "dashboard.py --host=0.0.0.0 --port=8265" in result.log  # each process named: pid, user, command
+    changed = {op["name"] for op in result.results["operations"] if op["success"]}
+    assert changed and all(name.startswith("tasks/foreign_ray.py | ") for name in changed), changed
+    assert result.changed_hosts() == {"gamma"}
+    assert outside_saf(lab, "gamma") == set()
+    assert not hand_started["gamma"] & {p["pid"] for p in ray_processes(lab, "gamma")}
+    assert not listens(lab, "gamma", "0.0.0.0", 8265)
+    assert main_pid(lab, "gamma") == hand_started["saf_main_pid"] != "0"  # SAF's worker was never restarted
+    assert in_saf(lab, "gamma")
+    report = latest_report()
+    assert report["ok"] and [node["name"] for node in report["nodes"]] == list(NODES)
+
+
+def test_a_re_run_on_the_adopted_cluster_changes_nothing(lab, cluster):
+    again = deploy(cluster)
+    assert again.returncode == 0, again.log[-3000:]
+    assert again.changes == 0, [op["name"] for op in again.results["operations"] if op["success"]]
+    assert "Ray not started by SAF" not in again.log
+    for name in NODES:
+        assert outside_saf(lab, name) == set(), name

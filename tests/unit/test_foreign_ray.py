@@ -1,0 +1,305 @@
+"""Ray not started by SAF (saf/foreign_ray.py, saf/facts/ray.py): the facts read from raw ps / ss /
+lsof / grep / plutil / crontab output (tests/fixtures), the ownership judgement the deploy, the
+doctor and the verification share, and the node commands run for real: the crontab rewrite against
+a stand-in crontab, the process stop against real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from saf.facts.ray import (
+    CrontabRayLines,
+    LaunchdRayJobs,
+    LinuxListeners,
+    MacListeners,
+    RayProcesses,
+    RayProcessUnits,
+    SystemdRayUnits,
+)
+from saf.facts.unexpected import UnexpectedOutput
+from saf.foreign_ray import (
+    CRON_MARKER,
+    Owner,
+    crontab_command,
+    foreign_listeners,
+    foreign_processes,
+    safs_pids,
+    stop_processes_command,
+    stray_problems,
+)
+from saf.ports import watched_ports
+from saf.spec import load_defaults
+from tests.conftest import PROJECT_DIR
+from tests.fixtures import linux_fixtures, linux_output, macos_output
+
+SETTINGS = SimpleNamespace(**load_defaults(PROJECT_DIR))
+PORTS = watched_ports(SETTINGS)
+SAF_SYSTEM_UNIT = Owner(unit="saf-ray-worker.service")
+SAF_USER_UNIT = Owner(unit="saf-ray-worker.service", user_unit=True)
+
+
+def parsed(fact_cls, text: str):
+    return fact_cls().process(text.splitlines())
+
+
+def test_every_linux_fixture_names_its_command_and_source():
+    fixtures = linux_fixtures()
+    assert len(fixtures) == 6
+    for fixture in fixtures:
+        assert fixture.field("command").split(" (")[0] in (
+            "ps -A -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=", "ss -Hltnp")
+        assert fixture.field("grounding") == "captured" and fixture.header["source"]
+
+
+def test_ps_with_units_reads_saf_s_system_unit_and_a_hand_started_head_in_a_session():
+    processes = parsed(RayProcessUnits, linux_output("ps-A-units.worker-and-hand-run-head.debian12.txt"))
+    by_pid = {p["pid"]: p for p in processes}
+    assert sorted(by_pid) == [24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37]  # pid 1 and ps are not Ray
+    assert by_pid[24]["unit"] == "saf-ray-worker.service" and by_pid[24]["user_unit"] is None
+    assert by_pid[28] == {"user": "saf", "pid": 28, "ppid": 1, "command": "ray::IDLE",
+                          "unit": "saf-ray-worker.service", "user_unit": None}
+    assert by_pid[33]["unit"] == "session-4.scope"
+    assert "dashboard.py --host=0.0.0.0 --port=8265" in by_pid[33]["command"]
+    assert safs_pids(processes, SAF_SYSTEM_UNIT) == {24, 25, 26, 27, 28, 29}
+    assert [p["pid"] for p in foreign_processes(processes, SAF_SYSTEM_UNIT)] == [32, 33, 34, 35, 36, 37]
+
+
+def test_a_user_unit_is_saf_s_only_as_the_user_unit_it_is():
+    processes = parsed(RayProcessUnits, linux_output("ps-A-units.saf-user-unit.debian12.txt"))
+    assert {p["unit"] for p in processes} == {"user@1000.service"}
+    assert safs_pids(processes, SAF_USER_UNIT) == {24, 25, 26, 27, 28, 29}
+    assert safs_pids(processes, SAF_SYSTEM_UNIT) == set()  # a system unit of that name is another thing
+    other = parsed(RayProcessUnits, linux_output("ps-A-units.foreign-user-unit.debian12.txt"))
+    assert [(p["pid"], p["user_unit"]) for p in other] == [(26, "ray-worker.service"), (27, "ray-worker.service")]
+    assert safs_pids(other, SAF_USER_UNIT) == set()
+
+
+def test_ss_reads_bind_addresses_and_owners():
+    listeners = parsed(LinuxListeners, linux_output("ss-Hltnp.worker-and-hand-run-head.debian12.txt"))
+    assert {"address": "0.0.0.0", "port": 8265, "pid": 33, "program": "python3.11"} in listeners
+    assert {"address": "*", "port": 6380, "pid": 32, "program": "gcs_server"} in listeners
+    assert {"address": "10.77.0.13", "port": 6385, "pid": 26, "program": "python3.11"} in listeners
+    assert {"address": "*", "port": 10003, "pid": 37, "program": "ray::IDLE"} in listeners
+    unnamed = parsed(LinuxListeners, "LISTEN 0      4096   [::ffff:127.0.0.1]:6380 *:*\n"
+                                     "LISTEN 0      128    127.0.0.53%lo:53 0.0.0.0:* users:((\"systemd-resolve\",pid=88,fd=14))\n")
+    assert unnamed == [{"address": "127.0.0.1", "port": 6380, "pid": None, "program": None},
+                       {"address": "127.0.0.53", "port": 53, "pid": 88, "program": "systemd-resolve"}]
+
+
+def test_lsof_reads_the_seeds_listeners():
+    listeners = parsed(MacListeners, macos_output("lsof-iTCP-LISTEN.seed-leftovers.txt"))
+    assert listeners[:2] == [
+        {"address": "*", "port": 6380, "pid": 2231, "program": "gcs_serve", "user": "arthurdell"},
+        {"address": "*", "port": 8265, "pid": 2245, "program": "Python", "user": "arthurdell"}]
+    assert parsed(MacListeners, "") == []
+
+
+@pytest.mark.parametrize("fact, text", [
+    (RayProcessUnits, "saf 24 1 saf-ray-worker.service\n"),
+    (LinuxListeners, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"),
+    (MacListeners, "lsof: WARNING: can't stat() nfs file system /Volumes/x\n"),
+    (CrontabRayLines, "crontab: no crontab for saf\n"),
+    (SystemdRayUnits, "grep: /etc/systemd/system: Permission denied\n"),
+    (LaunchdRayJobs, "== /Library/LaunchAgents/x.plist\n<?xml version=\"1.0\"?>\n"),
+])
+def test_output_not_understood_is_named_never_guessed(fact, text):
+    with pytest.raises(UnexpectedOutput):
+        parsed(fact, text)
+
+
+def test_the_verification_s_stray_check_names_the_hand_started_head_and_not_saf_s_worker():
+    processes = parsed(RayProcessUnits, linux_output("ps-A-units.worker-and-hand-run-head.debian12.txt"))
+    listeners = parsed(LinuxListeners, linux_output("ss-Hltnp.worker-and-hand-run-head.debian12.txt"))
+    problems = stray_problems(processes, listeners, SAF_SYSTEM_UNIT, PORTS, 8265, "loopback")
+    assert len(problems) == 6 + 6  # the head's processes, and the head's listeners (8265, 10001, 6380, 2 raylet, 1 worker)
+    assert "listener on a Ray port not SAF's service's: 0.0.0.0:8265 (python3.11 pid 33)" in problems
+    assert "Ray process not started by SAF's service: pid 32 (saf): .../ray/core/src/ray/gcs/gcs_server " \
+           "--log_dir=/tmp/ray/session_2026-11-30_03-02-55_104512_3120/lo..." in problems  # cut to 100 characters
+    assert not any("pid 24 " in problem or "pid 26)" in problem for problem in problems)
+    saf_only = [line for line in listeners if line["pid"] in range(24, 30)]
+    assert stray_problems([p for p in processes if p["pid"] < 30], saf_only, SAF_SYSTEM_UNIT, PORTS, 8265,
+                          "loopback") == []
+
+
+def test_a_listener_without_a_named_owner_on_a_ray_port_is_a_stray_but_redis_is_not_ray():
+    listeners = [{"address": "*", "port": 6380, "pid": None, "program": None},
+                 {"address": "127.0.0.1", "port": 6379, "pid": 900, "program": "redis-server"}]
+    assert foreign_listeners(listeners, [], SAF_SYSTEM_UNIT, PORTS) == listeners[:1]
+
+
+def test_saf_s_own_dashboard_open_beyond_loopback_is_a_stray_unless_the_settings_say_cluster():
+    processes = [{"user": "saf", "pid": 5, "ppid": 1, "command": "/v/bin/python -u .../ray/dashboard/dashboard.py",
+                  "unit": "saf-ray-head.service", "user_unit": None}]
+    listeners = [{"address": "0.0.0.0", "port": 8265, "pid": 5, "program": "python3.11"}]
+    owner = Owner(unit="saf-ray-head.service")
+    assert stray_problems(processes, listeners, owner, PORTS, 8265, "loopback") == [
+        "the dashboard listens on 0.0.0.0:8265 (python3.11 pid 5) although dashboard_bind is loopback"]
+    assert stray_problems(processes, listeners, owner, PORTS, 8265, "cluster") == []
+
+
+def test_on_macos_the_launchd_job_s_tree_is_saf_s():
+    processes = parsed(RayProcesses, macos_output("ps-A.converged.macos15.txt"))
+    assert safs_pids(processes, Owner(job_pid=4127)) == {4127, 4139, 4152, 4160}
+    assert safs_pids(processes, Owner(job_pid=None)) == set()
+    seeds = parsed(RayProcesses, macos_output("ps-A.seed-leftovers.macos14.txt"))
+    assert [p["pid"] for p in foreign_processes(seeds, Owner(job_pid=4127))] == [2231, 2245, 2251, 2262]
+
+
+def test_unit_files_and_plists_that_start_ray_are_found_and_others_are_not():
+    units = parsed(SystemdRayUnits, "/etc/systemd/system/ray.service:ExecStart=/usr/bin/ray start --head --block\n"
+                                    "/etc/systemd/system/nginx.service:ExecStart=/usr/sbin/nginx\n"
+                                    "/home/saf/.config/systemd/user/w.service:  ExecStart=/bin/sh -c 'python -m "
+                                    "ray.scripts.scripts start --address=x:6380'\n")
+    assert [(u["unit"], u["user"]) for u in units] == [("ray.service", False), ("w.service", True)]
+    jobs = parsed(LaunchdRayJobs, "== /Library/LaunchAgents/a.plist\n"
+                                  '{"Label":"a","Program":"/Users/x/venv/bin/ray","ProgramArguments":["ray","start"]}\n\n'
+                                  "== /Library/LaunchAgents/b.plist\n"
+                                  '{"Label":"b","ProgramArguments":["/usr/bin/array-tool","--start"]}\n\n'
+                                  "== /Library/LaunchDaemons/c.plist\n!! not JSON\n\n")
+    assert jobs == [{"path": "/Library/LaunchAgents/a.plist", "label": "a", "program": "/Users/x/venv/bin/ray ray start"},
+                    {"path": "/Library/LaunchDaemons/c.plist", "label": "c", "program": None}]
+
+
+def test_crontab_lines_that_start_ray_are_numbered_and_commented_ones_are_not():
+    cron = parsed(CrontabRayLines, "1 2\n# ray start by hand\n\n@reboot ray start --head\n"
+                                   f"{CRON_MARKER}@reboot ray start --head\n")
+    assert cron == {"checksum": "1 2", "lines": [(3, "@reboot ray start --head")]}
+
+
+@pytest.fixture
+def crontab(tmp_path, monkeypatch):
+    """A stand-in `crontab` on PATH keeping the table in a file (-l prints it, - replaces it)."""
+    table = tmp_path / "table"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "crontab").write_text(f'#!/bin/sh\nif [ "$1" = -l ]; then cat {table}; else cat > {table}; fi\n')
+    (bin_dir / "crontab").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return table
+
+
+def read_crontab_fact(table: Path) -> dict:
+    from saf.facts.ray import CRONTAB_COMMAND
+    out = subprocess.run(["sh", "-c", CRONTAB_COMMAND], capture_output=True, text=True, check=True).stdout
+    return parsed(CrontabRayLines, out)
+
+
+def test_the_crontab_rewrite_comments_out_exactly_the_lines_read_and_keeps_a_copy(crontab, tmp_path):
+    original = ("SHELL=/bin/sh\n@reboot /home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380\n"
+                "*/5 * * * * echo 'not ray' \"quoted\" \\\\ x\n@reboot ray start --head   # twice\n")
+    crontab.write_text(original)
+    cron = read_crontab_fact(crontab)
+    assert [number for number, _ in cron["lines"]] == [2, 4]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    subprocess.run(["sh", "-c", crontab_command(cron["lines"], cron["checksum"], str(backup))], check=True)
+    assert crontab.read_text() == original.replace("@reboot", CRON_MARKER + "@reboot")
+    assert (backup / "crontab").read_text() == original
+    assert read_crontab_fact(crontab)["lines"] == []  # a re-run finds nothing to do
+
+
+def test_the_crontab_rewrite_refuses_a_crontab_changed_since_it_was_read(crontab, tmp_path):
+    crontab.write_text("@reboot ray start --head\n")
+    cron = read_crontab_fact(crontab)
+    crontab.write_text("# edited meanwhile\n@reboot ray start --head\n")
+    result = subprocess.run(["sh", "-c", crontab_command(cron["lines"], cron["checksum"], str(tmp_path))],
+                            check=False, capture_output=True, text=True)
+    assert result.returncode == 1 and "the crontab changed since it was read" in result.stderr
+    assert crontab.read_text() == "# edited meanwhile\n@reboot ray start --head\n"
+
+
+def _spawn(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen(list(argv), start_new_session=True)
+
+
+def _ps_entry(process: subprocess.Popen) -> dict:
+    out = subprocess.run(["ps", "-o", "user=", "-o", "args=", "-p", str(process.pid)], capture_output=True,
+                         text=True, check=True).stdout.split(maxsplit=1)
+    return {"pid": process.pid, "user": out[0], "command": out[1].strip()}
+
+
+def test_the_stop_terms_then_kills_after_the_wait_and_leaves_a_reused_pid_alone():
+    polite = _spawn("sleep", "300")
+    stubborn = _spawn("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+    bystander = _spawn("sleep", "301")
+    time.sleep(0.3)
+    try:
+        entries = [_ps_entry(polite), _ps_entry(stubborn),
+                   {**_ps_entry(bystander), "command": "/elsewhere/raylet --x"}]  # its pid now runs another program
+        started = time.monotonic()
+        result = subprocess.run(["sh", "-c", stop_processes_command(entries, wait_s=1)], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        assert polite.wait(5) == -signal.SIGTERM and stubborn.wait(5) == -signal.SIGKILL
+        assert 1 <= time.monotonic() - started < 6  # TERM, the bounded wait, then KILL
+        assert bystander.poll() is None
+    finally:
+        for process in (polite, stubborn, bystander):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _cgroup_leaf(pid: int) -> str:
+    leaves = [line.rsplit("/", 1)[1] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    return next((leaf for leaf in leaves if leaf), "")
+
+
+def test_the_stop_leaves_a_process_in_saf_s_unit_alone_when_it_runs():
+    process = _spawn("sleep", "302")
+    time.sleep(0.2)
+    try:
+        leaf = _cgroup_leaf(process.pid)
+        if not leaf:
+            pytest.skip("this machine puts processes in no named cgroup")
+        command = stop_processes_command([_ps_entry(process)], wait_s=1, owner=Owner(unit=leaf))
+        assert subprocess.run(["sh", "-c", command], check=False).returncode == 0
+        assert process.poll() is None  # in "SAF's unit" now: never stopped
+        subprocess.run(["sh", "-c", stop_processes_command([_ps_entry(process)], wait_s=1)], check=True)
+        assert process.wait(5) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_stop_does_nothing_if_saf_s_launchd_job_restarted_since_it_was_read(tmp_path, monkeypatch):
+    launchctl = tmp_path / "launchctl"
+    launchctl.write_text("#!/bin/sh\nprintf 'system/org.saf.ray-head = {\\n\\tstate = running\\n\\tpid = 5210\\n}\\n'\n")
+    launchctl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    process = _spawn("sleep", "303")
+    time.sleep(0.2)
+    try:
+        stale = stop_processes_command([_ps_entry(process)], wait_s=1, owner=Owner(job_pid=4127),
+                                       job_target="system/org.saf.ray-head")
+        result = subprocess.run(["sh", "-c", stale], capture_output=True, text=True, check=False)
+        assert result.returncode == 1 and "its Ray job restarted since it was read" in result.stderr
+        assert process.poll() is None
+        current = stop_processes_command([_ps_entry(process)], wait_s=1, owner=Owner(job_pid=5210),
+                                         job_target="system/org.saf.ray-head")
+        assert subprocess.run(["sh", "-c", current], check=False).returncode == 0 and process.wait(5) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_unit_file_search_runs_and_reads_a_user_unit_that_starts_ray(tmp_path):
+    units = tmp_path / ".config/systemd/user"
+    units.mkdir(parents=True)
+    (units / "ray-worker.service").write_text("[Service]\nExecStart=/home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380"
+                                              " --block\nRestart=always\n")
+    (units / "other.service").write_text("[Service]\nExecStart=/usr/bin/true\n")
+    out = subprocess.run(["sh", "-c", SystemdRayUnits().command(home=str(tmp_path))], capture_output=True, text=True,
+                         check=True).stdout
+    found = [unit for unit in parsed(SystemdRayUnits, out) if unit["path"].startswith(str(tmp_path))]
+    assert found == [{"path": str(units / "ray-worker.service"), "unit": "ray-worker.service", "user": True,
+                      "exec": "ExecStart=/home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380 --block"}]
