@@ -6,12 +6,15 @@ fails (a Python that cannot make a venv, a pip that finds no wheel)."""
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from saf.wheelhouse import platform_key, wheel_dir
 from tests.facts import converged_mac, fresh_mac, venv_for, venv_listing
+from tests.wheels import stand_in_stack
 
 ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
 NAME, REQS = venv_for()
@@ -20,8 +23,9 @@ PYENV_PYTHON = ".pyenv/versions/3.9.23/bin/python"
 
 
 def run_commands(op, replace: dict[str, str] | None = None, **env: str) -> subprocess.CompletedProcess:
-    """Run a planned op here: uploads written, each command by ``sh``, stopping at the first failure."""
-    result = subprocess.CompletedProcess([], 0, "", "")
+    """Run a planned op here: uploads written, each command by ``sh``, stopping at the first failure;
+    the status is the last command's, stdout and stderr those of all the commands run."""
+    status, stdout, stderr = 0, "", ""
     for command in op.commands:
         for old, new in (replace or {}).items():
             command = command.replace(old, new)
@@ -33,9 +37,10 @@ def run_commands(op, replace: dict[str, str] | None = None, **env: str) -> subpr
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         result = subprocess.run(["sh", "-c", command], check=False, capture_output=True, text=True,
                                 env={**clean, **env}, timeout=120)
-        if result.returncode != 0:
-            return result
-    return result
+        status, stdout, stderr = result.returncode, stdout + result.stdout, stderr + result.stderr
+        if status != 0:
+            break
+    return subprocess.CompletedProcess(op.commands, status, stdout, stderr)
 
 
 def executable(path: Path, script: str) -> str:
@@ -117,3 +122,64 @@ def test_a_failed_repair_keeps_the_venv_and_says_so(plan, tmp_path):
                                               "its drifted packages")
     assert (venv / "bin" / "python").exists()  # repaired in place: a failure does not remove it
     assert not Path(f"{venv}.requirements.txt").exists()
+
+
+# --- a whole build, run for real: stand-in wheels for ray, mlx and numpy in the wheelhouse ----
+
+
+def wheelhouse_for(tmp_path: Path, python: str, name: str) -> Path:
+    """A control-side wheelhouse already holding the stand-in wheels of ``name`` for the Mac fixtures' platform."""
+    wheelhouse = tmp_path / "wheelhouse"
+    wheels = wheel_dir(wheelhouse, platform_key("Darwin", "arm64", "15.1", python), name)
+    stand_in_stack(wheels)
+    (wheels / ".complete").write_text("")
+    return wheelhouse
+
+
+def build_for_real(plan, tmp_path, python: str):
+    """Plan the venv of ``python`` beside a current OLD venv, then run it here: (result, home, name)."""
+    home = tmp_path / "home"
+    root = home / "saf" / "venv"
+    (root / OLD).mkdir(parents=True)
+    os.symlink(OLD, root / "current")
+    name, _ = venv_for(python=python)
+    facts = converged_mac(home=str(home), **{"python.SafVenvs:*": venv_listing({OLD: True}, current=OLD)})
+    settings = {"python_version": python, "wheelhouse": str(wheelhouse_for(tmp_path, python, name))}
+    venv = plan({"alpha": facts}, cluster={**ONE_MAC, "settings": settings})["alpha"].op(f"Venv {name}")
+    pyenv_python = f"{home}/.pyenv/versions/{python}/bin/python"
+    return run_commands(venv, {pyenv_python: sys.executable}), home, name
+
+
+def test_a_new_venv_is_built_offline_proven_marked_and_switched_to(plan, tmp_path):
+    this_python = platform.python_version()
+    result, home, name = build_for_real(plan, tmp_path, this_python)
+    root = home / "saf" / "venv"
+    assert result.returncode == 0, result.stderr
+    assert f"python {this_python} ray 2.49.1 mlx 0.29.1" in result.stdout  # the proof's line
+    assert os.readlink(root / "current") == name and os.readlink(root / "previous") == OLD
+    assert (root / name / ".saf-complete").read_text().split() == ["ray[default]==2.49.1", "mlx==0.29.1",
+                                                                  "numpy==2.0.2"]
+    assert not (home / ".saf" / "wheels" / name).exists()
+    assert not Path(f"{root / name}.requirements.txt").exists() and not Path(f"{root / name}.pip.log").exists()
+
+
+def test_a_new_venv_that_fails_its_proof_is_removed_and_the_node_stays_on_its_venv(plan, tmp_path):
+    result, home, name = build_for_real(plan, tmp_path, "3.9.23")  # the pin; this machine's Python is another
+    root = home / "saf" / "venv"
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(f"SAF: the new venv has python {platform.python_version()} (pinned 3.9.23)")
+    assert not (root / name).exists() and not (home / ".saf" / "wheels" / name).exists()
+    assert os.readlink(root / "current") == OLD
+
+
+def test_a_repair_that_fails_its_proof_keeps_the_venv(plan, tmp_path):
+    home = tmp_path / "home"
+    venv = home / "saf" / "venv" / NAME
+    # the venv's Python: pip succeeds, the proof finds the drifted version still there
+    executable(venv / "bin" / "python",
+               'case "$1" in -m) exit 0 ;; esac; echo "SAF: the new venv has mlx 0.28.0 (pinned 0.29.1)" >&2; exit 1')
+    drifted = {"ray": "2.49.1", "mlx": "0.28.0", "numpy": "2.0.2"}
+    facts = converged_mac(home=str(home), **{f"python.VenvDistributions:{venv}": drifted})
+    result = run_commands(venv_op(plan, facts))
+    assert result.returncode == 1 and "mlx 0.28.0 (pinned 0.29.1)" in result.stderr
+    assert (venv / "bin" / "python").exists() and not (home / ".saf" / "wheels" / NAME).exists()

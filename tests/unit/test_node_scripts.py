@@ -6,19 +6,17 @@ The venv switch has its own file, test_venv_switch.py."""
 from __future__ import annotations
 
 import ast
-import base64
-import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from saf.node_scripts import DIRECTORY, node_script
+from tests.wheels import write_wheel
 
 PYTHON_SCRIPTS = sorted(p.name for p in DIRECTORY.glob("*.py") if p.name != "__init__.py")
 SHELL_SCRIPTS = sorted(p.name for p in DIRECTORY.glob("*.sh"))
@@ -89,26 +87,6 @@ def test_the_proof_fails_when_mlx_does_not_import(stand_ins):
 
 
 # --- pip_install.sh ---------------------------------------------------------------------------
-
-
-def write_wheel(directory: Path, name: str, version: str) -> Path:
-    """A minimal pure-Python wheel of ``name`` (one module, ``<name>.VERSION``), as pip accepts it."""
-    module = name.replace("-", "_")
-    dist_info = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: saf-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
-              f"{len(text.encode())}" for path, text in files.items()]
-    files[f"{dist_info}/RECORD"] = "\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n"
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return wheel
 
 
 @pytest.fixture(scope="module")
