@@ -388,3 +388,15 @@ def test_nft_rules_read_the_digest_of_the_loaded_table(stand_ins):
     nft.write_text("#!/bin/sh\necho 'Error: No such file or directory; did you mean table saf in family inet?' >&2\n"
                    "exit 1\n")
     assert read_fact(NftRules, stand_ins) is None
+
+
+@pytest.mark.parametrize("lines,state", [
+    (["Firewall is disabled."], 0),  # the line without its "(State = N)" (older shape): "disabled" holds "enabled"
+    (["Firewall is enabled.", "Firewall has block all state set to enabled."], 2),
+    (["Firewall is enabled. (State = 1)", "Firewall has block all state set to disabled."], 1),
+    (["Welcome to alpha", "Firewall is enabled. (State = 1)"], 1),  # a login script's line first
+])
+def test_application_firewall_state_from_its_wordings(lines, state):
+    from saf.facts.firewall import AppFirewall
+
+    assert AppFirewall().process(lines)["state"] == state
