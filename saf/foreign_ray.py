@@ -138,10 +138,13 @@ def describe_listener(listener: dict) -> str:
 
 
 def stray_problems(processes: list[dict], listeners: list[dict], owner: Owner, ports: Iterable[int],
-                   dashboard_port: int, dashboard_bind: str) -> list[str]:
+                   dashboard_port: int, dashboard_bind: str, ignore_pids: Iterable[int] = ()) -> list[str]:
     """The verification's stray check for one node: one sentence per Ray process or listener that
     is not SAF's service's, and per SAF dashboard open beyond loopback against the settings; []
-    when only SAF's service runs Ray there."""
+    when only SAF's service runs Ray there. ``ignore_pids``: the checker's own processes (a driver
+    whose command line mentions Ray)."""
+    ignored = set(ignore_pids)
+    processes = [process for process in processes if process["pid"] not in ignored]
     problems = [f"Ray process not started by SAF's service: {describe_process(p)}"
                 for p in foreign_processes(processes, owner)]
     problems += [f"listener on a Ray port not SAF's service's: {describe_listener(listener)}"
@@ -149,6 +152,27 @@ def stray_problems(processes: list[dict], listeners: list[dict], owner: Owner, p
     problems += [f"the dashboard listens on {describe_listener(listener)} although dashboard_bind is loopback"
                  for listener in open_dashboards(listeners, processes, owner, dashboard_port, dashboard_bind)]
     return problems
+
+
+def stray_problems_from_output(macos: bool, ps_output: str, listeners_output: str, job_output: str, unit: str,
+                               user_unit: bool, data: object, ignore_pids: Iterable[int] = ()) -> list[str]:
+    """:func:`stray_problems` from what a node printed when the verification ran (the facts' own
+    parsers read it): on Linux ``PS_UNITS_COMMAND`` and ``SS_COMMAND``; on macOS ``PS_COMMAND``,
+    ``LSOF_COMMAND`` and ``launchctl print <domain>/<label>`` of SAF's job (``job_output``).
+    ``unit`` / ``user_unit``: SAF's unit on Linux (RayService.unit, not RayService.system);
+    ``data``: the settings (ports, dashboard_port, dashboard_bind). Raises UnexpectedOutput on
+    output the facts do not understand."""
+    if macos:
+        processes = RayProcesses().process(ps_output.splitlines())
+        listeners = MacListeners().process(listeners_output.splitlines())
+        job = LaunchdJob().process(job_output.splitlines())
+        owner = Owner(job_pid=(job or {}).get("pid"))
+    else:
+        processes = RayProcessUnits().process(ps_output.splitlines())
+        listeners = LinuxListeners().process(listeners_output.splitlines())
+        owner = Owner(unit=unit, user_unit=user_unit)
+    return stray_problems(processes, listeners, owner, watched_ports(data), data.dashboard_port, data.dashboard_bind,
+                          ignore_pids)
 
 
 # --- one node, from its facts ---------------------------------------------------------------------

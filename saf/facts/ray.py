@@ -3,7 +3,8 @@ would start it again.
 
 ``ps -A -o user= -o pid= -o ppid= -o args=`` reads the same on macOS and Linux. A Ray process is
 one of Ray's own programs (raylet, gcs_server), a ``ray start`` or a Python process running one
-of Ray's components (dashboard, agents, the autoscaler's monitor, workers named ``ray::``).
+of Ray's components (dashboard, agents, the autoscaler's monitor, the client server, workers
+named ``ray::``, the dashboard's module processes named ``ray-dashboard-<Module>-<n>``).
 
 Ownership is the service manager's word, never a path: on Linux procps' ``unit`` / ``uunit``
 columns name each process's systemd unit (the cgroup systemd put it in); on macOS the launchd
@@ -30,7 +31,7 @@ SS_COMMAND = "ss -Hltnp"
 LSOF_COMMAND = "lsof -iTCP -sTCP:LISTEN -n -P"
 _RAY_PROGRAM = re.compile(
     r"(/raylet(\s|$)|/gcs_server(\s|$)|\bray start\b|/bin/ray\s+start\b|ray/dashboard/|ray/_private/"
-    r"|ray/autoscaler/_private/monitor\.py|^ray::|default_worker\.py|-m ray\.util\.client\.server\b)")
+    r"|ray/autoscaler/_private/monitor\.py|^ray::|^ray-dashboard-|default_worker\.py|-m ray\.util\.client\.server\b)")
 # what runs `ray start` (directly, from a shell line, or through `python -m ray.scripts.scripts start`)
 RAY_START = re.compile(r"(\bray(\.scripts\.scripts)?\s+start\b)")
 _LINE = re.compile(r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")

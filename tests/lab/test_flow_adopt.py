@@ -2,7 +2,8 @@
 worker as a head with the dashboard on 0.0.0.0 (as the node's user, with the venv's ray, as the
 seeds did); the next deploy stops it (foreign_ray: stop, the default), nothing listens on
 0.0.0.0:8265 any more, SAF's own worker was never touched, the verification is OK, and a re-run
-changes nothing.
+changes nothing. Then `foreign_ray: refuse` on a node running Ray by hand: that node stops with the
+list and the fix, its hand-started Ray untouched, until a deploy with `stop` adopts it.
 
 Named to run after test_flow.py (file order), whose last test tears Ray down: the first test here
 deploys again. The tests share one lab and build on each other, in order.
@@ -28,6 +29,12 @@ SAF_UNIT = {"alpha": "saf-ray-head.service", "beta": "saf-ray-worker.service", "
 @pytest.fixture(scope="module")
 def cluster(lab, tmp_path_factory):
     return lab.write_cluster_file(list(NODES), path=tmp_path_factory.mktemp("adopt") / "three.yaml")
+
+
+@pytest.fixture(scope="module")
+def refusing(lab, tmp_path_factory):
+    return lab.write_cluster_file(list(NODES), {"foreign_ray": "refuse"},
+                                  path=tmp_path_factory.mktemp("refuse") / "three.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,7 @@ def main_pid(lab, name: str) -> str:
 
 
 def listens(lab, name: str, address: str, port: int) -> bool:
-    out = lab.exec(name, ["ss", "-Hltn", f"sport = :{port}"]).stdout
+    out = lab.exec(name, ["ss", "-Hltn"]).stdout
     return any(line.split()[3] == f"{address}:{port}" for line in out.splitlines() if line.strip())
 
 
@@ -73,15 +80,19 @@ def test_a_converged_cluster_to_start_from(lab, cluster):
         assert in_saf(lab, name), f"{name}: no process in {SAF_UNIT[name]}"
 
 
-def test_ray_started_by_hand_on_a_worker_as_a_head_with_an_open_dashboard(lab, hand_started):
-    # as the seeds did it (seeds/004): `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 ray start --head --port=6380
-    # --dashboard-host=0.0.0.0`, here with the venv's ray, as the node's user, beside SAF's worker
-    lab.exec("gamma", ["env", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1", VENV_RAY, "start", "--head", "--port=6380",
-                       "--dashboard-host=0.0.0.0", "--disable-usage-stats"], user=NODE_USER, timeout=180)
+def start_a_head_by_hand(lab, name: str) -> None:
+    """As the seeds did it (seeds/004): `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 ray start --head --port=6380
+    --dashboard-host=0.0.0.0`, here with the venv's ray, as the node's user, beside SAF's worker."""
+    lab.exec(name, ["env", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1", VENV_RAY, "start", "--head", "--port=6380",
+                    "--dashboard-host=0.0.0.0", "--disable-usage-stats"], user=NODE_USER, timeout=180)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not listens(lab, "gamma", "0.0.0.0", 8265):
+    while time.monotonic() < deadline and not listens(lab, name, "0.0.0.0", 8265):
         time.sleep(1)
-    assert listens(lab, "gamma", "0.0.0.0", 8265), "the hand-started dashboard never listened on 0.0.0.0:8265"
+    assert listens(lab, name, "0.0.0.0", 8265), f"the dashboard started by hand on {name} never listened on 0.0.0.0:8265"
+
+
+def test_ray_started_by_hand_on_a_worker_as_a_head_with_an_open_dashboard(lab, hand_started):
+    start_a_head_by_hand(lab, "gamma")
     hand_started["gamma"] = outside_saf(lab, "gamma")
     commands = {p["pid"]: p["command"] for p in ray_processes(lab, "gamma")}
     assert any("/gcs_server " in commands[pid] for pid in hand_started["gamma"])  # a second GCS, a second raylet
@@ -114,3 +125,19 @@ def test_a_re_run_on_the_adopted_cluster_changes_nothing(lab, cluster):
     assert "Ray not started by SAF" not in again.log
     for name in NODES:
         assert outside_saf(lab, name) == set(), name
+
+
+def test_refuse_stops_the_node_with_the_list_and_leaves_its_ray_as_it_was(lab, cluster, refusing, hand_started):
+    start_a_head_by_hand(lab, "beta")
+    before = outside_saf(lab, "beta")
+    assert before
+    refused = deploy(refusing)
+    assert refused.returncode != 0
+    assert "beta runs Ray outside SAF's service (foreign_ray: refuse)" in refused.log
+    assert "`ray stop` as saf, or `kill " in refused.log and "or set foreign_ray: stop" in refused.log
+    assert "beta" not in refused.changed_hosts()  # nothing changed on it
+    assert outside_saf(lab, "beta") == before and listens(lab, "beta", "0.0.0.0", 8265)
+    adopted = deploy(cluster)  # foreign_ray: stop (the default) adopts it
+    assert adopted.returncode == 0, adopted.log[-3000:]
+    assert outside_saf(lab, "beta") == set() and not listens(lab, "beta", "0.0.0.0", 8265)
+    assert deploy(cluster).changes == 0

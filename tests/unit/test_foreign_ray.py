@@ -33,6 +33,7 @@ from saf.foreign_ray import (
     safs_pids,
     stop_processes_command,
     stray_problems,
+    stray_problems_from_output,
 )
 from saf.ports import watched_ports
 from saf.spec import load_defaults
@@ -303,3 +304,30 @@ def test_the_unit_file_search_runs_and_reads_a_user_unit_that_starts_ray(tmp_pat
     found = [unit for unit in parsed(SystemdRayUnits, out) if unit["path"].startswith(str(tmp_path))]
     assert found == [{"path": str(units / "ray-worker.service"), "unit": "ray-worker.service", "user": True,
                       "exec": "ExecStart=/home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380 --block"}]
+
+
+@pytest.mark.parametrize("command, ray", [
+    ("ray::IDLE", True), ("ray-dashboard-JobHead-0", True),  # titles Ray's processes give themselves
+    ("/v/bin/python -m ray.util.client.server --address=10.77.0.13:6380 --port=10001", True),
+    ("/usr/bin/python3 /home/x/array_tool.py --start", False), ("/usr/sbin/sshd -D", False),
+])
+def test_what_counts_as_a_ray_process(command, ray):
+    assert bool(parsed(RayProcesses, f"saf 10 1 {command}\n")) is ray
+
+
+def test_the_verification_reads_strays_from_what_the_node_printed():
+    ps = linux_output("ps-A-units.worker-and-hand-run-head.debian12.txt")
+    ss = linux_output("ss-Hltnp.worker-and-hand-run-head.debian12.txt")
+    problems = stray_problems_from_output(False, ps, ss, "", "saf-ray-worker.service", False, SETTINGS)
+    assert len(problems) == 12 and any("0.0.0.0:8265 (python3.11 pid 33)" in problem for problem in problems)
+    # the checker's own processes aside (and so their sockets)
+    aside = stray_problems_from_output(False, ps, ss, "", "saf-ray-worker.service", False, SETTINGS,
+                                       ignore_pids=[33, 34])
+    assert len(aside) == 12 - 2 - 1 and not any("pid 33" in problem or "pid 34" in problem for problem in aside)
+    seeds = macos_output("ps-A.seed-leftovers.macos14.txt")
+    lsof = macos_output("lsof-iTCP-LISTEN.seed-leftovers.txt")
+    job = macos_output("launchctl-print.running.macos15.txt")
+    mac = stray_problems_from_output(True, seeds, lsof, job, "", False, SETTINGS)
+    assert "listener on a Ray port not SAF's service's: *:8265 (Python pid 2245)" in mac and len(mac) == 4 + 4
+    converged = macos_output("ps-A.converged.macos15.txt")
+    assert stray_problems_from_output(True, converged, "", job, "", False, SETTINGS) == []
