@@ -88,7 +88,8 @@ def test_a_venv_that_cannot_be_created_is_removed_and_the_node_stays_on_its_venv
     (root / OLD).mkdir(parents=True)
     os.symlink(OLD, root / "current")
     (root / NAME / "stale").mkdir(parents=True)  # left by an earlier, interrupted build
-    facts = converged_mac(home=str(home), **{"python.SafVenvs:*": venv_listing({OLD: True, NAME: False}, current=OLD)})
+    listing = venv_listing({OLD: True, NAME: False}, current=OLD)
+    facts = converged_mac(home=str(home), **{f"python.SafVenvs:{root}": listing})  # asked of this root
     # a Python that starts the venv, then fails (as one whose ensurepip is missing does)
     broken = executable(tmp_path / "python", 'mkdir -p "$3/bin"; echo "Error: ensurepip is not available" >&2; exit 1')
     result = run_commands(venv_op(plan, facts), {f"{home}/{PYENV_PYTHON}": broken})
@@ -143,6 +144,8 @@ def build_for_real(plan, tmp_path, python: str):
     (root / OLD).mkdir(parents=True)
     os.symlink(OLD, root / "current")
     name, _ = venv_for(python=python)
+    (root / name).mkdir()
+    (root / name / "left-by-an-interrupted-build").write_text("")
     facts = converged_mac(home=str(home), **{"python.SafVenvs:*": venv_listing({OLD: True}, current=OLD)})
     settings = {"python_version": python, "wheelhouse": str(wheelhouse_for(tmp_path, python, name))}
     venv = plan({"alpha": facts}, cluster={**ONE_MAC, "settings": settings})["alpha"].op(f"Venv {name}")
@@ -157,6 +160,7 @@ def test_a_new_venv_is_built_offline_proven_marked_and_switched_to(plan, tmp_pat
     assert result.returncode == 0, result.stderr
     assert f"python {this_python} ray 2.49.1 mlx 0.29.1" in result.stdout  # the proof's line
     assert os.readlink(root / "current") == name and os.readlink(root / "previous") == OLD
+    assert not (root / name / "left-by-an-interrupted-build").exists()  # built afresh
     assert (root / name / ".saf-complete").read_text().split() == ["ray[default]==2.49.1", "mlx==0.29.1",
                                                                   "numpy==2.0.2"]
     assert not (home / ".saf" / "wheels" / name).exists()
