@@ -251,7 +251,8 @@ class UdpEcho:
         self.sock.bind((ip, 0))
         self.sock.settimeout(PROBE_WAIT_S)
         self.closed = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
         return self.sock.getsockname()[1]
 
     def _serve(self) -> None:
@@ -264,6 +265,8 @@ class UdpEcho:
 
     def close(self) -> None:
         self.closed = True
+        self.thread.join(timeout=2 * PROBE_WAIT_S)
+        self.sock.close()
 
 
 def largest_passing(passes, low: int, high: int) -> int | None:

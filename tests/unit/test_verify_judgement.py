@@ -6,6 +6,7 @@ fails, why, and whether the cluster is verified.
 
 from __future__ import annotations
 
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -55,7 +56,7 @@ class FakeRay:
         self.killed = 0
 
     def init(self, **options) -> None:
-        pass
+        self.init_options = options
 
     def nodes(self) -> list[dict]:
         return [{"NodeManagerAddress": n["ip"], "NodeID": f"id-{n['name']}", "Alive": True}
@@ -134,7 +135,8 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
     assert all(node["ok"] and node["mtu_path_ok"] for node in report["nodes"])
     assert {(what, node) for what, node, _ in ray.placed if what == "node_probe"} == {
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
-    assert ray.placed and not any(soft for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
+    assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
+    assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
     assert ray.killed == 3 + 2  # every echo and every TCP sink
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
@@ -254,9 +256,92 @@ def test_problems_are_listed_cluster_first_then_node_by_node():
     assert judgement.problems(report) == ["c1", "a1", "a2", "g1"]
 
 
-def test_the_driver_prints_its_observations_for_the_fact(capsys, monkeypatch):
-    monkeypatch.setattr(job, "run", lambda address, expect, timeout: {"address": address, "nodes": [], "problems": []})
-    monkeypatch.setattr("sys.argv", ["job.py", "--address", "10.0.0.1:6380", "--expect", "{}", "--timeout", "10"])
+def driver_main(monkeypatch, capsys, run, *timeout: str) -> dict:
+    """job.main() with ``run`` in place of the real one; what the fact reads from its output."""
+    monkeypatch.setattr(job, "run", run)
+    monkeypatch.setattr("sys.argv", ["job.py", "--address", "10.0.0.1:6380", "--expect", '{"mtu": 9000}', *timeout])
     job.main()
-    assert ClusterVerification().process(capsys.readouterr().out.splitlines()) == {
+    return ClusterVerification().process(capsys.readouterr().out.splitlines())
+
+
+def test_the_driver_prints_its_observations_for_the_fact(capsys, monkeypatch):
+    seen = {}
+
+    def run(address, expect, timeout):
+        seen.update(expect=expect, timeout=timeout, alarm=signal.getitimer(signal.ITIMER_REAL)[0])
+        return {"address": address, "nodes": [], "problems": []}
+
+    assert driver_main(monkeypatch, capsys, run, "--timeout", "10") == {
         "address": "10.0.0.1:6380", "nodes": [], "problems": []}
+    assert seen["expect"] == {"mtu": 9000} and seen["timeout"] == 10.0
+    assert 80 < seen["alarm"] <= 90  # the whole run is bounded: three timeouts and a minute
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # and the bound is lifted once it is done
+    driver_main(monkeypatch, capsys, run)
+    assert seen["timeout"] == 120.0
+
+
+def test_a_driver_out_of_time_or_failing_still_prints_why(capsys, monkeypatch):
+    def hangs(address, expect, timeout):
+        signal.getsignal(signal.SIGALRM)(signal.SIGALRM, None)  # as if the alarm rang
+
+    observed = driver_main(monkeypatch, capsys, hangs, "--timeout", "10")
+    assert observed == {"nodes": [], "problems": ["the verification did not finish within 90 s"]}
+
+    def breaks(address, expect, timeout):
+        raise RuntimeError("cannot reach the GCS\nsecond line")
+
+    observed = driver_main(monkeypatch, capsys, breaks, "--timeout", "10")
+    assert observed == {"nodes": [], "problems": [
+        "the verification driver failed: RuntimeError: cannot reach the GCS\nsecond line"]}
+
+
+def observed(*nodes: dict) -> dict:
+    return {"address": "10.0.0.1:6380", "nodes": list(nodes), "problems": []}
+
+
+def seen(name: str, **values) -> dict:
+    """A node as the driver reports it after a sound run, with ``values`` changed."""
+    [node] = [n for n in NODES if n["name"] == name]
+    peers = [n["ip"] for n in NODES if n["name"] != name]
+    return {**node, "alive": True, **probe(name),
+            "paths": {ip: {"ok": True, "largest": 8972, "headers": 28} for ip in peers}, **values}
+
+
+def test_a_path_check_or_transfer_that_broke_off_is_named():
+    report = judgement.judge(observed(seen("alpha"), seen("beta", transfer_error="ObjectLostError: gone"),
+                                      seen("gamma", path_error="GetTimeoutError")), expectation())
+    assert problems_of(report, "beta") == ["transfer alpha -> beta failed: ObjectLostError: gone"]
+    assert problems_of(report, "gamma") == ["gamma: the path check did not finish (GetTimeoutError)"]
+    assert [n.get("mtu_path_ok") for n in report["nodes"]] == [True, True, False]
+
+
+def test_the_transfer_record_says_what_moved_and_how_fast():
+    moved = {"mb": 64, "seconds": 0.31, "sent": "d", "received": "d"}
+    report = judgement.judge(observed(seen("alpha"), seen("beta", transfer=moved)), expectation(nodes=NODES[:2]))
+    assert report["transfer"] == [{"from": "alpha", "to": "beta", "mb": 64, "seconds": 0.31, "intact": True}]
+
+
+def test_a_node_that_ran_nothing_does_not_stop_the_others_being_judged():
+    mac_on_cpu = dict(os="darwin", device="cpu", python="3.9.6")
+    down = {**NODES[0], "alive": False}
+    report = judgement.judge(observed(down, seen("beta", path_error="X"), seen("gamma", **mac_on_cpu)),
+                             expectation())
+    gamma = problems_of(report, "gamma")
+    assert gamma[0] == "gamma runs python 3.9.6, not the pinned 3.11.2"
+    assert gamma[1].startswith("gamma: MLX computed on the CPU, not the Mac's GPU")
+    report = judgement.judge(observed(down, seen("beta", paths={}), seen("gamma", gflops_f16=0.0)), expectation())
+    assert problems_of(report, "gamma") == [
+        "gamma measured 0.0 GFLOPS in f16: MLX's matmul gave no throughput (see the node's MLX installation)"]
+
+
+def test_a_small_but_real_figure_is_not_zero():
+    report, _ = verify({name: {"node_probe": probe(name, gflops_f32=0.4, gflops_f16=0.9)} for name in ("alpha", "beta", "gamma")})
+    assert report["ok"] is True
+
+
+def test_a_path_with_no_datagram_at_all_reads_so():
+    report = judgement.judge(observed(seen("alpha", paths={"10.0.0.9": {"ok": False, "largest": None, "headers": 28}})),
+                             expectation(nodes=NODES[:1]))
+    assert problems_of(report, "alpha") == [
+        "9000-byte frames do not pass from alpha to 10.0.0.9 (10.0.0.9): no UDP datagram passes at all (a firewall "
+        "between them?); check the MTU of both nodes' interfaces and of the switch ports between them"]

@@ -8,6 +8,7 @@ The path check runs for real over UDP on this machine's loopback.
 from __future__ import annotations
 
 import socket
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -29,14 +30,18 @@ class Clock:
 
 class Operand:
     def __init__(self, mx: "FakeMx", n: int) -> None:
-        self.mx, self.n = mx, n
+        self.mx, self.n, self.dtype = mx, n, "float32"
         mx.pairs_made += 1
-        self.pair = mx.pairs_made // 2  # a and b of one _operands() call share a pair number
+        self.pair = (mx.pairs_made + 1) // 2  # a and b of one _operands() call share a pair number
+        mx.sizes_tried.append(n)
 
     def astype(self, dtype) -> "Operand":
+        self.dtype = dtype
+        self.mx.dtypes.add(dtype)
         return self
 
     def __matmul__(self, other: "Operand") -> "Product":
+        assert isinstance(other, Operand) and other.pair == self.pair and other is not self
         return Product(self.n, self.pair)
 
 
@@ -54,6 +59,9 @@ class FakeMx:
     def __init__(self, rate, cold_s: float = 0.0, cold_evals: int = 0) -> None:
         self.log: list = []
         self.clock = Clock(self.log)
+        self.clock.now = 1000.0  # a clock that does not start at zero, as perf_counter does not
+        self.sizes_tried: list[int] = []
+        self.dtypes: set = set()
         self.rate, self.cold_s, self.cold_evals = rate, cold_s, cold_evals
         self.pairs_made, self.evals_per_pair = 0, {}
         self.random = SimpleNamespace(normal=lambda shape: Operand(self, shape[0]))
@@ -76,8 +84,17 @@ def timed_evals(log: list) -> list[tuple]:
             if event[0] == "eval" and before == ("clock",) and after == ("clock",)]
 
 
-def measure(mx: FakeMx, memory: int = 64 << 30, itemsize: int = 4) -> dict:
-    return job.measure_throughput(mx, mx.float32, itemsize, memory, clock=mx.clock)
+def measure(mx: FakeMx, memory: int = 64 << 30, itemsize: int = 4, dtype: str = "float32") -> dict:
+    started = mx.clock.now
+    result = job.measure_throughput(mx, dtype, itemsize, memory, clock=mx.clock)
+    mx.elapsed = mx.clock.now - started
+    return result
+
+
+def timed_repeats(mx: FakeMx) -> int:
+    """Timed steps of the final operands, less the one that sized the batch."""
+    final_pair = max(event[1] for event in mx.log if event[0] == "eval")
+    return len([event for event in timed_evals(mx.log) if event[1] == final_pair]) - 1
 
 
 GPU = 4e14  # FLOP/s: an H200-class device
@@ -105,7 +122,27 @@ def test_a_fast_device_is_measured_at_a_size_long_enough_to_time_with_several_pr
     result = measure(mx)
     step = 2 * job.MAX_SIZE ** 3 * result["batch"] / GPU
     assert result["batch"] == 4 and step >= job.LONG_ENOUGH_S > step / 2  # the fewest that make a long step
-    assert mx.clock.now <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
+    assert mx.elapsed <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
+    assert timed_repeats(mx) == job.REPEATS  # the budget allows all of them, and no more are taken
+
+
+def test_products_are_computed_in_the_dtype_asked_for():
+    mx = FakeMx(rate=lambda n: GPU)
+    measure(mx, dtype="float16", itemsize=2)
+    assert mx.dtypes == {"float16"}
+
+
+def test_a_device_too_slow_for_the_budget_still_gets_the_fewest_repeats():
+    mx = FakeMx(rate=lambda n: 2 * 256 ** 3 / 1.0)  # one second per 256 product
+    result = measure(mx)
+    assert result["size"] == 256 and result["batch"] == 1 and timed_repeats(mx) == job.MIN_REPEATS
+
+
+def test_growth_stops_at_a_size_long_enough_once_the_rate_is_flat(monkeypatch):
+    monkeypatch.setattr(job, "GROWTH_BUDGET_S", 1000.0)  # the budget is not what stops it here
+    mx = FakeMx(rate=lambda n: 1e12)  # 4096: 0.14 s a step, the first long enough
+    assert measure(mx)["size"] == 4096
+    assert max(mx.sizes_tried) == 4096
 
 
 def test_the_size_with_the_best_rate_is_chosen():
@@ -120,6 +157,8 @@ def test_growth_stops_at_the_memory_bound():
     bound = 3 * 4096 * 4096 * itemsize  # two operands and one product of 4096
     result = measure(mx, memory=bound, itemsize=itemsize)
     assert result["size"] == 4096 and result["batch"] == 1  # no room for a second product either
+    room_for_two = 4 * 4096 * 4096 * itemsize
+    assert measure(FakeMx(rate=lambda n: GPU), memory=room_for_two, itemsize=itemsize)["batch"] == 2
 
 
 def test_a_slow_cpu_stays_within_a_few_seconds():
@@ -127,7 +166,7 @@ def test_a_slow_cpu_stays_within_a_few_seconds():
     result = measure(mx)
     assert result["gflops"] == pytest.approx(2.0)
     assert result["size"] <= 512
-    assert mx.clock.now <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
+    assert mx.elapsed <= job.GROWTH_BUDGET_S + job.MEASURE_BUDGET_S + 1.0
 
 
 def test_growth_goes_on_while_the_rate_rises_even_when_steps_are_long():
@@ -157,6 +196,7 @@ def test_the_path_check_passes_a_full_frame_over_loopback_with_dont_fragment_set
         assert too_big == {"ok": False, "largest": 65507, "headers": 28}
     finally:
         echo.close()
+    assert not echo.thread.is_alive()  # no thread outlives the probe (pyinfra's gevent patches threading later)
 
 
 def test_a_peer_without_an_echo_has_no_passing_payload(monkeypatch):
@@ -224,3 +264,34 @@ def test_tcp_throughput_is_counted_on_the_receiving_side():
 def test_a_link_without_a_reported_speed_has_none():
     assert job.link_speed_gbit("127.0.0.1") is None  # loopback: no speed in sysfs
     assert job.link_speed_gbit("192.0.2.1") is None  # no interface carries it
+
+
+def test_a_lost_datagram_is_sent_again(monkeypatch):
+    monkeypatch.setattr(job, "PROBE_WAIT_S", 0.2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as lossy:
+        lossy.bind(("127.0.0.1", 0))
+        lossy.settimeout(5)
+
+        def drop_the_first_datagram_answer_the_second() -> None:
+            lossy.recvfrom(1 << 16)
+            data, sender = lossy.recvfrom(1 << 16)
+            lossy.sendto(data[:job.TOKEN_BYTES] + len(data).to_bytes(4, "big"), sender)
+
+        answering = threading.Thread(target=drop_the_first_datagram_answer_the_second, daemon=True)
+        answering.start()
+        assert job.path_probe([("127.0.0.1", lossy.getsockname()[1])], 1500)["127.0.0.1"]["ok"] is True
+        answering.join(timeout=5)
+        assert not answering.is_alive()
+
+
+def test_ipv6_peers_are_probed_over_ipv6_with_its_headers():
+    assert job._family("fd00::12") == socket.AF_INET6 and job._family("10.0.0.2") == socket.AF_INET
+    echo = job.UdpEcho()
+    try:
+        port = echo.listen("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert job.path_probe([("::1", port)], 9000) == {"::1": {"ok": True, "largest": 8952, "headers": 48}}
+    finally:
+        echo.close()

@@ -86,6 +86,9 @@ def test_verification_host_is_the_head_unless_the_run_is_limited_without_it():
     assert verification_host(FakeState(None), NODES) == "alpha"
     assert verification_host(FakeState([Named("gamma")]), NODES) == "gamma"
     assert verification_host(FakeState([Named("gamma"), Named("alpha")]), NODES) == "alpha"
+    head_listed_second = [NODES[1], NODES[0], NODES[2]]
+    assert verification_host(FakeState(None), head_listed_second) == "alpha"
+    assert verification_host(FakeState([Named("delta")]), NODES) == ""  # no node of this cluster in the run
 
 
 def test_expectation_covers_the_whole_cluster():
@@ -93,9 +96,13 @@ def test_expectation_covers_the_whole_cluster():
         cluster_nodes = NODES
         python_version, ray_version, mlx_version = "3.9.23", "2.49.1", "0.29.1"
         mtu, manage_mtu, verify_slow_ratio = 9000, True, 0.5
-    expected = expectation(Data)
-    assert [n["name"] for n in expected["nodes"]] == ["alpha", "beta", "gamma"]
-    assert expected["mtu"] == 9000 and expected["pins"]["python"] == "3.9.23"
+    assert expectation(Data) == {"nodes": NODES, "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"},
+                                 "mtu": 9000, "slow_ratio": 0.5}
+    assert expectation(Data)["nodes"][0] is not NODES[0]  # a copy: the driver's JSON, not host data
+
+    class Unmanaged(Data):
+        manage_mtu = False
+    assert expectation(Unmanaged)["mtu"] == 1500  # interfaces left alone: only standard frames are owed
 
 
 IFCONFIG = """lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 16384
