@@ -391,12 +391,20 @@ def test_nft_rules_read_the_digest_of_the_loaded_table(stand_ins):
 
 
 @pytest.mark.parametrize("lines,state", [
-    (["Firewall is disabled."], 0),  # the line without its "(State = N)" (older shape): "disabled" holds "enabled"
+    # the wordings without their "(State = N)" (older shapes)
+    (["Firewall is disabled."], 0),
+    (["Firewall is on."], 1),
+    (["Firewall is blocking all incoming connections."], 2),
+    (["ALF: total number of apps = 0"], 0),  # no global state line at all: not known to be on
+    # --getblockall decides block all (State = 2 is stealth mode on some versions)
     (["Firewall is enabled.", "Firewall has block all state set to enabled."], 2),
+    (["Firewall is enabled. (State = 1)", macos_output("socketfilterfw-getblockall.on")], 2),
     (["Firewall is enabled. (State = 1)", "Firewall has block all state set to disabled."], 1),
+    # the global line's own "blocking all" wording is not --getblockall's answer
+    ([macos_output("socketfilterfw-getglobalstate.block-all.macos15"), macos_output("socketfilterfw-getblockall.off")], 1),
     (["Welcome to alpha", "Firewall is enabled. (State = 1)"], 1),  # a login script's line first
 ])
 def test_application_firewall_state_from_its_wordings(lines, state):
     from saf.facts.firewall import AppFirewall
 
-    assert AppFirewall().process(lines)["state"] == state
+    assert AppFirewall().process("\n".join(lines).splitlines())["state"] == state
