@@ -88,3 +88,11 @@ def test_failing_a_host_logs_the_reason_as_its_error_and_stops_it(caplog):
         assert fail_host(state, inventory.get_host("alpha"), "Python 3.9.23 was built without lzma") is False
     [record] = [r for r in caplog.records if "built without lzma" in r.getMessage()]
     assert record.levelno == logging.ERROR and "[alpha]" in record.getMessage()
+
+
+def test_pins_and_installed_names_compare_as_normalised_distribution_names():
+    """PEP 503: case, and runs of '-', '_' and '.', do not tell names apart (a dotted pin would
+    otherwise read as drifted on every run, and be repaired every run)."""
+    installed = {"ruamel-yaml": "0.18.6", "zope-interface": "7.2", "typing-extensions": "4.12.2"}
+    pins = ("ruamel.yaml==0.18.6", "Zope.Interface==7.2", "typing__extensions==4.12.2")
+    assert drifted(pins, installed) == []
