@@ -163,6 +163,9 @@ class Lab:
         for pid in nodes.stray_nspawns():
             run(["kill", "-9", str(pid)], check=False)
         _wait_until(lambda: not nodes.stray_nspawns(), 20)
+        for pid in nodes.stray_inits():  # a killed nspawn leaves its node's systemd behind
+            run(["kill", "-9", str(pid)], check=False)
+        _wait_until(lambda: not nodes.stray_inits(), 20)
         inputs.stop_git_daemon(self.layout)
         network.remove_all()
         shutil.rmtree(self.layout.nodes_dir, ignore_errors=True)

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from saf.lab.layout import LabLayout, LabNode
+from saf.lab.layout import NODE_NAMES, LabLayout, LabNode
 from saf.lab.system import LabError, run
 
 
@@ -100,8 +100,35 @@ def stop(layout: LabLayout, node: LabNode, timeout: float = 20) -> None:
     while time.monotonic() < deadline and nspawn_pid(layout, node):
         time.sleep(0.2)
     if nspawn_pid(layout, node):
+        init = init_pid(layout, node)
         os.killpg(pid, signal.SIGKILL)
+        if init:  # its own session: killing nspawn alone would leave the node's systemd running
+            os.kill(init, signal.SIGKILL)
     _pid_file(layout, node).unlink(missing_ok=True)
+
+
+def _is_lab_node_init(proc: Path, own_mount_ns: str) -> bool:
+    """Whether ``proc`` is a lab node's systemd: PID 1 of its own PID namespace, started by
+    systemd-nspawn, in another mount namespace, with a lab node's hostname. Its root may be
+    deleted already, so the hostname is read from its UTS namespace, not from its files."""
+    try:
+        if (proc / "comm").read_text().strip() != "systemd" or os.readlink(proc / "ns/mnt") == own_mount_ns:
+            return False
+        nspid = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("NSpid:"))
+        if nspid.split()[-1] != "1" or b"container=systemd-nspawn" not in (proc / "environ").read_bytes().split(b"\0"):
+            return False
+    except (OSError, StopIteration):
+        return False
+    hostname = run(["nsenter", "-t", proc.name, "-u", "hostname"], check=False, timeout=10).stdout.strip()
+    return hostname in NODE_NAMES
+
+
+def stray_inits() -> list[int]:
+    """Lab nodes' systemd left running without their systemd-nspawn (nspawn killed before it could
+    halt the node): they keep the node's network namespace, and its veth, alive."""
+    own_mount_ns = os.readlink("/proc/self/ns/mnt")
+    return [int(proc.name) for proc in Path("/proc").iterdir()
+            if proc.name.isdigit() and _is_lab_node_init(proc, own_mount_ns)]
 
 
 def stray_nspawns() -> list[int]:
