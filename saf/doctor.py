@@ -163,9 +163,9 @@ def _checked(host: Host, check: Callable[[Host], Finding | list[Finding]]) -> li
 def doctor_findings(host: Host) -> list[Finding]:
     """Every finding about ``host``: preflight's, then what the deploy would do on it."""
     findings = _checked(host, preflight_findings)
-    if any(finding.verdict is Verdict.CANNOT and finding.check in ("processor", "operating system")
+    if any(finding.verdict is Verdict.CANNOT and finding.check in ("processor", "operating system", "sudo")
            for finding in findings):
-        return findings  # the wrong kind of machine: nothing further would apply
+        return findings  # the wrong kind of machine, or sudo that asks for a password: fix that first
     checks = MAC_CHECKS if is_macos_kernel(host.get_fact(Kernel)) else LINUX_CHECKS
     return findings + [finding for check in checks for finding in _checked(host, check)]
 

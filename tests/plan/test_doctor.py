@@ -127,6 +127,7 @@ def test_a_lost_passwordless_sudo_is_a_cannot_naming_the_fix(plan, caplog):
     alpha, rows = doctor(plan, caplog, converged_mac(**{"system.PasswordlessSudo": Raw(
         macos_output("sudo-n.password-required.txt"))}))
     assert rows["sudo"][1] == "cannot" and "/etc/sudoers.d" in rows["sudo"][2]
+    assert "Ray processes" not in rows  # nothing read with sudo once sudo asks for a password
     assert "sudoers" in alpha.op("Doctor").commands[0]
 
 
