@@ -60,6 +60,11 @@ def check_alive(nodes: dict[str, dict], address: str | None) -> None:
         if not node.get("alive"):
             node["problems"].append(f"{node['name']} ({node['ip']}) is not alive in the Ray cluster at {address}: "
                                     + NOT_ALIVE_FIX)
+        elif node.get("ray_nodes", 1) > 1:
+            node["problems"].append(
+                f"{node['name']} ({node['ip']}) has {node['ray_nodes']} Ray nodes alive at its address: a second Ray "
+                "runs there beside SAF's service (one started by hand?); find it with `ps -ef | grep -e raylet "
+                "-e 'ray start'`, stop it, and re-run the deploy")
         elif node.get("probe_error"):
             node["problems"].append(f"{node['name']}: {node['probe_error']}")
 

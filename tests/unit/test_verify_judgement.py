@@ -50,8 +50,9 @@ class FakeRay:
     exceptions = SimpleNamespace(GetTimeoutError=GetTimeoutError)
     util = SimpleNamespace(scheduling_strategies=SimpleNamespace(NodeAffinitySchedulingStrategy=Strategy))
 
-    def __init__(self, answers: dict, down: tuple = ()) -> None:
+    def __init__(self, answers: dict, down: tuple = (), twice: dict | None = None) -> None:
         self.answers, self.down = answers, down
+        self.twice = dict(twice or {})  # node name: how many more nodes() calls show a second id at its ip
         self.placed: list[tuple[str, str, bool]] = []  # (what, node name, soft)
         self.killed = 0
 
@@ -59,8 +60,13 @@ class FakeRay:
         self.init_options = options
 
     def nodes(self) -> list[dict]:
-        return [{"NodeManagerAddress": n["ip"], "NodeID": f"id-{n['name']}", "Alive": True}
+        seen = [{"NodeManagerAddress": n["ip"], "NodeID": f"id-{n['name']}", "Alive": True}
                 for n in NODES if n["name"] not in self.down]
+        for name, calls in self.twice.items():  # listed after the live one, as a restarted raylet's
+            self.twice[name] = calls - 1
+            ip = next(n["ip"] for n in NODES if n["name"] == name)
+            seen.append({"NodeManagerAddress": ip, "NodeID": f"id-{name}-dead", "Alive": calls > 0})
+        return seen
 
     def remote(self, **options):
         return lambda target: Remote(self, target)
@@ -119,8 +125,9 @@ class Actor:
         self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
 
 
-def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, **expect) -> tuple[dict, FakeRay]:
-    ray = FakeRay(answers or {}, down)
+def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
+           **expect) -> tuple[dict, FakeRay]:
+    ray = FakeRay(answers or {}, down, twice)
     observed = job.run("10.0.0.1:6380", expectation(**expect), timeout, ray=ray)
     return judgement.judge(observed, expectation(**expect)), ray
 
@@ -345,3 +352,25 @@ def test_a_path_with_no_datagram_at_all_reads_so():
     assert problems_of(report, "alpha") == [
         "9000-byte frames do not pass from alpha to 10.0.0.9 (10.0.0.9): no UDP datagram passes at all (a firewall "
         "between them?); check the MTU of both nodes' interfaces and of the switch ports between them"]
+
+
+def test_a_raylet_that_died_beside_its_successor_is_waited_out_and_never_probed(monkeypatch):
+    monkeypatch.setattr(job.time, "sleep", lambda seconds: None)
+    report, ray = verify(twice={"beta": 3})
+    assert report["ok"], judgement.problems(report)
+    assert {node for what, node, _ in ray.placed} == {"alpha", "beta", "gamma"}  # never "beta-dead"
+    assert ray.twice["beta"] < 0  # asked again until the dead one was gone
+
+
+def test_two_ray_nodes_on_one_address_fail_that_node_by_name_and_run_nothing_there(monkeypatch):
+    monkeypatch.setattr(job.time, "sleep", lambda seconds: None)
+    clock = iter(range(0, 10_000, 5))
+    monkeypatch.setattr(job.time, "monotonic", lambda: next(clock))
+    report, ray = verify(twice={"beta": 10_000}, timeout=30)
+    assert not report["ok"]
+    assert problems_of(report, "beta") == [
+        "beta (10.0.0.2) has 2 Ray nodes alive at its address: a second Ray runs there beside SAF's service "
+        "(one started by hand?); find it with `ps -ef | grep -e raylet -e 'ray start'`, stop it, and re-run the "
+        "deploy"]
+    assert problems_of(report, "alpha") == [] and problems_of(report, "gamma") == []
+    assert not any(node.startswith("beta") for what, node, _ in ray.placed)
