@@ -62,6 +62,31 @@ def _configure_base(root: Path) -> None:
     (root / "etc/machine-id").write_text("")  # each boot gets its own
 
 
+# systemd-nspawn given a --network-namespace-path bind-mounts this machine's /sys into the node, so
+# /sys/class/net would list this machine's interfaces (its eth0 at this machine's MTU), not the
+# node's. Early at each boot, the node mounts a sysfs of its own network namespace over those two
+# folders: the node then reads its own interfaces there, as a real machine does.
+OWN_SYSFS_UNIT = "saf-lab-sysfs.service"
+OWN_SYSFS = """# SAF lab: this node's own network interfaces in /sys/class/net
+[Unit]
+Description=SAF lab: /sys/class/net of this node's network namespace
+DefaultDependencies=no
+Before=sysinit.target network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mkdir -p /run/saf-lab-sysfs
+ExecStart=/bin/mount -t sysfs sysfs /run/saf-lab-sysfs
+ExecStart=/bin/mount --bind /run/saf-lab-sysfs/class/net /sys/class/net
+ExecStart=/bin/mount --bind /run/saf-lab-sysfs/devices/virtual/net /sys/devices/virtual/net
+ExecStart=/bin/umount /run/saf-lab-sysfs
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
 def make_node_root(layout: LabLayout, node: LabNode, nodes: list[LabNode], public_key: str) -> str:
     """The node's own root filesystem (a copy of the base) with its identity; returns its host key."""
     root = layout.node_dir(node.name) / "root"
@@ -81,8 +106,18 @@ def _give_identity(root: Path, node: LabNode, nodes: list[LabNode], public_key: 
     (root / "etc/hosts").write_text("\n".join(hosts) + "\n")
     (root / "etc/ssh/sshd_config.d/saf-lab-listen.conf").write_text(f"ListenAddress {node.address}\n")
     run(["ssh-keygen", "-q", "-A", "-f", str(root)])
+    _give_own_sysfs(root)
     ssh_dir = root / "home" / NODE_USER / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(public_key)
     (ssh_dir / "authorized_keys").chmod(0o600)
     run(["chown", "-R", "1000:1000", str(ssh_dir)])
+
+
+def _give_own_sysfs(root: Path) -> None:
+    units = root / "etc/systemd/system"
+    (units / OWN_SYSFS_UNIT).write_text(OWN_SYSFS)
+    wants = units / "sysinit.target.wants"
+    wants.mkdir(exist_ok=True)
+    (wants / OWN_SYSFS_UNIT).unlink(missing_ok=True)
+    (wants / OWN_SYSFS_UNIT).symlink_to(f"/etc/systemd/system/{OWN_SYSFS_UNIT}")

@@ -449,7 +449,9 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     alive = _wait_for_nodes(ray, [n["ip"] for n in expect["nodes"]], timeout / 2)
-    nodes = {n["name"]: {**n, "ray_nodes": len(alive.get(n["ip"], []))} for n in expect["nodes"]}
+    census_commands = {n["name"]: n["census"] for n in expect["nodes"] if n.get("census")}
+    nodes = {n["name"]: {**{k: v for k, v in n.items() if k != "census"}, "ray_nodes": len(alive.get(n["ip"], []))}
+             for n in expect["nodes"]}
     for node in nodes.values():
         node["alive"] = node["ray_nodes"] > 0
         # two raylets on one address: which one runs a pinned task is anyone's guess, so none is probed
@@ -471,9 +473,10 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
 
     _observe_paths(ray, nodes, expect["mtu"], timeout)
     _observe_transfers(ray, nodes, timeout)
+    _observe_census(ray, nodes, census_commands, timeout)
     for node in nodes.values():
         node.pop("node_id", None)
-    return {"address": address, "nodes": list(nodes.values()), "problems": []}
+    return {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry()}
 
 
 def alive_by_ip(ray_nodes: list[dict]) -> dict[str, list[str]]:
@@ -557,6 +560,52 @@ def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
             ray.kill(sink)
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
+
+
+def ray_census(commands: dict) -> dict:
+    """What this node's Ray looks like, raw: the output of the commands given for its OS (its Ray
+    processes, its listeners, SAF's launchd job on a Mac), read on the control machine."""
+    platform_name = "darwin" if sys.platform == "darwin" else "linux"
+    census = {"os": platform_name}
+    for key, line in commands[platform_name].items():
+        try:
+            census[key] = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=15).stdout
+        except (OSError, subprocess.SubprocessError) as error:
+            census["error"] = f"{line}: {error}"
+    return census
+
+
+def _observe_census(ray, nodes: dict, commands: dict, timeout: float) -> None:
+    """Every alive node's Ray census (``commands``: what to run, by node and OS), all nodes at once."""
+    census = ray.remote(num_cpus=0)(ray_census)
+    pending = {name: census.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(commands[name])
+               for name, node in nodes.items() if node["node_id"] and name in commands}
+    for name, ref in pending.items():
+        try:
+            nodes[name]["census"] = ray.get(ref, timeout=timeout)
+        except Exception as error:  # noqa: BLE001
+            nodes[name]["census"] = {"error": type(error).__name__}
+
+
+def ancestry(ps_output: str, pid: int) -> list[int]:
+    """``pid`` and its ancestors, from ``ps -A -o pid= -o ppid=``."""
+    parents = {}
+    for line in ps_output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            parents[int(fields[0])] = int(fields[1])
+    chain = [pid]
+    while parents.get(chain[-1], 0) > 1 and parents[chain[-1]] not in chain:
+        chain.append(parents[chain[-1]])
+    return chain
+
+
+def own_ancestry() -> list[int]:
+    """This driver's process and its ancestors: the shell lines that started it carry Ray's names
+    in their command lines, and are not Ray processes to judge."""
+    import os
+
+    return ancestry(_command_output(["ps", "-A", "-o", "pid=", "-o", "ppid="]), os.getpid())
 
 
 def main() -> None:

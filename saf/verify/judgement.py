@@ -9,6 +9,7 @@ Plain Python (standard library only), run on the control machine by the operatio
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 NOT_ALIVE_FIX = "check its Ray service (systemctl status saf-ray-worker / launchctl print)"
@@ -24,8 +25,12 @@ CPU_ON_CUDA = (
     "in the venv, update the driver, then re-run the deploy")
 
 
-def judge(observed: dict[str, Any], expect: dict[str, Any]) -> dict[str, Any]:
-    """The report: the observed nodes, each with its ``problems`` and ``ok``, and the cluster's ``ok``."""
+def judge(observed: dict[str, Any], expect: dict[str, Any],
+          stray_check: Callable[[dict], list[str]] | None = None) -> dict[str, Any]:
+    """The report: the observed nodes, each with its ``problems`` and ``ok``, and the cluster's ``ok``.
+
+    ``stray_check``: a node's problems from the Ray census the driver brought back (Ray that is not
+    SAF's service's: saf/verify/strays.py); the census itself is left out of the report."""
     report: dict[str, Any] = {"ok": False, "address": observed.get("address"),
                               "nodes": [{**node, "problems": []} for node in observed.get("nodes", [])],
                               "problems": list(observed.get("problems", [])), "transfer": []}
@@ -40,6 +45,9 @@ def judge(observed: dict[str, Any], expect: dict[str, Any]) -> dict[str, Any]:
     check_paths(nodes, expect["mtu"])
     check_transfers(nodes, report)
     for node in nodes.values():
+        if stray_check is not None:
+            node["problems"].extend(stray_check(node))
+        node.pop("census", None)
         node["ok"] = not node["problems"]
     report["ok"] = bool(report["nodes"]) and all(node["ok"] for node in nodes.values()) and not report["problems"]
     return report

@@ -18,6 +18,7 @@ from saf.operations.stop import fail_host
 from saf.verify import report as reports
 from saf.verify.fact import ClusterVerification
 from saf.verify.judgement import judge, passed, problems
+from saf.verify.strays import stray_check
 
 
 @operation(is_idempotent=True)
@@ -40,7 +41,7 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
                              expect=json.dumps(expect, sort_keys=True), timeout=timeout,
                              environment=shlex.join(f"{key}={value}" for key, value in environment),
                              _timeout=timeout * 4 + 120)
-    result = judge(observed, expect)
+    result = judge(observed, expect, stray_check(host.data, host.name, observed.get("driver_pids", ())))
     path = reports.write(result, Path(reports_dir))
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
     yield from verdict_commands(result)

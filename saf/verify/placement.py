@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from saf.verify.strays import census_commands
+
 
 def verification_host(state: Any, cluster_nodes: list[dict]) -> str:
     """The head when it is part of this run, else the first node of the run (``--limit gamma``)."""
@@ -16,7 +18,7 @@ def verification_host(state: Any, cluster_nodes: list[dict]) -> str:
 def expectation(data: Any) -> dict:
     """What every node must show: the whole cluster (not just the limited nodes) and the pins."""
     return {
-        "nodes": [dict(node) for node in data.cluster_nodes],
+        "nodes": [{**node, "census": census_commands(node["role"], data)} for node in data.cluster_nodes],
         "pins": {"python": data.python_version, "ray": data.ray_version, "mlx": data.mlx_version},
         "mtu": data.mtu if data.manage_mtu else 1500,
         "slow_ratio": data.verify_slow_ratio,

@@ -122,8 +122,6 @@ def link_mtu(lab, name: str) -> int:
     return int(lab.exec(name, ["cat", "/sys/class/net/eth0/mtu"]).stdout)
 
 
-@pytest.mark.skip(reason="after a lab reboot beta's eth0 comes back at MTU 1400 although saf-mtu.service ran at "
-                         "boot (seen twice on 2026-11-30, cause not found yet); the next deploy repairs it")
 def test_services_start_at_boot(lab, clusters):
     lab.reboot("beta")
     deadline = time.monotonic() + 60

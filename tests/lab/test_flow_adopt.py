@@ -1,17 +1,21 @@
-"""Adopting a hand-run Ray (issue 15) on the lab: on a converged cluster, Ray started by hand on a
-worker as a head with the dashboard on 0.0.0.0 (as the node's user, with the venv's ray, as the
-seeds did); the next deploy stops it (foreign_ray: stop, the default), nothing listens on
-0.0.0.0:8265 any more, SAF's own worker was never touched, the verification is OK, and a re-run
-changes nothing. Then `foreign_ray: refuse` on a node running Ray by hand: that node stops with the
-list and the fix, its hand-started Ray untouched, until a deploy with `stop` adopts it.
+"""Adopting a hand-run Ray (issue 15) on the lab, as the seeds' cluster was run.
 
-Named to run after test_flow.py (file order), whose last test tears Ray down: the first test here
-deploys again. The tests share one lab and build on each other, in order.
+After test_flow.py's teardown (file order), no SAF service runs Ray: the nodes are as a hand-run
+site before its first deploy. Ray is started by hand as the seeds did (seeds/004): a head on alpha
+with the dashboard on 0.0.0.0, from a venv of its own; a worker on beta from another interpreter
+(Debian's python3, a venv with a pip-installed Ray) joined to it. The deploy (foreign_ray: stop,
+the default) stops both, SAF's services take over, nothing listens on 0.0.0.0:8265, the
+verification is OK and a re-run changes nothing. Then a Ray process started outside SAF on a
+converged cluster fails `saf verify` for that node by name, and `foreign_ray: refuse` stops a node
+with the list and the fix, changing nothing on it.
+
+The tests share one lab and build on each other, in order.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -21,15 +25,13 @@ from saf.lab.layout import NODE_USER
 from tests.conftest import PROJECT_DIR
 from tests.lab.conftest import deploy
 
-# Not passing on the lab yet (first lab run, 2026-11-30): right after the deploy that starts this
-# module, beta showed no process in saf-ray-worker.service, and the hand-started head's processes were
-# not found as expected. Issue 15 stays open until this module passes; the plan and unit tests of
-# foreign_ray run meanwhile.
-pytestmark = pytest.mark.skip(reason="issue 15: the adoption flow has not passed on the lab yet")
-
 NODES = ("alpha", "beta", "gamma")
-VENV_RAY = f"/home/{NODE_USER}/saf/venv/current/bin/ray"
+HAND_VENV = f"/home/{NODE_USER}/ray-by-hand"
+HAND_WHEELS = f"/home/{NODE_USER}/ray-by-hand-wheels"
+PYENV_PYTHON = f"/home/{NODE_USER}/.pyenv/versions/3.11.2/bin/python"  # the lab's pin, built by the first deploy
+DEBIAN_PYTHON = "/usr/bin/python3"
 SAF_UNIT = {"alpha": "saf-ray-head.service", "beta": "saf-ray-worker.service", "gamma": "saf-ray-worker.service"}
+HEAD = "10.77.0.11"
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +43,6 @@ def cluster(lab, tmp_path_factory):
 def refusing(lab, tmp_path_factory):
     return lab.write_cluster_file(list(NODES), {"foreign_ray": "refuse"},
                                   path=tmp_path_factory.mktemp("refuse") / "three.yaml")
-
-
-@pytest.fixture(scope="module")
-def hand_started() -> dict[str, set[int]]:
-    """The pids of the Ray started by hand, per node, as the tests find them."""
-    return {}
 
 
 def latest_report() -> dict:
@@ -68,58 +64,63 @@ def in_saf(lab, name: str) -> set[int]:
     return {p["pid"] for p in ray_processes(lab, name) if p["unit"] == SAF_UNIT[name]}
 
 
-def main_pid(lab, name: str) -> str:
-    """The pid of SAF's `ray start --block` (its unit's main process): the same pid, the same service."""
-    return lab.exec(name, ["systemctl", "show", "-p", "MainPID", "--value", SAF_UNIT[name]]).stdout.strip()
-
-
 def listens(lab, name: str, address: str, port: int) -> bool:
     out = lab.exec(name, ["ss", "-Hltn"]).stdout
     return any(line.split()[3] == f"{address}:{port}" for line in out.splitlines() if line.strip())
 
 
-def test_a_converged_cluster_to_start_from(lab, cluster):
+def wait_until(check, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(1)
+    return check()
+
+
+def venv_by_hand(lab, name: str, interpreter: str) -> str:
+    """A venv of the node's own, outside SAF's (``interpreter -m venv``), with Ray installed by pip
+    from the wheels SAF downloaded (the lab has no internet); its ``ray``."""
+    wheels = next((PROJECT_DIR / ".saf/wheelhouse").glob("*/py3.11.2-ray2.49.1-mlx0.29.1-*"))
+    on_node = lab.layout.node_dir(name) / "root" / HAND_WHEELS.lstrip("/")
+    shutil.rmtree(on_node, ignore_errors=True)
+    shutil.copytree(wheels, on_node)
+    shutil.chown(on_node, 1000, 1000)
+    lab.exec(name, [interpreter, "-m", "venv", "--without-pip", HAND_VENV], user=NODE_USER)
+    lab.exec(name, [PYENV_PYTHON, "-m", "pip", "--python", f"{HAND_VENV}/bin/python", "install", "--quiet",
+                    "--no-index", "--find-links", HAND_WHEELS, "ray[default]==2.49.1"], user=NODE_USER, timeout=600)
+    return f"{HAND_VENV}/bin/ray"
+
+
+def ray_by_hand(lab, name: str, ray: str, arguments: str) -> None:
+    """`ray start` as the node's user typed it over SSH (seeds/004), its output to a log file."""
+    command = (f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 {ray} start {arguments} --disable-usage-stats "
+               f"> ~/ray-by-hand.log 2>&1 < /dev/null")
+    lab.exec(name, ["sh", "-c", command], user=NODE_USER, timeout=180)
+
+
+def test_a_hand_run_cluster_before_the_first_deploy(lab):
+    for name in NODES:
+        assert in_saf(lab, name) == set(), f"{name}: SAF's Ray runs; test_flow.py's teardown should have stopped it"
+    head_ray = venv_by_hand(lab, "alpha", PYENV_PYTHON)
+    ray_by_hand(lab, "alpha", head_ray, f"--head --port=6380 --node-ip-address={HEAD} --dashboard-host=0.0.0.0")
+    assert wait_until(lambda: listens(lab, "alpha", "0.0.0.0", 8265)), "the hand-started dashboard never listened"
+    worker_ray = venv_by_hand(lab, "beta", DEBIAN_PYTHON)  # BETA on the system Python, as in the seeds
+    ray_by_hand(lab, "beta", worker_ray, f"--address={HEAD}:6380 --node-ip-address=10.77.0.12")
+    beta = {p["pid"]: p["command"] for p in ray_processes(lab, "beta")}
+    assert any("/raylet " in command and HAND_VENV in command for command in beta.values()), beta
+    assert outside_saf(lab, "alpha") and outside_saf(lab, "beta")
+
+
+def test_the_deploy_stops_the_hand_run_ray_and_saf_s_services_take_over(lab, cluster):
     result = deploy(cluster)
     assert result.returncode == 0, result.log[-3000:]
+    assert "[alpha] Ray not started by SAF: pid" in result.log and "[beta] Ray not started by SAF: pid" in result.log
+    assert "dashboard.py --host=0.0.0.0 --port=8265" in result.log  # each process named: pid, user, command
     for name in NODES:
         assert outside_saf(lab, name) == set(), name
         assert in_saf(lab, name), f"{name}: no process in {SAF_UNIT[name]}"
-
-
-def start_a_head_by_hand(lab, name: str) -> None:
-    """As the seeds did it (seeds/004): `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 ray start --head --port=6380
-    --dashboard-host=0.0.0.0`, here with the venv's ray, as the node's user, beside SAF's worker."""
-    lab.exec(name, ["env", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1", VENV_RAY, "start", "--head", "--port=6380",
-                    "--dashboard-host=0.0.0.0", "--disable-usage-stats"], user=NODE_USER, timeout=180)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not listens(lab, name, "0.0.0.0", 8265):
-        time.sleep(1)
-    assert listens(lab, name, "0.0.0.0", 8265), f"the dashboard started by hand on {name} never listened on 0.0.0.0:8265"
-
-
-def test_ray_started_by_hand_on_a_worker_as_a_head_with_an_open_dashboard(lab, hand_started):
-    start_a_head_by_hand(lab, "gamma")
-    hand_started["gamma"] = outside_saf(lab, "gamma")
-    commands = {p["pid"]: p["command"] for p in ray_processes(lab, "gamma")}
-    assert any("/gcs_server " in commands[pid] for pid in hand_started["gamma"])  # a second GCS, a second raylet
-    assert any("/raylet " in commands[pid] for pid in hand_started["gamma"])
-    hand_started["saf_main_pid"] = main_pid(lab, "gamma")
-
-
-def test_the_deploy_stops_it_and_leaves_saf_s_worker_alone(lab, cluster, hand_started):
-    assert hand_started.get("gamma"), "the previous test started nothing by hand"
-    result = deploy(cluster)
-    assert result.returncode == 0, result.log[-3000:]
-    assert "[gamma] Ray not started by SAF: pid" in result.log
-    assert "dashboard.py --host=0.0.0.0 --port=8265" in result.log  # each process named: pid, user, command
-    changed = {op["name"] for op in result.results["operations"] if op["success"]}
-    assert changed and all(name.startswith("tasks/foreign_ray.py | ") for name in changed), changed
-    assert result.changed_hosts() == {"gamma"}
-    assert outside_saf(lab, "gamma") == set()
-    assert not hand_started["gamma"] & {p["pid"] for p in ray_processes(lab, "gamma")}
-    assert not listens(lab, "gamma", "0.0.0.0", 8265)
-    assert main_pid(lab, "gamma") == hand_started["saf_main_pid"] != "0"  # SAF's worker was never restarted
-    assert in_saf(lab, "gamma")
+    assert not listens(lab, "alpha", "0.0.0.0", 8265) and listens(lab, "alpha", "127.0.0.1", 8265)
     report = latest_report()
     assert report["ok"] and [node["name"] for node in report["nodes"]] == list(NODES)
 
@@ -129,14 +130,28 @@ def test_a_re_run_on_the_adopted_cluster_changes_nothing(lab, cluster):
     assert again.returncode == 0, again.log[-3000:]
     assert again.changes == 0, [op["name"] for op in again.results["operations"] if op["success"]]
     assert "Ray not started by SAF" not in again.log
-    for name in NODES:
-        assert outside_saf(lab, name) == set(), name
 
 
-def test_refuse_stops_the_node_with_the_list_and_leaves_its_ray_as_it_was(lab, cluster, refusing, hand_started):
-    start_a_head_by_hand(lab, "beta")
+def test_ray_started_outside_saf_on_a_converged_cluster_fails_the_verification_by_name(lab, cluster):
+    gamma_ray = venv_by_hand(lab, "gamma", DEBIAN_PYTHON)
+    ray_by_hand(lab, "gamma", gamma_ray, "--head --port=6390 --node-ip-address=10.77.0.13 --dashboard-port=8266 "
+                                         "--ray-client-server-port=10091")
+    assert wait_until(lambda: bool(outside_saf(lab, "gamma")))
+    verified = deploy(cluster, deploy_file="tasks/verify.py")
+    assert verified.returncode != 0
+    assert "gamma: Ray process not started by SAF's service: pid" in verified.log
+    report = latest_report()
+    assert [node["name"] for node in report["nodes"] if not node["ok"]] == ["gamma"]
+    repaired = deploy(cluster)  # foreign_ray: stop
+    assert repaired.returncode == 0, repaired.log[-3000:]
+    assert outside_saf(lab, "gamma") == set() and latest_report()["ok"]
+
+
+def test_refuse_stops_the_node_with_the_list_and_leaves_its_ray_as_it_was(lab, cluster, refusing):
+    ray_by_hand(lab, "beta", f"{HAND_VENV}/bin/ray", "--head --port=6390 --node-ip-address=10.77.0.12 "
+                                                     "--dashboard-host=0.0.0.0 --ray-client-server-port=10091")
+    assert wait_until(lambda: listens(lab, "beta", "0.0.0.0", 8265))
     before = outside_saf(lab, "beta")
-    assert before
     refused = deploy(refusing)
     assert refused.returncode != 0
     assert "beta runs Ray outside SAF's service (foreign_ray: refuse)" in refused.log

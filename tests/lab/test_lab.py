@@ -62,6 +62,20 @@ def test_nodes_reach_each_other_and_jumbo_frames_stop_at_1500(lab):
         lab.exec("alpha", ["ip", "link", "set", "eth0", "mtu", original])
 
 
+def test_a_node_reads_its_own_interfaces_in_sys_class_net(lab):
+    # nspawn shares this machine's /sys with a node in a network namespace of ours: the node mounts
+    # its own /sys/class/net at boot, or it would read this machine's interfaces and MTUs there
+    listed = lab.exec("beta", ["ls", "/sys/class/net"]).stdout.split()
+    assert sorted(listed) == ["eth0", "lo"]
+    original = lab.exec("beta", ["ip", "-o", "link", "show", "eth0"]).stdout.split(" mtu ")[1].split()[0]
+    assert lab.exec("beta", ["cat", "/sys/class/net/eth0/mtu"]).stdout.strip() == original
+    lab.exec("beta", ["ip", "link", "set", "eth0", "mtu", "1600"])
+    try:
+        assert lab.exec("beta", ["cat", "/sys/class/net/eth0/mtu"]).stdout.strip() == "1600"
+    finally:
+        lab.exec("beta", ["ip", "link", "set", "eth0", "mtu", original])
+
+
 def test_the_outsider_is_on_the_bridge_but_not_a_node(lab):
     assert lab.outsider_exec(["ping", "-c", "1", "-W", "2", lab.node("alpha").address]).returncode == 0
     assert "outsider" not in [node.name for node in lab.nodes()]

@@ -11,7 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from saf.verify import job, judgement
+from saf.spec import load_defaults
+from saf.verify import job, judgement, strays
+from tests.conftest import PROJECT_DIR
+from tests.fixtures import linux_output, macos_output
 from saf.verify.fact import ClusterVerification
 from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
 
@@ -20,8 +23,12 @@ NODES = [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}, {"name": "beta", "
          {"name": "gamma", "role": "worker", "ip": "10.0.0.3"}]
 
 
+SETTINGS = SimpleNamespace(**load_defaults(PROJECT_DIR))
+
+
 def expectation(slow_ratio: float = 0.5, nodes=NODES) -> dict:
-    return {"nodes": [dict(node) for node in nodes], "pins": dict(PINS), "mtu": 9000, "slow_ratio": slow_ratio}
+    return {"nodes": [{**node, "census": strays.census_commands(node["role"], SETTINGS)} for node in nodes],
+            "pins": dict(PINS), "mtu": 9000, "slow_ratio": slow_ratio}
 
 
 def probe(name: str, **values) -> dict:
@@ -54,6 +61,7 @@ class FakeRay:
         self.answers, self.down = answers, down
         self.twice = dict(twice or {})  # node name: how many more nodes() calls show a second id at its ip
         self.placed: list[tuple[str, str, bool]] = []  # (what, node name, soft)
+        self.census_commands: dict[str, dict] = {}
         self.killed = 0
 
     def init(self, **options) -> None:
@@ -94,6 +102,10 @@ class FakeRay:
             return {"bytes": 2_500_000_000, "seconds": 2.0}
         if what == "link_speed_gbit":
             return 10.0
+        if what == "ray_census":
+            (commands,) = args
+            self.census_commands[node] = commands
+            return answers.get("census", {"os": "linux", "ps": "", "listeners": ""})
         raise AssertionError(f"unexpected task {what}")
 
 
@@ -126,10 +138,13 @@ class Actor:
 
 
 def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
-           **expect) -> tuple[dict, FakeRay]:
+           driver_pids: tuple | None = None, **expect) -> tuple[dict, FakeRay]:
     ray = FakeRay(answers or {}, down, twice)
     observed = job.run("10.0.0.1:6380", expectation(**expect), timeout, ray=ray)
-    return judgement.judge(observed, expectation(**expect)), ray
+    if driver_pids is not None:
+        observed["driver_pids"] = list(driver_pids)
+    check = strays.stray_check(SETTINGS, "alpha", observed["driver_pids"])  # alpha drives, as the head does
+    return judgement.judge(observed, expectation(**expect), check), ray
 
 
 def problems_of(report: dict, name: str) -> list[str]:
@@ -374,3 +389,63 @@ def test_two_ray_nodes_on_one_address_fail_that_node_by_name_and_run_nothing_the
         "deploy"]
     assert problems_of(report, "alpha") == [] and problems_of(report, "gamma") == []
     assert not any(node.startswith("beta") for what, node, _ in ray.placed)
+
+
+HAND_RUN_HEAD = {"os": "linux", "ps": linux_output("ps-A-units.worker-and-hand-run-head.debian12.txt"),
+                 "listeners": linux_output("ss-Hltnp.worker-and-hand-run-head.debian12.txt")}
+
+
+def test_ray_beside_saf_s_service_fails_that_node_by_name_with_each_process():
+    report, ray = verify({"gamma": {"census": HAND_RUN_HEAD}})
+    assert not report["ok"] and problems_of(report, "alpha") == [] and problems_of(report, "beta") == []
+    gamma = problems_of(report, "gamma")
+    assert len(gamma) == 12 and all(p.startswith("gamma: ") for p in gamma)
+    assert ("gamma: listener on a Ray port not SAF's service's: 0.0.0.0:8265 (python3.11 pid 33); stop it (the "
+            "next deploy does, with foreign_ray: stop)") in gamma
+    assert not any("pid 24)" in p or "pid 24 " in p for p in gamma)  # SAF's raylet, in its unit
+    assert all("census" not in node for node in report["nodes"])  # raw output stays out of the report
+
+
+def test_every_node_is_told_what_to_print_for_its_role_and_os():
+    _, ray = verify()
+    assert ray.census_commands["alpha"]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
+    assert ray.census_commands["beta"]["darwin"]["job"] == "launchctl print system/org.saf.ray-worker 2>/dev/null || true"
+    assert ray.census_commands["gamma"]["linux"]["ps"].startswith("ps -A -o user= -o pid= -o ppid= -o unit=")
+    assert ("ray_census", "gamma", False) in ray.placed
+
+
+def test_the_driver_s_own_processes_are_not_strays_on_its_own_node_only():
+    driver = "saf 4242 4241 session-9.scope - /home/saf/saf/venv/current/bin/python -c ray.util ray/_private/x\n"
+    census = {"os": "linux", "ps": driver, "listeners": ""}
+    report, _ = verify({"alpha": {"census": census}, "beta": {"census": census}}, driver_pids=(4242, 4241))
+    assert problems_of(report, "alpha") == []
+    assert [p.split(": ", 1)[1][:40] for p in problems_of(report, "beta")] == ["Ray process not started by SAF's service"]
+
+
+def test_a_mac_s_census_is_judged_by_its_launchd_job_s_process_tree():
+    census = {"os": "darwin", "ps": macos_output("ps-A.seed-leftovers.macos14.txt"),
+              "listeners": macos_output("lsof-iTCP-LISTEN.seed-leftovers.txt"),
+              "job": macos_output("launchctl-print.running.macos15.txt")}
+    report, _ = verify({"beta": {"census": census}})
+    assert len(problems_of(report, "beta")) == 8
+    converged = dict(census, ps=macos_output("ps-A.converged.macos15.txt"), listeners="")
+    assert verify({"beta": {"census": converged}})[0]["ok"]
+
+
+@pytest.mark.parametrize("census, why", [
+    ({"error": "GetTimeoutError"}, "GetTimeoutError"),
+    ({"os": "linux", "ps": "this is not ps\n", "listeners": ""}, "ps -A -o user="),
+])
+def test_a_census_that_cannot_be_read_fails_its_node(census, why):
+    report, _ = verify({"beta": {"census": census}})
+    assert problems_of(report, "beta")[0].startswith("beta: its Ray processes could not be read (")
+    assert why in problems_of(report, "beta")[0]
+
+
+@pytest.mark.parametrize("ps, pid, chain", [
+    ("1 0\n10 1\n20 10\n30 20\n", 30, [30, 20, 10]),
+    ("  30   20\n  20   30\n", 30, [30, 20]),  # a loop (pid reuse mid-read) ends
+    ("", 30, [30]),
+])
+def test_the_driver_s_ancestry_stops_at_init(ps, pid, chain):
+    assert job.ancestry(ps, pid) == chain

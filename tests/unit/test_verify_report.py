@@ -96,9 +96,21 @@ def test_expectation_covers_the_whole_cluster():
         cluster_nodes = NODES
         python_version, ray_version, mlx_version = "3.9.23", "2.49.1", "0.29.1"
         mtu, manage_mtu, verify_slow_ratio = 9000, True, 0.5
-    assert expectation(Data) == {"nodes": NODES, "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"},
-                                 "mtu": 9000, "slow_ratio": 0.5}
+        use_sudo, macos_service = True, "daemon"
+    expected = expectation(Data)
+    census = [node.pop("census") for node in expected["nodes"]]
+    assert expected == {"nodes": NODES, "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"},
+                        "mtu": 9000, "slow_ratio": 0.5}
     assert expectation(Data)["nodes"][0] is not NODES[0]  # a copy: the driver's JSON, not host data
+    # each node is told what to print for the stray check, by its role: the head's launchd job is the head's
+    assert census[0]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
+    assert census[1]["darwin"]["job"] == "launchctl print system/org.saf.ray-worker 2>/dev/null || true"
+    assert census[1]["linux"] == {"ps": "ps -A -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=",
+                                  "listeners": "ss -Hltnp"}
+
+    class Agent(Data):
+        macos_service = "agent"
+    assert expectation(Agent)["nodes"][0]["census"]["darwin"]["job"].startswith("launchctl print gui/$(id -u)/")
 
     class Unmanaged(Data):
         manage_mtu = False

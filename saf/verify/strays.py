@@ -1,0 +1,60 @@
+"""The verification's stray check: on every node, any Ray process or listener that is not SAF's
+service's fails that node by name (issue 15: a hand-started head beside SAF's worker, a dashboard
+open on the network).
+
+The driver runs, on each node, the commands the deploy's own facts run (:func:`census_commands`)
+and sends back what they printed; :func:`stray_check` reads that output with the facts' parsers and
+:mod:`saf.foreign_ray`'s judgement, so the deploy and the verification never disagree on what is
+SAF's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from saf.facts.ray import LSOF_COMMAND, PS_COMMAND, PS_UNITS_COMMAND, SS_COMMAND
+from saf.facts.unexpected import UnexpectedOutput
+from saf.foreign_ray import stray_problems_from_output
+from saf.service import LABEL_PREFIX
+
+
+def launchd_target(role: str, data: object) -> str:
+    """SAF's launchd job on a Mac, as ``launchctl print`` names it: a LaunchDaemon in ``system``, or
+    a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid)."""
+    domain = "system" if data.use_sudo and data.macos_service == "daemon" else "gui/$(id -u)"
+    return f"{domain}/{LABEL_PREFIX}-{role}"
+
+
+def census_commands(role: str, data: object) -> dict[str, dict[str, str]]:
+    """What the driver runs on a node of ``role`` (a shell line each), by the node's OS: the Ray
+    processes, the listening sockets and, on a Mac, SAF's launchd job (whose process tree is SAF's)."""
+    job = f"launchctl print {launchd_target(role, data)} 2>/dev/null || true"  # read by LaunchdJob's parser
+    return {"linux": {"ps": PS_UNITS_COMMAND, "listeners": SS_COMMAND},
+            "darwin": {"ps": PS_COMMAND, "listeners": LSOF_COMMAND, "job": job}}
+
+
+def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> list[str]:
+    """The stray problems of one node from the census the driver brought back; [] without one."""
+    census = node.get("census")
+    if not census:
+        return []
+    if census.get("error"):
+        return [f"{node['name']}: its Ray processes could not be read ({census['error']})"]
+    try:
+        found = stray_problems_from_output(
+            census["os"] == "darwin", census.get("ps", ""), census.get("listeners", ""), census.get("job", ""),
+            f"saf-ray-{node['role']}.service", not data.use_sudo, data, ignore_pids)
+    except UnexpectedOutput as error:
+        return [f"{node['name']}: its Ray processes could not be read ({error})"]
+    return [f"{node['name']}: {problem}; stop it (the next deploy does, with foreign_ray: stop)" for problem in found]
+
+
+def stray_check(data: object, driver_node: str, driver_pids: Iterable[int]) -> Callable[[dict], list[str]]:
+    """The check the judgement runs on each node: the driver's own processes (on ``driver_node``,
+    its command line full of Ray's names) are not strays."""
+    ignored = frozenset(driver_pids)
+
+    def check(node: dict) -> list[str]:
+        return node_strays(node, data, ignored if node["name"] == driver_node else ())
+
+    return check
