@@ -107,8 +107,10 @@ def test_a_hand_run_cluster_before_the_first_deploy(lab):
     assert wait_until(lambda: listens(lab, "alpha", "0.0.0.0", 8265)), "the hand-started dashboard never listened"
     worker_ray = venv_by_hand(lab, "beta", DEBIAN_PYTHON)  # BETA on the system Python, as in the seeds
     ray_by_hand(lab, "beta", worker_ray, f"--address={HEAD}:6380 --node-ip-address=10.77.0.12")
-    beta = {p["pid"]: p["command"] for p in ray_processes(lab, "beta")}
-    assert any("/raylet " in command and HAND_VENV in command for command in beta.values()), beta
+
+    def beta_raylet_by_hand() -> bool:
+        return any("/raylet " in p["command"] and HAND_VENV in p["command"] for p in ray_processes(lab, "beta"))
+    assert wait_until(beta_raylet_by_hand), lab.exec("beta", ["tail", "-5", f"/home/{NODE_USER}/ray-by-hand.log"]).stdout
     assert outside_saf(lab, "alpha") and outside_saf(lab, "beta")
 
 
