@@ -1,7 +1,9 @@
 """The Ray on a node, whoever started it: its processes, who owns them, what listens, and what
 would start it again.
 
-``ps -A -o user= -o pid= -o ppid= -o args=`` reads the same on macOS and Linux. A Ray process is
+``ps -A -ww -o user= -o pid= -o ppid= -o args=`` reads the same on macOS and Linux. ``-ww``: whole
+command lines; without it ps may cut them at 80 columns when it cannot tell the width of its
+output (seen on the lab, from a process with no terminal), and a cut line hides Ray's names. A Ray process is
 one of Ray's own programs (raylet, gcs_server), a ``ray start`` or a Python process running one
 of Ray's components (dashboard, agents, the autoscaler's monitor, the client server, workers
 named ``ray::``, the dashboard's module processes named ``ray-dashboard-<Module>-<n>``).
@@ -25,8 +27,8 @@ from pyinfra.api import FactBase
 
 from saf.facts.unexpected import UnexpectedOutput
 
-PS_COMMAND = "ps -A -o user= -o pid= -o ppid= -o args="
-PS_UNITS_COMMAND = "ps -A -o user= -o pid= -o ppid= -o unit= -o uunit= -o args="
+PS_COMMAND = "ps -A -ww -o user= -o pid= -o ppid= -o args="
+PS_UNITS_COMMAND = "ps -A -ww -o user= -o pid= -o ppid= -o unit= -o uunit= -o args="
 SS_COMMAND = "ss -Hltnp"
 LSOF_COMMAND = "lsof -iTCP -sTCP:LISTEN -n -P"
 _RAY_PROGRAM = re.compile(

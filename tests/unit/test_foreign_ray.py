@@ -55,7 +55,7 @@ def test_every_linux_fixture_names_its_command_and_source():
     assert len(fixtures) == 6
     for fixture in fixtures:
         assert fixture.field("command").split(" (")[0] in (
-            "ps -A -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=", "ss -Hltnp")
+            "ps -A -ww -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=", "ss -Hltnp")
         assert fixture.field("grounding") == "captured" and fixture.header["source"]
 
 

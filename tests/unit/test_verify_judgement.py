@@ -410,7 +410,7 @@ def test_every_node_is_told_what_to_print_for_its_role_and_os():
     _, ray = verify()
     assert ray.census_commands["alpha"]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
     assert ray.census_commands["beta"]["darwin"]["job"] == "launchctl print system/org.saf.ray-worker 2>/dev/null || true"
-    assert ray.census_commands["gamma"]["linux"]["ps"].startswith("ps -A -o user= -o pid= -o ppid= -o unit=")
+    assert ray.census_commands["gamma"]["linux"]["ps"].startswith("ps -A -ww -o user= -o pid= -o ppid= -o unit=")
     assert ("ray_census", "gamma", False) in ray.placed
 
 
@@ -434,7 +434,7 @@ def test_a_mac_s_census_is_judged_by_its_launchd_job_s_process_tree():
 
 @pytest.mark.parametrize("census, why", [
     ({"error": "GetTimeoutError"}, "GetTimeoutError"),
-    ({"os": "linux", "ps": "this is not ps\n", "listeners": ""}, "ps -A -o user="),
+    ({"os": "linux", "ps": "this is not ps\n", "listeners": ""}, "ps -A -ww -o user="),
 ])
 def test_a_census_that_cannot_be_read_fails_its_node(census, why):
     report, _ = verify({"beta": {"census": census}})

@@ -105,7 +105,7 @@ def test_expectation_covers_the_whole_cluster():
     # each node is told what to print for the stray check, by its role: the head's launchd job is the head's
     assert census[0]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
     assert census[1]["darwin"]["job"] == "launchctl print system/org.saf.ray-worker 2>/dev/null || true"
-    assert census[1]["linux"] == {"ps": "ps -A -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=",
+    assert census[1]["linux"] == {"ps": "ps -A -ww -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=",
                                   "listeners": "ss -Hltnp"}
 
     class Agent(Data):
