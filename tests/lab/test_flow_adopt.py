@@ -137,7 +137,7 @@ def test_a_re_run_on_the_adopted_cluster_changes_nothing(lab, cluster):
 def test_ray_started_outside_saf_on_a_converged_cluster_fails_the_verification_by_name(lab, cluster):
     gamma_ray = venv_by_hand(lab, "gamma", DEBIAN_PYTHON)
     ray_by_hand(lab, "gamma", gamma_ray, "--head --port=6390 --node-ip-address=10.77.0.13 --dashboard-port=8266 "
-                                         "--ray-client-server-port=10091")
+                                         "--ray-client-server-port=9091")
     assert wait_until(lambda: bool(outside_saf(lab, "gamma")))
     verified = deploy(cluster, deploy_file="tasks/verify.py")
     assert verified.returncode != 0
@@ -151,7 +151,7 @@ def test_ray_started_outside_saf_on_a_converged_cluster_fails_the_verification_b
 
 def test_refuse_stops_the_node_with_the_list_and_leaves_its_ray_as_it_was(lab, cluster, refusing):
     ray_by_hand(lab, "beta", f"{HAND_VENV}/bin/ray", "--head --port=6390 --node-ip-address=10.77.0.12 "
-                                                     "--dashboard-host=0.0.0.0 --ray-client-server-port=10091")
+                                                     "--dashboard-host=0.0.0.0 --ray-client-server-port=9091")
     assert wait_until(lambda: listens(lab, "beta", "0.0.0.0", 8265))
     before = outside_saf(lab, "beta")
     refused = deploy(refusing)
