@@ -42,7 +42,7 @@ def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> li
         return [f"{node['name']}: its Ray processes could not be read ({census['error']})"]
     try:
         found = stray_problems_from_output(
-            census["os"] == "darwin", census.get("ps", ""), census.get("listeners", ""), census.get("job", ""),
+            census["os"] == "darwin", census["ps"], census["listeners"], census.get("job", ""),  # no job on Linux
             f"saf-ray-{node['role']}.service", not data.use_sudo, data, ignore_pids)
     except UnexpectedOutput as error:
         return [f"{node['name']}: its Ray processes could not be read ({error})"]

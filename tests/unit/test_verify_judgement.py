@@ -449,3 +449,43 @@ def test_a_census_that_cannot_be_read_fails_its_node(census, why):
 ])
 def test_the_driver_s_ancestry_stops_at_init(ps, pid, chain):
     assert job.ancestry(ps, pid) == chain
+
+
+DROPS_TO_ALPHA = {"10.0.0.1": {"ok": False, "largest": 1472, "headers": 28},
+                  "10.0.0.2": {"ok": True, "largest": 8972, "headers": 28}}
+
+
+@pytest.mark.parametrize("before_gamma", [
+    {"down": ("beta",)},  # beta has no path results at all
+    {"answers": {"beta": {"paths": RuntimeError("the probe broke off")}}},  # beta's check broke off
+])
+def test_a_node_without_path_results_does_not_stop_the_next_node_s_being_judged(before_gamma):
+    answers = {**before_gamma.get("answers", {}), "gamma": {"paths": DROPS_TO_ALPHA}}
+    report, _ = verify(answers, down=before_gamma.get("down", ()))
+    assert any(p.startswith("9000-byte frames do not pass from gamma to alpha") for p in problems_of(report, "gamma"))
+
+
+def test_a_node_exactly_at_the_slow_ratio_is_not_slow():
+    report, _ = verify({"gamma": {"node_probe": probe("gamma", gflops_f32=50.0)}}, slow_ratio=0.5)
+    assert report["ok"], judgement.problems(report)
+
+
+def test_a_node_under_one_gflops_is_judged_slow_not_skipped():
+    report, _ = verify({"gamma": {"node_probe": probe("gamma", gflops_f32=0.8)}})
+    assert problems_of(report, "gamma") == ["gamma is slow: 0.8 GFLOPS (f32) against a median of 100.0 on its peers "
+                                            "of the same hardware (thermals, background load, power settings?)"]
+
+
+def test_observations_without_nodes_or_problems_are_judged_not_a_crash():
+    assert judgement.judge({"problems": ["the driver failed"]}, expectation())["problems"] == ["the driver failed"]
+    empty = judgement.judge({"nodes": []}, expectation())
+    assert empty["ok"] is False and empty["problems"] == []
+    assert judgement.problems({"problems": ["x"], "nodes": [{"name": "alpha"}]}) == ["x"]
+
+
+def test_a_user_unit_is_saf_s_only_when_the_settings_say_so():
+    census = {"os": "linux", "ps": linux_output("ps-A-units.saf-user-unit.debian12.txt"), "listeners": ""}
+    user_units = SimpleNamespace(**{**vars(SETTINGS), "use_sudo": False})
+    assert strays.node_strays({"name": "beta", "role": "worker", "census": census}, user_units) == []
+    system_units = strays.node_strays({"name": "beta", "role": "worker", "census": census}, SETTINGS)
+    assert system_units and all(p.startswith("beta: Ray process not started by SAF's service") for p in system_units)

@@ -107,6 +107,9 @@ def test_expectation_covers_the_whole_cluster():
     assert census[1]["darwin"]["job"] == "launchctl print system/org.saf.ray-worker 2>/dev/null || true"
     assert census[1]["linux"] == {"ps": "ps -A -ww -o user= -o pid= -o ppid= -o unit= -o uunit= -o args=",
                                   "listeners": "ss -Hltnp"}
+    assert census[1]["darwin"] == {"ps": "ps -A -ww -o user= -o pid= -o ppid= -o args=",
+                                   "listeners": "lsof -iTCP -sTCP:LISTEN -n -P",
+                                   "job": "launchctl print system/org.saf.ray-worker 2>/dev/null || true"}
 
     class Agent(Data):
         macos_service = "agent"
