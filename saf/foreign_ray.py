@@ -73,8 +73,7 @@ def safs_pids(processes: list[dict], owner: Owner) -> set[int]:
     """
     if owner.unit:
         column = "user_unit" if owner.user_unit else "unit"
-        return {p["pid"] for p in processes if p.get(column) == owner.unit
-                and (owner.user_unit or not p.get("user_unit"))}
+        return {p["pid"] for p in processes if p.get(column) == owner.unit}
     if owner.job_pid is None:
         return set()
     safs = {owner.job_pid}

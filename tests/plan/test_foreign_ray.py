@@ -227,3 +227,26 @@ def test_another_user_s_ray_without_sudo_stops_the_node_with_the_fix(plan):
            in ops[0].commands[0]
     with_sudo = plan({"gamma": facts}, cluster=LAB_DEBIAN, limit=["gamma"])["gamma"]
     assert with_sudo.op("Stop the Ray not started by SAF: pids 7001").sudo
+
+
+def test_a_running_unit_whose_file_was_not_found_is_still_taken_out_of_service(plan):
+    # the unit files SAF greps hold no `ray start` (a generated unit, a wrapper script): the unit that
+    # the foreign processes run in is disabled by name, with nothing to move; a user unit without sudo
+    in_units = ("root 1 0 init.scope - /sbin/init\n"
+                "saf 26 1 user@1000.service ray-worker.service /home/saf/ray-venv/lib/python3.11/site-packages/ray/"
+                "core/src/ray/raylet/raylet --node_manager_port=0\n"
+                "root 40 1 ray-head.service - /opt/ray/bin/python /opt/ray/bin/ray start --head --block\n"
+                "saf 41 1 ssh.service - /home/saf/ray-venv/bin/python /home/saf/ray-venv/bin/ray start --head\n")
+    gamma = lab_debian("10.77.0.13", **{"ray.RayProcessUnits": Raw(in_units)})
+    ops = foreign_ops(plan({"gamma": gamma}, cluster=LAB_DEBIAN, limit=["gamma"])["gamma"])
+    assert [op.name.split(" | ", 1)[1] for op in ops] == [
+        "Folder for what SAF sets aside (foreign Ray)",
+        "Take the user unit ray-worker.service out of service (foreign Ray)",
+        "Take the system unit ray-head.service out of service (foreign Ray)",  # not ssh.service: a login's
+        "Stop the Ray not started by SAF: pids 26, 40, 41"]
+    assert ops[1].commands == ["if systemctl --user cat ray-worker.service >/dev/null 2>&1; then systemctl --user "
+                               "disable --now ray-worker.service 2>/dev/null || systemctl --user stop "
+                               "ray-worker.service; fi"]
+    assert not ops[1].sudo and ops[2].sudo
+    assert ops[2].commands == ["if systemctl cat ray-head.service >/dev/null 2>&1; then systemctl disable --now "
+                               "ray-head.service 2>/dev/null || systemctl stop ray-head.service; fi"]

@@ -26,11 +26,14 @@ from saf.facts.ray import (
 from saf.facts.unexpected import UnexpectedOutput
 from saf.foreign_ray import (
     CRON_MARKER,
+    Launcher,
     Owner,
     crontab_command,
+    describe_listener,
     foreign_listeners,
     foreign_processes,
     safs_pids,
+    short_command,
     stop_processes_command,
     stray_problems,
     stray_problems_from_output,
@@ -331,3 +334,35 @@ def test_the_verification_reads_strays_from_what_the_node_printed():
     assert "listener on a Ray port not SAF's service's: *:8265 (Python pid 2245)" in mac and len(mac) == 4 + 4
     converged = macos_output("ps-A.converged.macos15.txt")
     assert stray_problems_from_output(True, converged, "", job, "", False, SETTINGS) == []
+
+
+def test_the_verification_reads_the_settings_s_dashboard_and_the_unit_kind():
+    ps = "root 1 0 init.scope - /sbin/init\nsaf 5 1 saf-ray-head.service - /v/bin/python -u .../ray/dashboard/dashboard.py\n"
+    ss = 'LISTEN 0 128 0.0.0.0:8265 0.0.0.0:* users:(("python3.11",pid=5,fd=3))\n'
+    assert stray_problems_from_output(False, ps, ss, "", "saf-ray-head.service", False, SETTINGS) == [
+        "the dashboard listens on 0.0.0.0:8265 (python3.11 pid 5) although dashboard_bind is loopback"]
+    open_on_purpose = SimpleNamespace(**{**vars(SETTINGS), "dashboard_bind": "cluster"})
+    assert stray_problems_from_output(False, ps, ss, "", "saf-ray-head.service", False, open_on_purpose) == []
+    user_ps = linux_output("ps-A-units.saf-user-unit.debian12.txt")
+    assert stray_problems_from_output(False, user_ps, "", "", "saf-ray-worker.service", True, SETTINGS) == []
+    assert len(stray_problems_from_output(False, user_ps, "", "", "saf-ray-worker.service", False, SETTINGS)) == 6
+
+
+@pytest.mark.parametrize("listener, described", [
+    ({"address": "::", "port": 8265, "pid": 7, "program": "python3"}, "[::]:8265 (python3 pid 7)"),
+    ({"address": "0.0.0.0", "port": 6380, "pid": None, "program": None}, "0.0.0.0:6380 (a process not named to this user)"),
+])
+def test_a_listener_reads_as_address_port_and_owner(listener, described):
+    assert describe_listener(listener) == described
+
+
+def test_a_command_is_cut_only_beyond_the_width():
+    assert short_command("x" * 10, width=10) == "x" * 10
+    assert short_command("x" * 11, width=10) == "x" * 7 + "..."
+    assert short_command("/usr/bin/python3 -u -B /x/bin/ray start --head") == "/x/bin/ray start --head"
+
+
+def test_a_launcher_is_described_with_its_file_when_it_has_one():
+    assert Launcher("system unit", "ray.service", "/etc/systemd/system/ray.service").describe() == \
+        "system unit ray.service (/etc/systemd/system/ray.service)"
+    assert Launcher("user unit", "ray-worker.service").describe() == "user unit ray-worker.service"
