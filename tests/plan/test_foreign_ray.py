@@ -250,3 +250,30 @@ def test_a_running_unit_whose_file_was_not_found_is_still_taken_out_of_service(p
     assert not ops[1].sudo and ops[2].sudo
     assert ops[2].commands == ["if systemctl cat ray-head.service >/dev/null 2>&1; then systemctl disable --now "
                                "ray-head.service 2>/dev/null || systemctl stop ray-head.service; fi"]
+
+
+def test_refuse_on_debian_names_each_unit_and_the_crontab_lines_in_the_fix(plan):
+    gamma = lab_debian("10.77.0.13", **{
+        "ray.RayProcessUnits": Raw(linux_output("ps-A-units.foreign-user-unit.debian12.txt")),
+        "ray.SystemdRayUnits:*": Raw("/etc/systemd/system/ray.service:ExecStart=/usr/bin/ray start --head --block\n"
+                                     "/home/saf/.config/systemd/user/ray-worker.service:ExecStart=/home/saf/ray-venv/"
+                                     "bin/ray start --address=10.77.0.11:6380 --block\n"),
+        "ray.CrontabRayLines": Raw("1 2\n@reboot /home/saf/ray-venv/bin/ray start --head\n"
+                                   "@reboot /home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380\n")})
+    cluster = {**LAB_DEBIAN, "settings": {"foreign_ray": "refuse"}}
+    message = foreign_ops(plan({"gamma": gamma}, cluster=cluster, limit=["gamma"])["gamma"])[0].commands[0]
+    assert ("stop it (`ray stop` as saf, or `kill 26 27`); `systemctl disable --now ray.service`; "
+            "`systemctl --user disable --now ray-worker.service`; comment out crontab lines 1, 2 (`crontab -e`)"
+            in message), message
+
+
+def test_a_hand_made_launch_daemon_is_booted_out_of_the_system_domain_with_sudo(plan):
+    daemon = "/Library/LaunchDaemons/com.lab.ray-worker.plist"
+    jobs = Raw(f"== {daemon}\n"
+               '{"Label":"com.lab.ray-worker","ProgramArguments":["/opt/ray/bin/ray","start","--address=10.0.0.1:6380",'
+               '"--block"]}\n\n' + SAF_JOB)
+    alpha = plan({"alpha": fresh_mac(**{**SEEDS_MAC, "ray.LaunchdRayJobs:*": jobs})}, cluster=ONE_MAC)["alpha"]
+    take = alpha.op("Take the launchd job com.lab.ray-worker")
+    assert take.commands == ["launchctl bootout system/com.lab.ray-worker 2>/dev/null || true",
+                             "launchctl disable system/com.lab.ray-worker", f"mv -- {daemon} {BACKUP}/"]
+    assert take.sudo

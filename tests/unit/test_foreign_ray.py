@@ -266,7 +266,8 @@ def test_the_stop_leaves_a_process_in_saf_s_unit_alone_when_it_runs():
         command = stop_processes_command([_ps_entry(process)], wait_s=1, owner=Owner(unit=leaf))
         assert subprocess.run(["sh", "-c", command], check=False).returncode == 0
         assert process.poll() is None  # in "SAF's unit" now: never stopped
-        subprocess.run(["sh", "-c", stop_processes_command([_ps_entry(process)], wait_s=1)], check=True)
+        elsewhere = stop_processes_command([_ps_entry(process)], wait_s=1, owner=Owner(unit="saf-ray-worker.service"))
+        subprocess.run(["sh", "-c", elsewhere], check=True)  # not in that unit: stopped
         assert process.wait(5) == -signal.SIGTERM
     finally:
         if process.poll() is None:
