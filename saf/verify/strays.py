@@ -20,7 +20,9 @@ from saf.service import LABEL_PREFIX
 
 def launchd_target(role: str, data: object) -> str:
     """SAF's launchd job on a Mac, as ``launchctl print`` names it: a LaunchDaemon in ``system``, or
-    a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid)."""
+    a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid). The census runs
+    as the SSH user, without sudo: launchctl(1) says anyone may read or query the system domain
+    (only changing it needs root)."""
     domain = "system" if data.use_sudo and data.macos_service == "daemon" else "gui/$(id -u)"
     return f"{domain}/{LABEL_PREFIX}-{role}"
 
