@@ -187,6 +187,7 @@ def test_a_debian_host_s_own_user_unit_is_disabled_and_moved_aside_then_its_ray_
         "Folder for what SAF sets aside (foreign Ray)",
         f"Take the user unit ray-worker.service ({unit}) out of service (foreign Ray)",
         "Stop the Ray not started by SAF: pids 26, 27"]
+    assert "launchctl" not in ops[2].commands[0] and ops[2].commands[0].startswith("alive() {")  # no launchd guard
     assert ops[1].commands == ["systemctl --user disable --now ray-worker.service",
                                f"mv -- {unit} {DEBIAN_BACKUP}/", "systemctl --user daemon-reload"]
     assert not ops[1].sudo and not ops[2].sudo
@@ -236,6 +237,7 @@ def test_a_running_unit_whose_file_was_not_found_is_still_taken_out_of_service(p
                 "saf 26 1 user@1000.service ray-worker.service /home/saf/ray-venv/lib/python3.11/site-packages/ray/"
                 "core/src/ray/raylet/raylet --node_manager_port=0\n"
                 "root 40 1 ray-head.service - /opt/ray/bin/python /opt/ray/bin/ray start --head --block\n"
+                "root 42 40 ray-head.service - /opt/ray/lib/python3.11/site-packages/ray/core/src/ray/gcs/gcs_server\n"
                 "saf 41 1 ssh.service - /home/saf/ray-venv/bin/python /home/saf/ray-venv/bin/ray start --head\n")
     gamma = lab_debian("10.77.0.13", **{"ray.RayProcessUnits": Raw(in_units)})
     ops = foreign_ops(plan({"gamma": gamma}, cluster=LAB_DEBIAN, limit=["gamma"])["gamma"])
@@ -243,7 +245,7 @@ def test_a_running_unit_whose_file_was_not_found_is_still_taken_out_of_service(p
         "Folder for what SAF sets aside (foreign Ray)",
         "Take the user unit ray-worker.service out of service (foreign Ray)",
         "Take the system unit ray-head.service out of service (foreign Ray)",  # not ssh.service: a login's
-        "Stop the Ray not started by SAF: pids 26, 40, 41"]
+        "Stop the Ray not started by SAF: pids 26, 40, 42, 41"]  # one launcher per unit, however many run in it
     assert ops[1].commands == ["if systemctl --user cat ray-worker.service >/dev/null 2>&1; then systemctl --user "
                                "disable --now ray-worker.service 2>/dev/null || systemctl --user stop "
                                "ray-worker.service; fi"]
@@ -265,13 +267,15 @@ def test_refuse_on_debian_names_each_unit_and_the_crontab_lines_in_the_fix(plan)
     assert ("stop it (`ray stop` as saf, or `kill 26 27`); `systemctl disable --now ray.service`; "
             "`systemctl --user disable --now ray-worker.service`; comment out crontab lines 1, 2 (`crontab -e`)"
             in message), message
+    assert ("started again by the system unit ray.service (/etc/systemd/system/ray.service): ExecStart=/usr/bin/ray "
+            "start --head --block; started again by the user unit ray-worker.service") in message
 
 
 def test_a_hand_made_launch_daemon_is_booted_out_of_the_system_domain_with_sudo(plan):
     daemon = "/Library/LaunchDaemons/com.lab.ray-worker.plist"
-    jobs = Raw(f"== {daemon}\n"
+    jobs = Raw(SAF_JOB + f"== {daemon}\n"  # SAF's own job first: passed over, not the end of the list
                '{"Label":"com.lab.ray-worker","ProgramArguments":["/opt/ray/bin/ray","start","--address=10.0.0.1:6380",'
-               '"--block"]}\n\n' + SAF_JOB)
+               '"--block"]}\n\n')
     alpha = plan({"alpha": fresh_mac(**{**SEEDS_MAC, "ray.LaunchdRayJobs:*": jobs})}, cluster=ONE_MAC)["alpha"]
     take = alpha.op("Take the launchd job com.lab.ray-worker")
     assert take.commands == ["launchctl bootout system/com.lab.ray-worker 2>/dev/null || true",
