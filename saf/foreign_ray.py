@@ -36,7 +36,7 @@ from saf.facts.ray import (
 )
 from saf.node_os import is_macos
 from saf.paths import on_node
-from saf.ports import watched_ports
+from saf.ports import unnamed_listener_ports
 from saf.service import RayService, node_ray_service
 
 BACKUP_DIR = "~/.saf/foreign-ray-backup"
@@ -170,8 +170,8 @@ def stray_problems_from_output(macos: bool, ps_output: str, listeners_output: st
         processes = RayProcessUnits().process(ps_output.splitlines())
         listeners = LinuxListeners().process(listeners_output.splitlines())
         owner = Owner(unit=unit, user_unit=user_unit)
-    return stray_problems(processes, listeners, owner, watched_ports(data), data.dashboard_port, data.dashboard_bind,
-                          ignore_pids)
+    return stray_problems(processes, listeners, owner, unnamed_listener_ports(data), data.dashboard_port,
+                          data.dashboard_bind, ignore_pids)
 
 
 # --- one node, from its facts ---------------------------------------------------------------------
@@ -294,7 +294,7 @@ def node_foreign_ray(host: Host) -> ForeignRay:
     owner = node_owner(host, service)
     processes = node_processes(host)
     foreign = foreign_processes(processes, owner)
-    listeners = foreign_listeners(node_listeners(host), processes, owner, watched_ports(host.data))
+    listeners = foreign_listeners(node_listeners(host), processes, owner, unnamed_listener_ports(host.data))
     if is_macos(host):
         launchers, unreadable = _launchd_launchers(host, home)
     else:

@@ -69,8 +69,9 @@ def worker_range(data: object) -> tuple[int, int]:
     return data.min_worker_port, data.max_worker_port
 
 
-def watched_ports(data: object) -> frozenset[int]:
-    """Every port where a Ray listener is looked for on a node: the settings' ports, Ray's fixed
-    ones, its defaults, and the worker range."""
-    low, high = worker_range(data)
-    return frozenset((*single_ports(data), *RAY_DEFAULT_PORTS, *range(low, high + 1)))
+def unnamed_listener_ports(data: object) -> frozenset[int]:
+    """Where a listener whose process the OS does not name (another user's, read without root)
+    counts as Ray's: the settings' single ports, Ray's fixed ones and its defaults. Not the worker
+    range: Ray's workers come and go there, a socket seen as a worker exits has no process left to
+    name (seen on the lab), and another user's Ray there shows in ``ps`` anyway."""
+    return frozenset((*single_ports(data), *RAY_DEFAULT_PORTS))
