@@ -24,6 +24,22 @@ LABEL_PREFIX = "org.saf.ray"  # launchd labels: org.saf.ray-head, org.saf.ray-wo
 Role = Literal["head", "worker"]
 
 
+def service_label(role: Role) -> str:
+    """The launchd label of a role's Ray service: org.saf.ray-head, org.saf.ray-worker."""
+    return f"{LABEL_PREFIX}-{role}"
+
+
+def service_unit(role: Role) -> str:
+    """The systemd unit of a role's Ray service: saf-ray-head.service, saf-ray-worker.service."""
+    return f"saf-ray-{role}.service"
+
+
+def is_system_service(data: object, macos: bool) -> bool:
+    """A LaunchDaemon / system unit (root installs it), else a LaunchAgent / user unit: see
+    :func:`node_ray_service`."""
+    return bool(data.use_sudo) and (data.macos_service == "daemon" or not macos)
+
+
 @dataclass(frozen=True)
 class RayService:
     """The Ray service of one node, in the words both service managers need.
@@ -43,11 +59,11 @@ class RayService:
 
     @property
     def label(self) -> str:
-        return f"{LABEL_PREFIX}-{self.role}"
+        return service_label(self.role)
 
     @property
     def unit(self) -> str:
-        return f"saf-ray-{self.role}.service"
+        return service_unit(self.role)
 
     @property
     def ray(self) -> str:
@@ -148,6 +164,6 @@ def node_ray_service(host: Host) -> RayService:
     home = host.get_fact(Home)
     user = host.data.get("ssh_user") or host.get_fact(User)
     macos = is_macos(host)
-    system = bool(host.data.use_sudo) and (host.data.macos_service == "daemon" or not macos)
+    system = is_system_service(host.data, macos)
     uid = host.get_fact(Command, command="id -u") if macos and not system else ""
     return ray_service(host, user, home, current_venv_path(host.data.venv_root, home), system, uid)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from saf.facts.ray import LSOF_COMMAND, PS_COMMAND, PS_UNITS_COMMAND, SS_COMMAND
 from saf.facts.unexpected import UnexpectedOutput
 from saf.foreign_ray import stray_problems_from_output
-from saf.service import LABEL_PREFIX
+from saf.service import is_system_service, service_label, service_unit
 
 
 def launchd_target(role: str, data: object) -> str:
@@ -23,8 +23,8 @@ def launchd_target(role: str, data: object) -> str:
     a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid). The census runs
     as the SSH user, without sudo: launchctl(1) says anyone may read or query the system domain
     (only changing it needs root)."""
-    domain = "system" if data.use_sudo and data.macos_service == "daemon" else "gui/$(id -u)"
-    return f"{domain}/{LABEL_PREFIX}-{role}"
+    domain = "system" if is_system_service(data, macos=True) else "gui/$(id -u)"
+    return f"{domain}/{service_label(role)}"
 
 
 def census_commands(role: str, data: object) -> dict[str, dict[str, str]]:
@@ -45,7 +45,7 @@ def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> li
     try:
         found = stray_problems_from_output(
             census["os"] == "darwin", census["ps"], census["listeners"], census.get("job", ""),  # no job on Linux
-            f"saf-ray-{node['role']}.service", not data.use_sudo, data, ignore_pids)
+            service_unit(node["role"]), not is_system_service(data, macos=False), data, ignore_pids)
     except UnexpectedOutput as error:
         return [f"{node['name']}: its Ray processes could not be read ({error})"]
     return [f"{node['name']}: {problem}; stop it (the next deploy does, with foreign_ray: stop)" for problem in found]
