@@ -53,6 +53,10 @@ firewall = False  # host rules (nftables / pf) admitting Ray's ports only from t
 # --- macOS power settings ---------------------------------------------------------------------------
 macos_power_settings = True  # pmset: never sleep (sleep 0, disksleep 0), autorestart 1, womp 1
 
+# --- MLX distributed (the collective the verification proves, `saf launch`, ~/.saf/mlx/hostfile.json) ---
+mlx_backend = "ring"  # ring: MLX's TCP ring over the cluster ips (RDMA over Thunderbolt, jaccl, is not offered yet)
+mlx_ring_port = 6390  # rank r listens on mlx_ring_port + r (one rank per node, in cluster-file order)
+
 # --- Verification ---------------------------------------------------------------------------------
 verify_timeout_s = 120  # seconds a node has to run its MLX job before it fails the check by name
 verify_slow_ratio = 0.5  # a node below this share of its same-hardware peers' median GFLOPS is flagged

@@ -1,6 +1,7 @@
 """The host firewall for Ray: which ports, which peers, and the names of what SAF puts on a node.
 
-Every node of a cluster gets the same rule set: every port Ray listens on (``saf.ports``),
+Every node of a cluster gets the same rule set: every port Ray listens on (``saf.ports``) and the
+MLX ring's,
 admitted from the cluster's nodes (their cluster ips) and loopback only; everyone else is refused
 on those ports, and nothing else is touched. Linux loads it as the nftables table ``inet saf``,
 macOS as the pf anchor ``com.apple/org.saf.ray`` (the stock /etc/pf.conf evaluates
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from saf.ports import single_ports, worker_range
+from saf.ports import mlx_ring_ports, single_ports, worker_range
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
 
@@ -86,8 +87,9 @@ def merge_ports(ranges: Iterable[tuple[int, int]]) -> tuple[PortRange, ...]:
 
 
 def ray_ports(data: object) -> tuple[PortRange, ...]:
-    """Every port Ray listens on: the port settings, the worker range and Ray's fixed metrics ports."""
-    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data)])
+    """Every port the cluster's nodes talk on: Ray's (the port settings, the worker range, Ray's
+    fixed metrics ports) and the MLX ring's (one per node from ``mlx_ring_port``)."""
+    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data)])
 
 
 def cluster_peers(cluster_nodes: Iterable[dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -69,6 +69,27 @@ def worker_range(data: object) -> tuple[int, int]:
     return data.min_worker_port, data.max_worker_port
 
 
+def ring_ports(base: int, ranks: int) -> tuple[int, int]:
+    """The MLX ring's ports, first and last: rank r listens on ``base + r`` (as ``mlx.launch
+    --starting-port`` numbers them, one connection per ip)."""
+    return base, base + max(ranks, 1) - 1
+
+
+def mlx_ring_ports(data: object) -> tuple[int, int]:
+    """The ring's ports for this cluster: one rank per node of the cluster file."""
+    return ring_ports(data.mlx_ring_port, len(data.cluster_nodes))
+
+
+def ring_port_clashes(data: object, ranks: int) -> list[str]:
+    """What the ring's ports would take from Ray (settings named, with their ports), for ``ranks`` nodes."""
+    low, high = ring_ports(data.mlx_ring_port, ranks)
+    clashes = [f"{key} ({getattr(data, key)})" for key in SINGLE_PORT_SETTINGS if low <= getattr(data, key) <= high]
+    clashes += [f"Ray's fixed metrics port {port}" for port in RAY_FIXED_PORTS if low <= port <= high]
+    if low <= data.max_worker_port and data.min_worker_port <= high:
+        clashes.append(f"the worker port range {data.min_worker_port}-{data.max_worker_port}")
+    return clashes
+
+
 def unnamed_listener_ports(data: object) -> frozenset[int]:
     """Where a listener whose process the OS does not name (another user's, read without root)
     counts as Ray's: the settings' single ports, Ray's fixed ones and its defaults. Not the worker

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from saf.ports import ring_port_clashes, ring_ports
 from saf.spec.files import cluster_file_path, file_problem, read_cluster_text, resolve
 from saf.spec.schema import Cluster, ClusterFile, NodeSpec, Settings
 from saf.spec.wording import ClusterFileError, format_errors, node_label
@@ -48,6 +49,8 @@ def load_cluster(project_dir: Path | str, path: Path | str | None = None) -> Clu
         settings = Settings.model_validate({**load_defaults(project_dir), **parsed.settings})
     except ValidationError as error:
         problems += format_errors(error.errors(), raw, prefix=("settings",))
+    if settings is not None and nodes:
+        problems += ring_port_problems(settings, len(nodes))
     if problems:
         raise ClusterFileError(path, problems)
     return Cluster(path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings)
@@ -87,6 +90,28 @@ def validate_nodes(entries: list[Any], raw: Any) -> tuple[list[NodeSpec], list[s
 def check_cluster(path: Path, nodes: list[NodeSpec]) -> list[str]:
     """The rules across nodes: one head, one node per machine, key files that exist."""
     return [*_one_head(nodes), *_unique_names(nodes), *_one_node_per_machine(nodes), *_key_files(path, nodes)]
+
+
+def ring_port_problems(settings: Settings, ranks: int) -> list[str]:
+    """The MLX ring takes one port per node from mlx_ring_port on: they must stay clear of Ray's."""
+    low, high = ring_ports(settings.mlx_ring_port, ranks)
+    if high > 65535:
+        return [f"settings, key mlx_ring_port: the MLX ring needs one port per node ({ranks}), {low}-{high}, and "
+                f"ports end at 65535; lower mlx_ring_port"]
+    clashes = ring_port_clashes(settings, ranks)
+    if not clashes:
+        return []
+    return [f"settings, key mlx_ring_port: the MLX ring's ports {low}-{high} (one per node, {ranks} nodes) take "
+            f"{', '.join(clashes)}; move mlx_ring_port to a free run of {ranks} ports outside Ray's, like "
+            f"{_free_ring_base(settings, ranks)}"]
+
+
+def _free_ring_base(settings: Settings, ranks: int) -> int:
+    """The first base from 6390 up whose ring clears Ray's ports (the suggestion in the error)."""
+    base = 6390
+    while ring_port_clashes(settings.model_copy(update={"mlx_ring_port": base}), ranks):
+        base += 1
+    return base
 
 
 def _one_head(nodes: list[NodeSpec]) -> list[str]:

@@ -178,6 +178,8 @@ class Settings(_Strict):
     ray_client_server_port: StrictInt
     min_worker_port: StrictInt
     max_worker_port: StrictInt
+    mlx_backend: StrictStr
+    mlx_ring_port: StrictInt
     dashboard_bind: Literal["loopback", "cluster"]
     macos_service: Literal["daemon", "agent"]
     ray_auth: Literal["auto", "token", "off"]
@@ -222,7 +224,16 @@ class Settings(_Strict):
                 raise ValueError(f"{pin!r} is not an exact pin; write it like mlx-lm==0.28.0")
         return value
 
-    @field_validator(*PORT_SETTINGS)
+    @field_validator("mlx_backend")
+    @classmethod
+    def _mlx_backend(cls, value: str) -> str:
+        if value != "ring":
+            later = " (RDMA over Thunderbolt 5 is not offered yet; `saf doctor` says which Macs have it)" \
+                if value == "jaccl" else ""
+            raise ValueError(f"{value!r} is not an MLX backend SAF provisions{later}; use ring")
+        return value
+
+    @field_validator(*PORT_SETTINGS, "mlx_ring_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not 1024 <= value <= 65535:

@@ -83,8 +83,9 @@ def test_fresh_mac_gets_the_rules_in_an_anchor_pf_enabled_and_a_boot_daemon(plan
     alpha = plans["alpha"]
     rules = alpha.op("firewall.pf").uploads[PF_FILE].decode()
     assert "table <saf_ray_peers> const { 192.168.1.42 192.168.1.172 }" in rules
+    # Ray's ports and the MLX ring's (6390:6391, two nodes)
     assert re.search(r'^block return in quick on ! lo0 proto \{ tcp udp \} from ! <saf_ray_peers> to any '
-                     r'port \{ 6380:6386 8265 10001:19999 44217 44227 \} label "saf-ray-[0-9a-f]{12}"$', rules, re.M)
+                     r'port \{ 6380:6386 6390:6391 8265 10001:19999 44217 44227 \} label "saf-ray-[0-9a-f]{12}"$', rules, re.M)
     assert [line for line in rules.splitlines() if not line.startswith("#") and line.strip()][-1].startswith("block")
     load = alpha.op("Load Ray's firewall rules (pf anchor")
     assert load.sudo and load.commands == ["pfctl -a com.apple/org.saf.ray -f /etc/saf/firewall.pf", "pfctl -E"]
@@ -168,7 +169,7 @@ def test_debian_gets_the_nft_table_and_a_boot_unit_that_loads_it(plan):
     alpha = plan({"alpha": debian("10.0.0.1"), "beta": debian("10.0.0.2")}, cluster=DEBIANS)["alpha"]
     rules = alpha.op("firewall.nft").uploads[NFT_FILE].decode()
     assert rules.index("table inet saf {}") < rules.index("delete table inet saf") < rules.index("table inet saf {\n")
-    assert "elements = { 6380-6386, 8265, 10001-19999, 44217, 44227 }" in rules
+    assert "elements = { 6380-6386, 6390-6391, 8265, 10001-19999, 44217, 44227 }" in rules
     assert rules.index("ct state established,related accept") < rules.index("ip saddr @peers4 accept")
     assert "elements = { 10.0.0.1, 10.0.0.2 }" in rules
     assert "type filter hook input priority 0; policy accept;" in rules

@@ -40,10 +40,19 @@ def test_ports_are_merged_into_sorted_ranges():
 
 def test_the_default_rules_cover_every_ray_port_setting_and_nothing_else_nearby():
     ports = ray_ports(settings())
-    assert [p.nft for p in ports] == ["6380-6386", "8265", "10001-19999", "44217", "44227"]  # + the head's metrics
+    # Ray's, the MLX ring's (one per node: 3), then the head's metrics
+    assert [p.nft for p in ports] == ["6380-6386", "6390-6392", "8265", "10001-19999", "44217", "44227"]
     rules = firewall_rules(settings(), PROJECT_DIR / NFT_TEMPLATE)
     assert all(rules.covers(DEFAULTS[key]) for key in PORT_SETTINGS)
-    assert not any(rules.covers(port) for port in (22, 6379, 6387, 8264, 8266, 10000, 20000, 32768))
+    assert not any(rules.covers(port) for port in (22, 6379, 6387, 6389, 6393, 8264, 8266, 10000, 20000, 32768))
+
+
+def test_the_ring_s_ports_grow_with_the_cluster_and_follow_their_setting():
+    four = [*LAB_NODES, {"name": "delta", "role": "worker", "ip": "10.77.0.14"}]
+    assert "6390-6393" in [p.nft for p in ray_ports(settings(cluster_nodes=four))]
+    assert "7000-7002" in [p.nft for p in ray_ports(settings(mlx_ring_port=7000))]
+    base = firewall_rules(settings(), PROJECT_DIR / NFT_TEMPLATE)
+    assert firewall_rules(settings(mlx_ring_port=7000), PROJECT_DIR / NFT_TEMPLATE).digest != base.digest
 
 
 def test_the_digest_follows_ports_peers_and_template():
@@ -101,6 +110,33 @@ NODE = {"name": "alpha", "role": "head", "address": "10.0.0.1"}
 def test_port_and_firewall_settings_are_validated(write_cluster, overrides, expected):
     with pytest.raises(ClusterFileError) as caught:
         load_cluster(PROJECT_DIR, write_cluster({"nodes": [NODE], "settings": overrides}))
+    assert expected in str(caught.value)
+
+
+THREE = [NODE, {"name": "beta", "role": "worker", "address": "10.0.0.2"},
+         {"name": "gamma", "role": "worker", "address": "10.0.0.3"}]
+
+
+@pytest.mark.parametrize(("overrides", "nodes", "expected"), [
+    ({"mlx_ring_port": 6378}, THREE, "the MLX ring's ports 6378-6380 (one per node, 3 nodes) take ray_port (6380); "
+                                     "move mlx_ring_port to a free run of 3 ports outside Ray's, like 6390"),
+    ({"mlx_ring_port": 6379}, [NODE], None),  # one node: its one port, 6379, is free
+    ({"mlx_ring_port": 6388, "dashboard_port": 6390}, THREE, "take dashboard_port (6390); move mlx_ring_port to a "
+                                                            "free run of 3 ports outside Ray's, like 6391"),
+    ({"mlx_ring_port": 10000}, THREE, "take ray_client_server_port (10001), the worker port range 10002-19999;"),
+    ({"mlx_ring_port": 44215}, THREE, "take Ray's fixed metrics port 44217;"),
+    ({"mlx_ring_port": 65534}, THREE, "the MLX ring needs one port per node (3), 65534-65536, and ports end at 65535"),
+    ({"mlx_ring_port": 65533}, THREE, None),
+    ({"mlx_ring_port": 80}, [NODE], "80 is not a usable port"),
+    ({"mlx_backend": "jaccl"}, [NODE], "'jaccl' is not an MLX backend SAF provisions (RDMA over Thunderbolt 5"),
+    ({"mlx_backend": "mpi"}, [NODE], "'mpi' is not an MLX backend SAF provisions; use ring"),
+])
+def test_the_mlx_ring_s_ports_are_validated_against_ray_s(write_cluster, overrides, nodes, expected):
+    if expected is None:
+        assert load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": overrides}))
+        return
+    with pytest.raises(ClusterFileError) as caught:
+        load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": overrides}))
     assert expected in str(caught.value)
 
 
