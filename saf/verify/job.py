@@ -55,6 +55,11 @@ DONT_FRAGMENT = {  # setsockopt(level, option, value) that forbids fragmenting t
     ("linux", socket.AF_INET6): (socket.IPPROTO_IPV6, 62, 1),  # IPV6_DONTFRAG (RFC 3542)
     ("darwin", socket.AF_INET6): (socket.IPPROTO_IPV6, 62, 1),
 }
+# The collective: one MLX rank per node, MLX's ring backend on the cluster ips, rank r on base + r.
+# Every rank takes part in every operation, so the repeats are fixed, the same on every rank.
+COLLECTIVE_REPEATS = {1: 5, 16: 3, 64: 2, 256: 1}  # all_sum size (MB): timed operations, the median is the figure
+RING_REACH_S = 2.0  # a peer's ring port that accepts no connection within this is unreachable
+COLLECTIVE_S = 60.0  # every rank has joined and measured within this, or the ranks still out fail by name
 TOKEN_BYTES = 8  # the smallest probe: its token, echoed back with the length received
 PROBE_ATTEMPTS = 3  # a size fails only when none of its datagrams is echoed
 PROBE_WAIT_S = 0.5
@@ -427,6 +432,106 @@ def tcp_send(ip: str, port: int, seconds: float) -> dict:
     return {"bytes": sent, "seconds": elapsed}
 
 
+class RingPort:
+    """A rank's ring port held open for a moment before MLX takes it, so that every peer can prove
+    it reaches it: a blocked port is then named by node and peer instead of hanging MLX's connect."""
+
+    def listen(self, ip: str, port: int) -> str:
+        """"" once listening; else why not (the port is taken on this node)."""
+        self.server = socket.socket(_family(ip), socket.SOCK_STREAM)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.server.bind((ip, port))
+        except OSError as error:
+            self.server.close()
+            return f"its ring port {ip}:{port} is taken ({error.strerror or error})"
+        self.server.listen(16)
+        self.server.settimeout(0.2)
+        self.closed = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return ""
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            # the peer closes first, so no TIME_WAIT is left on this port to stop MLX binding it
+            conn.settimeout(RING_REACH_S)
+            try:
+                conn.recv(1)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if getattr(self, "thread", None) is not None:
+            self.thread.join(timeout=1)
+        self.server.close()
+
+
+def unreachable(peers: list) -> list:
+    """The peers (name, ip, port) whose ring port accepts no TCP connection from this node."""
+    missing = []
+    for name, ip, port in peers:
+        try:
+            with socket.create_connection((ip, port), timeout=RING_REACH_S):
+                pass
+        except OSError:
+            missing.append(name)
+    return missing
+
+
+def ring_hosts(ips: list, base: int) -> list:
+    """MLX_HOSTFILE for the ring backend: rank r's addresses, ``[["ip:base+r"], ...]``."""
+    return [[f"{ip}:{base + rank}"] for rank, ip in enumerate(ips)]
+
+
+def collective_rank(rank: int, hosts: list, repeats: dict, backend: str = "ring") -> dict:
+    """One rank of the collective: join the ring, check all_sum (rank r adds r + 1 everywhere),
+    then time all_sum at each size (a tiny all_sum first each time, so all ranks start together)."""
+    import os
+    import tempfile
+
+    import mlx.core as mx
+
+    handle, hostfile = tempfile.mkstemp(prefix="saf-ring-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(hosts, out)
+    os.environ.update(MLX_RANK=str(rank), MLX_HOSTFILE=hostfile)
+    try:
+        started = time.perf_counter()
+        group = mx.distributed.init(strict=True, backend=backend)
+        joined = time.perf_counter() - started
+
+        def all_sum(x):
+            total = mx.distributed.all_sum(x, group=group, stream=mx.cpu)
+            mx.eval(total)
+            return total
+
+        sums = all_sum(mx.full((4,), float(rank + 1))).tolist()
+        seconds, last = {}, {}
+        for megabytes, count in sorted((int(mb), n) for mb, n in repeats.items()):
+            x = mx.ones((megabytes << 18,), dtype=mx.float32)  # 4-byte elements
+            mx.eval(x)
+            times = []
+            for _ in range(count):
+                all_sum(mx.zeros((1,)))
+                start = time.perf_counter()
+                total = all_sum(x)
+                times.append(time.perf_counter() - start)
+            seconds[str(megabytes)] = statistics.median(times)
+            last[str(megabytes)] = [total[0].item(), total[-1].item()]
+            del x, total
+        return {"rank": rank, "size": group.size(), "sums": sums, "join_s": round(joined, 3),
+                "seconds": seconds, "ends": last}
+    finally:
+        os.unlink(hostfile)
+
+
 # --- the driver -------------------------------------------------------------------------------
 
 
@@ -473,10 +578,14 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
 
     _observe_paths(ray, nodes, expect["mtu"], timeout)
     _observe_transfers(ray, nodes, timeout)
+    collective = _observe_collective(ray, nodes, expect["collective"]) if expect.get("collective") else None
     _observe_census(ray, nodes, census_commands, timeout)
     for node in nodes.values():
         node.pop("node_id", None)
-    return {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry()}
+    observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry()}
+    if collective is not None:
+        observed["collective"] = collective
+    return observed
 
 
 def alive_by_ip(ray_nodes: list[dict]) -> dict[str, list[str]]:
@@ -560,6 +669,72 @@ def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
             ray.kill(sink)
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
+
+
+def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
+    """One MLX rank per live node (cluster-file order): their ring ports proven reachable from every
+    peer first, then the ranks run together within COLLECTIVE_S. Raw results; judged on the control side."""
+    live = [name for name, node in nodes.items() if node["node_id"]]
+    hosts = ring_hosts([nodes[name]["ip"] for name in live], ring["port"])
+    observed = {"backend": ring["backend"], "ranks": live, "repeats": COLLECTIVE_REPEATS, "results": {},
+                "taken": {}, "unreachable": {}}
+    if len(live) < 2:
+        return observed
+    started = time.monotonic()
+    try:
+        if _ring_ports_reachable(ray, nodes, live, ring["port"], observed):
+            _run_ranks(ray, nodes, live, hosts, ring["backend"], observed)
+    except Exception as error:  # noqa: BLE001 - a node lost on the way: no collective, said why
+        observed["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}" if str(error) \
+            else type(error).__name__
+    observed["seconds"] = round(time.monotonic() - started, 2)
+    return observed
+
+
+def _run_ranks(ray, nodes: dict, live: list, hosts: list, backend: str, observed: dict) -> None:
+    rank = ray.remote(num_cpus=0, max_calls=1)(collective_rank)  # its process exits: MLX's sockets with it
+    pending = {rank.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote(
+        index, hosts, COLLECTIVE_REPEATS, backend): name for index, name in enumerate(live)}
+    done, late = ray.wait(list(pending), num_returns=len(pending), timeout=COLLECTIVE_S)
+    for ref in done:
+        try:
+            observed["results"][pending[ref]] = ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - a rank's failure is its node's problem
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            observed["results"][pending[ref]] = {"error": lines[-1][:300]}
+    for ref in late:
+        observed["results"][pending[ref]] = {"error": f"did not finish within {COLLECTIVE_S:.0f} s"}
+        ray.cancel(ref, force=True)
+
+
+def _ring_ports_reachable(ray, nodes: dict, live: list, base: int, observed: dict) -> bool:
+    """Every rank's port held open on its node, and every other rank's node connecting to it."""
+    holder = ray.remote(num_cpus=0, max_concurrency=2)(RingPort)
+    check = ray.remote(num_cpus=0)(unreachable)
+    ports = {name: base + index for index, name in enumerate(live)}
+    holders = {name: holder.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote()
+               for name in live}
+    try:
+        for name in live:
+            why = ray.get(holders[name].listen.remote(nodes[name]["ip"], ports[name]), timeout=30)
+            if why:
+                observed["taken"][name] = why
+        if observed["taken"]:
+            return False
+        pending = {name: check.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote(
+            [(peer, nodes[peer]["ip"], ports[peer]) for peer in live if peer != name]) for name in live}
+        for name, ref in pending.items():
+            missing = ray.get(ref, timeout=30 + RING_REACH_S * len(live))
+            if missing:
+                observed["unreachable"][name] = missing
+        return not observed["unreachable"]
+    finally:
+        for name, actor in holders.items():
+            try:
+                ray.get(actor.close.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 - killed below anyway
+                pass
+            ray.kill(actor)
 
 
 def ray_census(commands: dict) -> dict:

@@ -44,6 +44,8 @@ def judge(observed: dict[str, Any], expect: dict[str, Any],
     check_speed(nodes, expect["slow_ratio"])
     check_paths(nodes, expect["mtu"])
     check_transfers(nodes, report)
+    if "collective" in observed:
+        report["collective"] = check_collective(observed["collective"], nodes, expect, report)
     for node in nodes.values():
         if stray_check is not None:
             node["problems"].extend(stray_check(node))
@@ -169,3 +171,63 @@ def check_transfers(nodes: dict[str, dict], report: dict[str, Any]) -> None:
                 node["problems"].append(f"an object sent from {head['name']} to {node['name']} arrived altered")
         if node.get("transfer_error"):
             node["problems"].append(f"transfer {head['name']} -> {node['name']} failed: {node['transfer_error']}")
+
+
+RING_FIX = ("a firewall between them, or the port taken? with `firewall: true`, run the deploy without --limit "
+            "so that every node admits every peer")
+
+
+def check_collective(observed: dict[str, Any], nodes: dict[str, dict], expect: dict[str, Any],
+                     report: dict[str, Any]) -> dict[str, Any]:
+    """The MLX collective: every rank joined, all_sum right, and bus bandwidth per size (algorithm
+    bandwidth x 2(n-1)/n, from the slowest rank's time). Each problem goes to the node it names
+    (or to the cluster's), and is listed in the collective's own ``problems`` too."""
+    ranks = list(observed.get("ranks", []))
+    collective = {"backend": observed.get("backend"), "ranks": len(ranks), "ok": False, "busbw_gbyte_s": {},
+                  "problems": [], "seconds": observed.get("seconds")}
+
+    def fail(name: str | None, problem: str) -> None:
+        collective["problems"].append(problem)
+        (nodes[name]["problems"] if name in nodes else report["problems"]).append(problem)
+
+    if observed.get("error"):
+        fail(None, f"the MLX collective did not run: {observed['error']}")
+    ports = {name: expect["collective"]["port"] + index for index, name in enumerate(ranks)}
+    for name, why in observed.get("taken", {}).items():
+        fail(name, f"{name}: the MLX collective could not start: {why}; free it, or move mlx_ring_port")
+    for name, peers in observed.get("unreachable", {}).items():
+        for peer in peers:
+            fail(name, f"{name} cannot reach {peer}'s MLX ring port ({nodes[peer]['ip']}:{ports[peer]}): {RING_FIX}")
+    results = observed.get("results", {})
+    for name in ranks:
+        if name in results:
+            for problem in _rank_problems(name, results[name], len(ranks)):
+                fail(name, problem)
+    complete = len(ranks) >= 2 and all(name in results for name in ranks)
+    if complete and not collective["problems"]:
+        collective["busbw_gbyte_s"] = bus_bandwidth(results, len(ranks))
+    collective["ok"] = not collective["problems"] and (complete or len(ranks) < 2)
+    return collective
+
+
+def _rank_problems(name: str, result: dict[str, Any], size: int) -> list[str]:
+    if "error" in result:
+        return [f"{name}: its MLX rank failed in the collective: {result['error']}"]
+    if result.get("size") != size:
+        return [f"{name}: its MLX rank joined a group of {result.get('size')}, not the {size} ranks of the cluster"]
+    expected = size * (size + 1) / 2  # rank r adds r + 1
+    wrong = [f"all_sum gave {result['sums']}, not {expected:g} everywhere"] if any(
+        value != expected for value in result.get("sums") or [None]) else []
+    wrong += [f"all_sum of {megabytes} MB of ones gave {ends}, not {size}"
+              for megabytes, ends in result.get("ends", {}).items() if any(value != size for value in ends)]
+    return [f"{name}: the MLX collective is wrong: {'; '.join(wrong)}"] if wrong else []
+
+
+def bus_bandwidth(results: dict[str, dict], size: int) -> dict[str, float]:
+    """GB/s per all_sum size (MB): bytes / the slowest rank's time x 2(n-1)/n, as NCCL's tests define it."""
+    figures = {}
+    for megabytes in sorted({mb for r in results.values() for mb in r.get("seconds", {})}, key=int):
+        slowest = max(r["seconds"][megabytes] for r in results.values())
+        algorithm = int(megabytes) * (1 << 20) / max(slowest, 1e-9)
+        figures[megabytes] = round(algorithm * 2 * (size - 1) / size / 1e9, 3)
+    return figures

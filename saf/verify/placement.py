@@ -22,4 +22,5 @@ def expectation(data: Any) -> dict:
         "pins": {"python": data.python_version, "ray": data.ray_version, "mlx": data.mlx_version},
         "mtu": data.mtu if data.manage_mtu else 1500,
         "slow_ratio": data.verify_slow_ratio,
+        "collective": {"backend": data.mlx_backend, "port": data.mlx_ring_port},
     }

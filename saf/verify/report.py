@@ -53,13 +53,33 @@ def _row(node: dict) -> list[str]:
 
 
 def table(report: dict) -> str:
-    """The report as an aligned text table, then one line per problem."""
+    """The report as an aligned text table, the collective's lines, then one line per problem."""
     rows = [[title for title, _ in COLUMNS]] + [_row(node) for node in report.get("nodes", [])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = all_problems(report)
     verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
-    return "\n".join([*lines, *(f"  - {problem}" for problem in problems), verdict])
+    return "\n".join([*lines, *collective_lines(report), *(f"  - {problem}" for problem in problems), verdict])
+
+
+def collective_lines(report: dict) -> list[str]:
+    """``MLX all_sum (ring, 3 ranks): ok`` and its bus bandwidth per size, beside the TCP figures
+    (head -> each node, GB/s like the bus bandwidth) and the slowest link."""
+    collective = report.get("collective")
+    if not collective:
+        return []
+    verdict = "ok" if collective.get("ok") else "FAIL"
+    lines = [f"MLX all_sum ({collective.get('backend')}, {collective.get('ranks')} ranks): {verdict}"]
+    figures = collective.get("busbw_gbyte_s") or {}
+    if figures:
+        sizes = " | ".join(f"{mb} MB {gbyte_s:.2f}" for mb, gbyte_s in sorted(figures.items(), key=lambda i: int(i[0])))
+        lines.append(f"  bus bandwidth GB/s: {sizes}")
+        tcp = [n["gbit_s"] / 8 for n in report.get("nodes", []) if isinstance(n.get("gbit_s"), (int, float))]
+        links = [n["link_gbit_s"] for n in report.get("nodes", []) if isinstance(n.get("link_gbit_s"), (int, float))]
+        if tcp:
+            lines.append(f"  TCP head -> node GB/s: {min(tcp):.2f}-{max(tcp):.2f}"
+                         + (f"; slowest link {min(links):g} Gbit/s ({min(links) / 8:.2f} GB/s)" if links else ""))
+    return lines
 
 
 def write(report: dict, directory: Path) -> Path:

@@ -26,9 +26,20 @@ NODES = [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}, {"name": "beta", "
 SETTINGS = SimpleNamespace(**load_defaults(PROJECT_DIR))
 
 
-def expectation(slow_ratio: float = 0.5, nodes=NODES) -> dict:
+def expectation(slow_ratio: float = 0.5, nodes=NODES, collective: bool = True) -> dict:
     return {"nodes": [{**node, "census": strays.census_commands(node["role"], SETTINGS)} for node in nodes],
-            "pins": dict(PINS), "mtu": 9000, "slow_ratio": slow_ratio}
+            "pins": dict(PINS), "mtu": 9000, "slow_ratio": slow_ratio,
+            **({"collective": {"backend": "ring", "port": 6390}} if collective else {})}
+
+
+def rank_result(rank: int, size: int = 3, seconds: float | dict = 0.01, **values) -> dict:
+    """A rank's answer to collective_rank: joined a group of ``size``, all_sum right, each size in ``seconds``."""
+    timed = seconds if isinstance(seconds, dict) else {str(mb): seconds * mb for mb in job.COLLECTIVE_REPEATS}
+    return {"rank": rank, "size": size, "sums": [size * (size + 1) / 2] * 4, "join_s": 0.1, "seconds": timed,
+            "ends": {str(mb): [float(size)] * 2 for mb in job.COLLECTIVE_REPEATS}, **values}
+
+
+LATE = object()  # a task that never finishes: ray.wait leaves it pending
 
 
 def probe(name: str, **values) -> dict:
@@ -63,6 +74,9 @@ class FakeRay:
         self.placed: list[tuple[str, str, bool]] = []  # (what, node name, soft)
         self.census_commands: dict[str, dict] = {}
         self.killed = 0
+        self.cancelled: list = []
+        self.ranks: dict[str, tuple] = {}  # node name: the collective_rank arguments it got
+        self.options: list[dict] = []  # ray.remote's options, in order
 
     def init(self, **options) -> None:
         self.init_options = options
@@ -77,12 +91,21 @@ class FakeRay:
         return seen
 
     def remote(self, **options):
-        return lambda target: Remote(self, target)
+        def wrap(target):
+            self.options.append({"target": target.__name__, **options})
+            return Remote(self, target)
+        return wrap
 
     def get(self, ref, timeout=None):
         if isinstance(ref.value, Exception):
             raise ref.value
         return ref.value
+
+    def wait(self, refs: list, num_returns: int, timeout: float):
+        return [r for r in refs if r.value is not LATE], [r for r in refs if r.value is LATE]
+
+    def cancel(self, ref, force: bool = False) -> None:
+        self.cancelled.append((ref, force))
 
     def kill(self, actor) -> None:
         self.killed += 1
@@ -106,6 +129,12 @@ class FakeRay:
             (commands,) = args
             self.census_commands[node] = commands
             return answers.get("census", {"os": "linux", "ps": "", "listeners": ""})
+        if what == "unreachable":
+            (peers,) = args
+            return [name for name, _, _ in peers if name in answers.get("unreachable", ())]
+        if what == "collective_rank":
+            self.ranks[node] = args
+            return answers.get("rank", rank_result(args[0], len(args[1])))
         raise AssertionError(f"unexpected task {what}")
 
 
@@ -125,16 +154,19 @@ class Remote:
         node = self.strategy.node_id.removeprefix("id-")
         self.ray.placed.append((self.target.__name__, node, self.strategy.soft))
         if isinstance(self.target, type):
-            return Actor(self.ray, node)
+            return Actor(self.ray, node, self.target.__name__)
         return Ref(self.ray.run_on(node, self.target.__name__, args))
 
 
 class Actor:
     """A UdpEcho or TcpSink on a node: listens on a port, counts what a sender pushed."""
 
-    def __init__(self, ray: FakeRay, node: str) -> None:
+    def __init__(self, ray: FakeRay, node: str, kind: str = "") -> None:
         self.listen = SimpleNamespace(remote=lambda ip: Ref(40000))
         self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
+        if kind == "RingPort":  # holds the rank's port: "" or why it cannot (answers[node]["ring_taken"])
+            self.listen = SimpleNamespace(remote=lambda ip, port: Ref(ray.answers.get(node, {}).get("ring_taken", "")))
+            self.close = SimpleNamespace(remote=lambda: Ref(None))
 
 
 def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
@@ -159,7 +191,7 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
     assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
-    assert ray.killed == 3 + 2  # every echo and every TCP sink
+    assert ray.killed == 3 + 2 + 3  # every echo, every TCP sink and every ring port holder
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
     assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
@@ -489,3 +521,99 @@ def test_a_user_unit_is_saf_s_only_when_the_settings_say_so():
     assert strays.node_strays({"name": "beta", "role": "worker", "census": census}, user_units) == []
     system_units = strays.node_strays({"name": "beta", "role": "worker", "census": census}, SETTINGS)
     assert system_units and all(p.startswith("beta: Ray process not started by SAF's service") for p in system_units)
+
+
+# --- the MLX collective ------------------------------------------------------------------------
+
+
+def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_bandwidth():
+    report, ray = verify()
+    hosts = [["10.0.0.1:6390"], ["10.0.0.2:6391"], ["10.0.0.3:6392"]]
+    assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, job.COLLECTIVE_REPEATS,
+                         "ring"), "gamma": (2, hosts, job.COLLECTIVE_REPEATS, "ring")}
+    assert {"target": "collective_rank", "num_cpus": 0, "max_calls": 1} in ray.options  # its process ends with it
+    collective = report["collective"]
+    # each size took 0.01 s per MB on every rank: 2**20 / 0.01 B/s, times 2(n-1)/n = 4/3
+    assert collective["busbw_gbyte_s"] == {"1": 0.14, "16": 0.14, "64": 0.14, "256": 0.14}
+    assert {key: collective[key] for key in ("backend", "ranks", "ok", "problems")} == {
+        "backend": "ring", "ranks": 3, "ok": True, "problems": []}
+    assert report["ok"] is True
+
+
+def test_bus_bandwidth_is_bytes_over_the_slowest_rank_s_time_times_two_n_minus_one_over_n():
+    slow = {str(mb): 0.04 * mb for mb in job.COLLECTIVE_REPEATS}
+    report, _ = verify({"beta": {"rank": rank_result(1, seconds=slow)}})
+    assert report["collective"]["busbw_gbyte_s"]["256"] == round(256 * 2 ** 20 / (0.04 * 256) * 4 / 3 / 1e9, 3)
+    assert judgement.bus_bandwidth({"a": {"seconds": {"2": 1.0}}, "b": {"seconds": {"2": 0.5}}}, 2) == {
+        "2": round(2 * 2 ** 20 / 1e9, 3)}  # two ranks: 2(n-1)/n = 1
+
+
+def test_a_node_that_cannot_reach_a_peer_s_ring_port_fails_by_name_and_no_rank_runs():
+    report, ray = verify({"gamma": {"unreachable": ("beta",)}})
+    assert problems_of(report, "gamma") == [
+        f"gamma cannot reach beta's MLX ring port (10.0.0.2:6391): {judgement.RING_FIX}"]
+    assert problems_of(report, "beta") == [] and ray.ranks == {}
+    assert report["collective"]["ok"] is False and report["collective"]["busbw_gbyte_s"] == {}
+    assert report["collective"]["problems"] == problems_of(report, "gamma") and report["ok"] is False
+
+
+def test_a_ring_port_taken_on_a_node_fails_that_node_and_no_rank_runs():
+    report, ray = verify({"beta": {"ring_taken": "its ring port 10.0.0.2:6391 is taken (Address already in use)"}})
+    assert problems_of(report, "beta") == ["beta: the MLX collective could not start: its ring port 10.0.0.2:6391 is "
+                                           "taken (Address already in use); free it, or move mlx_ring_port"]
+    assert ray.ranks == {} and report["ok"] is False
+
+
+def test_a_rank_that_fails_or_never_finishes_is_named_and_the_late_one_is_stopped():
+    report, ray = verify({"beta": {"rank": RuntimeError("[ring] Couldn't connect (error: 111)")},
+                          "gamma": {"rank": LATE}})
+    assert problems_of(report, "beta") == [
+        "beta: its MLX rank failed in the collective: [ring] Couldn't connect (error: 111)"]
+    assert problems_of(report, "gamma") == [
+        f"gamma: its MLX rank failed in the collective: did not finish within {job.COLLECTIVE_S:.0f} s"]
+    assert [force for _, force in ray.cancelled] == [True]
+    assert report["collective"]["ok"] is False and problems_of(report, "alpha") == []
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (rank_result(1, sums=[6.0, 6.0, 6.0, 5.0]), "all_sum gave [6.0, 6.0, 6.0, 5.0], not 6 everywhere"),
+    (rank_result(1, sums=[]), "all_sum gave [], not 6 everywhere"),
+    (rank_result(1, ends={"256": [3.0, 2.0]}), "all_sum of 256 MB of ones gave [3.0, 2.0], not 3"),
+])
+def test_a_wrong_all_sum_fails_the_node_that_saw_it(answer, why):
+    report, _ = verify({"beta": {"rank": answer}})
+    assert problems_of(report, "beta") == [f"beta: the MLX collective is wrong: {why}"]
+    assert report["collective"]["ok"] is False and report["collective"]["busbw_gbyte_s"] == {}
+
+
+def test_a_rank_in_a_group_of_the_wrong_size_fails():
+    report, _ = verify({"gamma": {"rank": rank_result(2, size=1)}})
+    assert problems_of(report, "gamma") == ["gamma: its MLX rank joined a group of 1, not the 3 ranks of the cluster"]
+
+
+def test_a_node_that_is_down_leaves_the_ring_to_the_others_renumbered():
+    report, ray = verify(down=("beta",))
+    hosts = [["10.0.0.1:6390"], ["10.0.0.3:6391"]]
+    assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"),
+                         "gamma": (1, hosts, job.COLLECTIVE_REPEATS, "ring")}
+    assert report["collective"]["ranks"] == 2 and report["collective"]["ok"] is True
+
+
+def test_a_single_node_has_no_collective_to_fail():
+    report, ray = verify(down=("beta", "gamma"))
+    assert ray.ranks == {} and report["collective"]["ok"] is True and report["collective"]["ranks"] == 1
+
+
+def test_a_node_lost_during_the_collective_is_a_cluster_problem_not_a_crash(monkeypatch):
+    def lost(*args):
+        raise RuntimeError("node died")
+    monkeypatch.setattr(job, "_ring_ports_reachable", lost)
+    report, _ = verify()
+    assert report["problems"] == ["the MLX collective did not run: RuntimeError: node died"]
+    assert report["ok"] is False and report["collective"]["ok"] is False
+
+
+def test_without_a_collective_expected_there_is_none():
+    ray = FakeRay({})
+    observed = job.run("10.0.0.1:6380", expectation(collective=False), 30, ray=ray)
+    assert "collective" not in observed and ray.ranks == {}

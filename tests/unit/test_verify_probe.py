@@ -295,3 +295,30 @@ def test_ipv6_peers_are_probed_over_ipv6_with_its_headers():
         assert job.path_probe([("::1", port)], 9000) == {"::1": {"ok": True, "largest": 8952, "headers": 48}}
     finally:
         echo.close()
+
+
+def test_a_ring_port_is_held_for_peers_and_then_left_free_for_mlx():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    holder = job.RingPort()
+    assert holder.listen("127.0.0.1", port) == ""
+    assert job.unreachable([("beta", "127.0.0.1", port)]) == []
+    holder.close()
+    assert job.unreachable([("beta", "127.0.0.1", port)]) == ["beta"]
+    with socket.socket() as mlx_s:  # no SO_REUSEADDR, as MLX might bind it: no TIME_WAIT left on the port
+        mlx_s.bind(("127.0.0.1", port))
+
+
+def test_a_ring_port_already_taken_is_said_and_not_held():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        holder = job.RingPort()
+        assert holder.listen("127.0.0.1", port).startswith(f"its ring port 127.0.0.1:{port} is taken (")
+        holder.close()
+
+
+def test_the_ring_hostfile_gives_rank_r_the_port_base_plus_r():
+    assert job.ring_hosts(["10.0.0.1", "10.0.0.3"], 6390) == [["10.0.0.1:6390"], ["10.0.0.3:6391"]]

@@ -97,10 +97,11 @@ def test_expectation_covers_the_whole_cluster():
         python_version, ray_version, mlx_version = "3.9.23", "2.49.1", "0.29.1"
         mtu, manage_mtu, verify_slow_ratio = 9000, True, 0.5
         use_sudo, macos_service = True, "daemon"
+        mlx_backend, mlx_ring_port = "ring", 7100
     expected = expectation(Data)
     census = [node.pop("census") for node in expected["nodes"]]
     assert expected == {"nodes": NODES, "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"},
-                        "mtu": 9000, "slow_ratio": 0.5}
+                        "mtu": 9000, "slow_ratio": 0.5, "collective": {"backend": "ring", "port": 7100}}
     assert expectation(Data)["nodes"][0] is not NODES[0]  # a copy: the driver's JSON, not host data
     # each node is told what to print for the stray check, by its role: the head's launchd job is the head's
     assert census[0]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
