@@ -23,4 +23,5 @@ if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/firewall.py")
     local.include("tasks/app_firewall.py")
     local.include("tasks/ray_service.py")
+    local.include("tasks/mlx_distributed.py")
     local.include("tasks/verify.py")

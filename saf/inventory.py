@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from saf.mlx_ring import launch_hostfile
 from saf.spec import Cluster, ClusterFileError, NodeSpec, load_cluster
 
 HostEntry = tuple[str, dict[str, Any]]
@@ -31,6 +32,7 @@ def node_data(cluster: Cluster, node: NodeSpec) -> dict[str, Any]:
         head_ip=cluster.head.ip,
         cluster_nodes=[{"name": n.name, "role": n.role, "ip": n.ip} for n in cluster.nodes],
         cluster_file=str(cluster.path),
+        mlx_hostfile=launch_hostfile(cluster.nodes),
     )
     return data
 

@@ -16,7 +16,7 @@ from pyinfra.api.util import get_template
 
 from saf.venv_spec import current_venv_path, requirements, venv_name
 from saf.service import RayService, ray_service
-from tests.planning import Raw
+from tests.planning import FromHostData, Raw
 from saf.build_deps import MAC_BUILD_DEPS
 from saf.spec import load_defaults
 
@@ -193,6 +193,16 @@ def converged_service(role: str, ip: str, head_ip: str, home: str = "/Users/arth
     }
 
 
+def converged_mlx_hostfile(home: str, user: str) -> dict[str, Any]:
+    """Facts of a node that holds the MLX hostfile this cluster file gives (whichever that is)."""
+    path = f"{home}/.saf/mlx/hostfile.json"
+    return {
+        f"files.Directory:{home}/.saf/mlx": {"mode": 755, "user": user},
+        f"files.File:{path}": {"mode": 644, "user": user},
+        f"files.Sha1File:{path}": FromHostData(lambda data: hashlib.sha1(data.mlx_hostfile.encode()).hexdigest()),
+    }
+
+
 def converged_mac(home: str = "/Users/arthurdell", role: str = "head", ip: str = "192.168.1.172",
                   head_ip: str = "192.168.1.172", **overrides: Any) -> dict[str, Any]:
     """A Mac on which a previous run already converged everything (default pins and settings)."""
@@ -206,6 +216,7 @@ def converged_mac(home: str = "/Users/arthurdell", role: str = "head", ip: str =
         f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
         **mac_network(mtu=9000, ip=ip),
         **converged_service(role, ip, head_ip, home),
+        **converged_mlx_hostfile(home, "arthurdell"),
         "macos.PmsetSettings": Raw(PMSET_CONVERGED),
     })
     facts.update(overrides)

@@ -16,7 +16,7 @@ that names the key to add: tests state every fact the deploy reads.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,14 @@ class Raw:
     """A fact fixture given as the command's raw output (text), to be parsed by the fact."""
 
     output: str
+
+
+@dataclass(frozen=True)
+class FromHostData:
+    """A fact fixture computed from the planned host's data: for a converged value that depends on
+    the whole cluster file (the sha1 of the MLX hostfile, which lists every node)."""
+
+    compute: Callable[[Any], Any]
 
 
 class MissingFactFixture(LookupError):
@@ -104,9 +112,9 @@ def _fixture_keys(fact_cls: type, args: tuple, kwargs: dict) -> list[str]:
     return [f"{name}:{','.join(str(value) for value in values)}", f"{name}:*"]
 
 
-def _resolve_fact(fixtures: Mapping[str, Any], fact_cls: type, args: tuple, kwargs: dict) -> Any:
+def _resolve_fact(fixtures: Mapping[str, Any], fact_cls: type, args: tuple, kwargs: dict, data: Any = None) -> Any:
     if issubclass(fact_cls, ShortFactBase):
-        base_value = _resolve_fact(fixtures, fact_cls.fact, args, kwargs)
+        base_value = _resolve_fact(fixtures, fact_cls.fact, args, kwargs, data)
         return fact_cls().process_data(base_value)
     for key in _fixture_keys(fact_cls, args, kwargs):
         if key in fixtures:
@@ -114,6 +122,8 @@ def _resolve_fact(fixtures: Mapping[str, Any], fact_cls: type, args: tuple, kwar
             if isinstance(value, Raw):
                 fact: FactBase = fact_cls()
                 return fact.process(value.output.splitlines())
+            if isinstance(value, FromHostData):
+                return value.compute(data)
             return value
     raise MissingFactFixture(f"no fixture for fact {_fixture_keys(fact_cls, args, kwargs)[0]!r}")
 
@@ -153,7 +163,7 @@ def _cli_mode():
 def _inject_facts(host: Host, fixtures: Mapping[str, Any]) -> None:
     def get_fact(self: Host, fact_cls: type, *args: Any, **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
-        return _resolve_fact(fixtures, fact_cls, args, kwargs)
+        return _resolve_fact(fixtures, fact_cls, args, kwargs, self.data)
 
     host.get_fact = MethodType(get_fact, host)  # type: ignore[method-assign]
     host.connected = True
