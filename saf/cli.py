@@ -16,6 +16,9 @@ import click
 
 from saf.auth import auth_mode, rotate_control_token
 from saf.lab.cli import lab
+from saf.launch import LaunchError
+from saf.launch import launch as run_launch
+from saf.mlx_ring import UnknownNodes
 from saf.paths import on_control
 from saf.spec import ClusterFileError, load_cluster
 from saf.ssh import ssh_argv
@@ -24,6 +27,9 @@ from saf.ssh import ssh_argv
 @click.group()
 def main() -> None:
     """Studio Air Fabric: provision and verify a Ray + MLX cluster."""
+
+
+SAF_PROJECT = Path(__file__).resolve().parent.parent  # the project SAF is installed from (editable)
 
 
 def _project_dir() -> Path:
@@ -108,5 +114,22 @@ def dashboard(port: int) -> None:
     os.execvp(argv[0], argv)
 
 
-for _command in (lab, doctor, verify, dashboard, rollback, teardown, rotate_token):
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--nodes", "names", metavar="A,B,...", help="Only these nodes (names from the cluster file).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def launch(names: str | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND as an MLX distributed program: one rank per node, through Ray, from this directory
+    (shipped to every node). `saf launch -- python train.py`; exits with the worst rank's status."""
+    try:
+        cluster = load_cluster(_project_dir() if (Path.cwd() / "inventory.py").exists() else SAF_PROJECT)
+    except ClusterFileError as error:
+        raise UnusableClusterFile(str(error)) from None
+    try:
+        status = run_launch(cluster, names, list(command), Path.cwd())
+    except (LaunchError, UnknownNodes) as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(status)
+
+
+for _command in (lab, doctor, verify, dashboard, rollback, teardown, rotate_token, launch):
     main.add_command(_command)
