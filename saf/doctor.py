@@ -21,6 +21,7 @@ from saf.facts.gpu import NvidiaGPUs
 from saf.facts.launchd import LaunchdJob
 from saf.facts.network import RawMaxDatagram
 from saf.facts.python import PythonInterpreter
+from saf.facts.rdma import ABSENT, RdmaThunderbolt
 from saf.facts.unexpected import UnexpectedOutput
 from saf.foreign_ray import (
     autoscaler_fixes,
@@ -130,6 +131,25 @@ def _app_firewall(host: Host) -> Finding:
                    f"allows {len(found.missing)} of Ray's binaries (socketfilterfw)")
 
 
+def _rdma(host: Host) -> Finding:
+    """Shown, never a stop: whether this Mac has RDMA over Thunderbolt (what MLX's jaccl backend
+    needs), for users planning a Thunderbolt 5 cluster; SAF provisions the ring backend."""
+    found = host.get_fact(RdmaThunderbolt)
+    status, devices = found["rdma_ctl"], found["devices"]
+    check = "RDMA over Thunderbolt"
+    if status == ABSENT:
+        return Finding(check, "not on this Mac (it needs macOS 26.2+ and Thunderbolt 5)",
+                       fix="MLX's ring backend over TCP is used")
+    if status == "disabled":
+        return Finding(check, "available, disabled", fix="not needed for the ring backend; to have it, run "
+                       "`rdma_ctl enable` in macOS Recovery's Terminal, then restart")
+    if status == "enabled":
+        return Finding(check, f"enabled: {', '.join(devices)}" if devices else "enabled, no RDMA device listed",
+                       fix=f"ready for jaccl, which SAF does not offer yet (mlx_backend: {host.data.mlx_backend})")
+    return Finding(check, f"rdma_ctl status says {status[:80]!r}", Verdict.ATTENTION,
+                   "SAF does not know this answer; the ring backend does not depend on it")
+
+
 def _gpu_on_linux(host: Host) -> Finding:
     gpus = host.get_fact(NvidiaGPUs)
     if gpus:
@@ -137,7 +157,7 @@ def _gpu_on_linux(host: Host) -> Finding:
     return Finding("GPU", "no NVIDIA GPU (MLX on the CPU)")
 
 
-MAC_CHECKS: tuple[Check, ...] = (_homebrew, _python, _venv, mtu_finding, _raw_datagram_cap, _app_firewall,
+MAC_CHECKS: tuple[Check, ...] = (_homebrew, _python, _venv, mtu_finding, _raw_datagram_cap, _rdma, _app_firewall,
                                  _existing_ray, _ray_service)
 LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service)
 

@@ -14,7 +14,13 @@ from tests.planning import Raw
 
 ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
 ONE_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
+def rdma_output(status: str, devices: str = "") -> Raw:
+    """The RDMA fact's output: ``rdma_ctl status`` (or ``absent``), then ``ibv_devices``."""
+    return Raw(f"--- rdma_ctl status\n{status}\n--- ibv_devices\n{devices}")
+
+
 DOCTOR_FACTS = {
+    "rdma.RdmaThunderbolt": rdma_output("absent"),  # macOS 15: no rdma_ctl
     "ray.RayProcesses": Raw("root 1 0 /sbin/launchd\n"),
     "network.RawMaxDatagram": Raw(macos_output("sysctl-n-net.inet.raw.maxdgram.default.txt")),
 }
@@ -141,3 +147,34 @@ def test_a_debian_node_without_its_cluster_interface_cannot(plan, caplog, gpus, 
     assert rows["cluster interface"][1] == "cannot" and "cluster ip 10.0.0.1" in rows["cluster interface"][2]
     assert rows["Ray service"][:2] == ("saf-ray-head.service inactive", "would change")
     assert "no interface on alpha has the cluster ip 10.0.0.1" in alpha.op("Doctor").commands[0]
+
+
+@pytest.mark.parametrize(("status", "devices", "expected"), [
+    ("absent", "", ("not on this Mac (it needs macOS 26.2+ and Thunderbolt 5)", "OK",
+                    "MLX's ring backend over TCP is used")),
+    (macos_output("rdma_ctl-status.disabled.macos26-2.txt"), "", (
+        "available, disabled", "OK",
+        "not needed for the ring backend; to have it, run `rdma_ctl enable` in macOS Recovery's Terminal, then restart")),
+    (macos_output("rdma_ctl-status.enabled.macos26-2.txt"), macos_output("ibv_devices.m4-pro-mini.macos26-2.txt"), (
+        "enabled: rdma_en2, rdma_en3, rdma_en4", "OK", "ready for jaccl, which SAF does not offer yet (mlx_backend: ring)")),
+    (macos_output("rdma_ctl-status.enabled.macos26-2.txt"), "", ("enabled, no RDMA device listed", "OK",
+                                                                 "ready for jaccl, which SAF does not offer yet "
+                                                                 "(mlx_backend: ring)")),
+    ("rdma_ctl: operation not permitted", "", ("rdma_ctl status says 'rdma_ctl: operation not permitted'",
+                                              "attention", "SAF does not know this answer; the ring backend does not "
+                                              "depend on it")),
+])
+def test_rdma_over_thunderbolt_is_reported_and_never_stops_the_deploy(plan, caplog, status, devices, expected):
+    alpha, rows = doctor(plan, caplog, {**converged_mac(**{"macos.MacMTU:en0": {"active": 9000, "setting": 9000}}),
+                                        "rdma.RdmaThunderbolt": rdma_output(status.strip(), devices)})
+    assert rows["RDMA over Thunderbolt"] == expected
+    assert alpha.ops == []
+
+
+def test_the_rdma_fact_asks_both_tools_and_reads_only_device_rows():
+    from saf.facts.rdma import RdmaThunderbolt
+    fact = RdmaThunderbolt()
+    assert "rdma_ctl status" in fact.command() and "ibv_devices" in fact.command()
+    text = rdma_output("enabled", macos_output("ibv_devices.m4-pro-mini.macos26-2.txt")).output
+    assert fact.process(text.splitlines()) == {"rdma_ctl": "enabled", "devices": ["rdma_en2", "rdma_en3", "rdma_en4"]}
+    assert fact.process([]) == {"rdma_ctl": "absent", "devices": []}
