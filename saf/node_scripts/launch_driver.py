@@ -29,10 +29,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import saf_verify_job as job  # noqa: E402 - shipped beside this file
-
 READ_WAIT_S = 0.5  # a rank's read returns after this with what it has (maybe nothing)
 STOP_GRACE_S = 3.0  # SIGTERM first, SIGKILL after this
 JOIN_PATIENCE_S = 30.0  # every node alive in Ray within this, or the launch does not start
@@ -79,18 +75,21 @@ class Rank:
             lines.append(line)
         if ended:
             code = self.process.wait()
-            os.unlink(self.hostfile)
+            self._remove_hostfile()
             return {"lines": lines, "exit": SIGNAL_STATUS - code if code < 0 else code}
         return {"lines": lines, "exit": None}
 
-    def stop(self) -> None:
-        """SIGTERM to the rank's whole process group, SIGKILL after a grace period."""
-        if self.process is None or self.process.poll() is not None:
-            return
+    def _remove_hostfile(self) -> None:
         try:
             os.unlink(self.hostfile)
-        except OSError:
+        except OSError:  # already removed (stopped, then read to its end)
             pass
+
+    def stop(self) -> None:
+        """SIGTERM to the rank's whole process group, SIGKILL after a grace period."""
+        self._remove_hostfile()
+        if self.process is None or self.process.poll() is not None:
+            return
         for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 1.0)):
             try:
                 os.killpg(self.process.pid, sig)
@@ -140,6 +139,9 @@ def launch(address: str, nodes: list, port: int, command: list) -> int:
     import ray
     import ray.util.scheduling_strategies  # noqa: F401 - job.pinned reaches it as an attribute
 
+    sys.path.insert(0, str(HERE))
+    import saf_verify_job as job  # shipped beside this file: the verification's ring and placement helpers
+
     ray.init(address=address, logging_level="ERROR", log_to_driver=False,
              runtime_env={"working_dir": str(HERE / "work")})
     alive = job._wait_for_nodes(ray, [node["ip"] for node in nodes], JOIN_PATIENCE_S)
@@ -159,6 +161,7 @@ def launch(address: str, nodes: list, port: int, command: list) -> int:
 
 
 def _run(ray, ranks: dict, hosts: list, command: list) -> int:
+    """Start every rank, print each one's lines as they come, and return the worst exit status."""
     width = max(len(name) for name in ranks)
     codes = {}
     for index, (name, rank) in enumerate(ranks.items()):
