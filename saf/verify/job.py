@@ -58,7 +58,7 @@ DONT_FRAGMENT = {  # setsockopt(level, option, value) that forbids fragmenting t
 # The collective: one MLX rank per node, MLX's ring backend on the cluster ips, rank r on base + r.
 # Every rank takes part in every operation, so the repeats are fixed, the same on every rank.
 COLLECTIVE_REPEATS = {1: 5, 16: 3, 64: 2, 256: 1}  # all_sum size (MB): timed operations, the median is the figure
-RING_REACH_S = 2.0  # a peer's ring port that accepts no connection within this is unreachable
+RING_REACH_S = 5.0  # a peer's ring port that accepts no connection within this is unreachable
 COLLECTIVE_S = 60.0  # every rank has joined and measured within this, or the ranks still out fail by name
 TOKEN_BYTES = 8  # the smallest probe: its token, echoed back with the length received
 PROBE_ATTEMPTS = 3  # a size fails only when none of its datagrams is echoed
@@ -432,57 +432,44 @@ def tcp_send(ip: str, port: int, seconds: float) -> dict:
     return {"bytes": sent, "seconds": elapsed}
 
 
-class RingPort:
-    """A rank's ring port held open for a moment before MLX takes it, so that every peer can prove
-    it reaches it: a blocked port is then named by node and peer instead of hanging MLX's connect."""
-
-    def listen(self, ip: str, port: int) -> str:
-        """"" once listening; else why not (the port is taken on this node)."""
-        self.server = socket.socket(_family(ip), socket.SOCK_STREAM)
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.server.bind((ip, port))
-        except OSError as error:
-            self.server.close()
-            return f"its ring port {ip}:{port} is taken ({error.strerror or error})"
-        self.server.listen(16)
-        self.server.settimeout(0.2)
-        self.closed = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-        return ""
-
-    def _serve(self) -> None:
-        while not self.closed:
+def ring_reach(ip: str, port: int, peers: list, patience: float = RING_REACH_S) -> dict:
+    """One node's part of the ring check, run on every node at once: hold this rank's ring port
+    open while connecting to every peer's (retrying while a peer may not listen yet), until every
+    peer is reached and has reached us, or ``patience`` runs out. A blocked port is then named by
+    node and peer, instead of hanging MLX's connect. ``peers``: (name, ip, port)."""
+    server = socket.socket(_family(ip), socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind((ip, port))
+    except OSError as error:
+        server.close()
+        return {"taken": f"its ring port {ip}:{port} is taken ({error.strerror or error})", "unreachable": []}
+    server.listen(16)
+    server.settimeout(0.05)
+    waiting, accepted = {name: (peer_ip, peer_port) for name, peer_ip, peer_port in peers}, []
+    deadline = time.monotonic() + patience
+    try:
+        while (waiting or len(accepted) < len(peers)) and time.monotonic() < deadline:
             try:
-                conn, _ = self.server.accept()
+                accepted.append(server.accept()[0])
             except OSError:
-                continue
-            # the peer closes first, so no TIME_WAIT is left on this port to stop MLX binding it
-            conn.settimeout(RING_REACH_S)
+                pass
+            for name, address in list(waiting.items()):
+                try:
+                    socket.create_connection(address, timeout=0.2).close()
+                    del waiting[name]
+                except OSError:
+                    continue
+    finally:
+        for conn in accepted:  # the peer closed first: no TIME_WAIT left on this port to stop MLX binding it
+            conn.settimeout(0.5)
             try:
                 conn.recv(1)
             except OSError:
                 pass
             conn.close()
-
-    def close(self) -> None:
-        self.closed = True
-        if getattr(self, "thread", None) is not None:
-            self.thread.join(timeout=1)
-        self.server.close()
-
-
-def unreachable(peers: list) -> list:
-    """The peers (name, ip, port) whose ring port accepts no TCP connection from this node."""
-    missing = []
-    for name, ip, port in peers:
-        try:
-            with socket.create_connection((ip, port), timeout=RING_REACH_S):
-                pass
-        except OSError:
-            missing.append(name)
-    return missing
+        server.close()
+    return {"taken": "", "unreachable": sorted(waiting)}
 
 
 def ring_hosts(ips: list, base: int) -> list:
@@ -682,7 +669,9 @@ def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
         return observed
     started = time.monotonic()
     try:
-        if _ring_ports_reachable(ray, nodes, live, ring["port"], observed):
+        reachable = _ring_ports_reachable(ray, nodes, live, ring["port"], observed)
+        observed["reach_seconds"] = round(time.monotonic() - started, 2)
+        if reachable:
             _run_ranks(ray, nodes, live, hosts, ring["backend"], observed)
     except Exception as error:  # noqa: BLE001 - a node lost on the way: no collective, said why
         observed["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}" if str(error) \
@@ -708,33 +697,19 @@ def _run_ranks(ray, nodes: dict, live: list, hosts: list, backend: str, observed
 
 
 def _ring_ports_reachable(ray, nodes: dict, live: list, base: int, observed: dict) -> bool:
-    """Every rank's port held open on its node, and every other rank's node connecting to it."""
-    holder = ray.remote(num_cpus=0, max_concurrency=2)(RingPort)
-    check = ray.remote(num_cpus=0)(unreachable)
+    """Every rank's node holds its port and connects to every other's, all at once (ring_reach)."""
+    check = ray.remote(num_cpus=0)(ring_reach)
     ports = {name: base + index for index, name in enumerate(live)}
-    holders = {name: holder.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote()
-               for name in live}
-    try:
-        for name in live:
-            why = ray.get(holders[name].listen.remote(nodes[name]["ip"], ports[name]), timeout=30)
-            if why:
-                observed["taken"][name] = why
-        if observed["taken"]:
-            return False
-        pending = {name: check.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote(
-            [(peer, nodes[peer]["ip"], ports[peer]) for peer in live if peer != name]) for name in live}
-        for name, ref in pending.items():
-            missing = ray.get(ref, timeout=30 + RING_REACH_S * len(live))
-            if missing:
-                observed["unreachable"][name] = missing
-        return not observed["unreachable"]
-    finally:
-        for name, actor in holders.items():
-            try:
-                ray.get(actor.close.remote(), timeout=5)
-            except Exception:  # noqa: BLE001 - killed below anyway
-                pass
-            ray.kill(actor)
+    pending = {name: check.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote(
+        nodes[name]["ip"], ports[name], [(peer, nodes[peer]["ip"], ports[peer]) for peer in live if peer != name])
+        for name in live}
+    for name, ref in pending.items():
+        answer = ray.get(ref, timeout=30 + RING_REACH_S)
+        if answer["taken"]:
+            observed["taken"][name] = answer["taken"]
+        if answer["unreachable"]:
+            observed["unreachable"][name] = answer["unreachable"]
+    return not observed["taken"] and not observed["unreachable"]
 
 
 def ray_census(commands: dict) -> dict:

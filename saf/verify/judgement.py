@@ -184,7 +184,7 @@ def check_collective(observed: dict[str, Any], nodes: dict[str, dict], expect: d
     (or to the cluster's), and is listed in the collective's own ``problems`` too."""
     ranks = list(observed.get("ranks", []))
     collective = {"backend": observed.get("backend"), "ranks": len(ranks), "ok": False, "busbw_gbyte_s": {},
-                  "problems": [], "seconds": observed.get("seconds")}
+                  "problems": [], "seconds": observed.get("seconds"), "reach_seconds": observed.get("reach_seconds")}
 
     def fail(name: str | None, problem: str) -> None:
         collective["problems"].append(problem)
@@ -196,7 +196,7 @@ def check_collective(observed: dict[str, Any], nodes: dict[str, dict], expect: d
     for name, why in observed.get("taken", {}).items():
         fail(name, f"{name}: the MLX collective could not start: {why}; free it, or move mlx_ring_port")
     for name, peers in observed.get("unreachable", {}).items():
-        for peer in peers:
+        for peer in (p for p in peers if p not in observed.get("taken", {})):  # a taken port is named once, above
             fail(name, f"{name} cannot reach {peer}'s MLX ring port ({nodes[peer]['ip']}:{ports[peer]}): {RING_FIX}")
     results = observed.get("results", {})
     for name in ranks:

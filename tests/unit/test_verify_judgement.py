@@ -76,6 +76,7 @@ class FakeRay:
         self.killed = 0
         self.cancelled: list = []
         self.ranks: dict[str, tuple] = {}  # node name: the collective_rank arguments it got
+        self.reach: dict[str, tuple] = {}  # node name: (its ip, its ring port, the peers it tried)
         self.options: list[dict] = []  # ray.remote's options, in order
 
     def init(self, **options) -> None:
@@ -129,9 +130,11 @@ class FakeRay:
             (commands,) = args
             self.census_commands[node] = commands
             return answers.get("census", {"os": "linux", "ps": "", "listeners": ""})
-        if what == "unreachable":
-            (peers,) = args
-            return [name for name, _, _ in peers if name in answers.get("unreachable", ())]
+        if what == "ring_reach":
+            ip, port, peers = args
+            self.reach[node] = (ip, port, [name for name, _, _ in peers])
+            return {"taken": answers.get("ring_taken", ""),
+                    "unreachable": [name for name, _, _ in peers if name in answers.get("unreachable", ())]}
         if what == "collective_rank":
             self.ranks[node] = args
             return answers.get("rank", rank_result(args[0], len(args[1])))
@@ -164,9 +167,6 @@ class Actor:
     def __init__(self, ray: FakeRay, node: str, kind: str = "") -> None:
         self.listen = SimpleNamespace(remote=lambda ip: Ref(40000))
         self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
-        if kind == "RingPort":  # holds the rank's port: "" or why it cannot (answers[node]["ring_taken"])
-            self.listen = SimpleNamespace(remote=lambda ip, port: Ref(ray.answers.get(node, {}).get("ring_taken", "")))
-            self.close = SimpleNamespace(remote=lambda: Ref(None))
 
 
 def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
@@ -191,7 +191,7 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
     assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
-    assert ray.killed == 3 + 2 + 3  # every echo, every TCP sink and every ring port holder
+    assert ray.killed == 3 + 2  # every echo and every TCP sink
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
     assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
@@ -529,6 +529,8 @@ def test_a_user_unit_is_saf_s_only_when_the_settings_say_so():
 def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_bandwidth():
     report, ray = verify()
     hosts = [["10.0.0.1:6390"], ["10.0.0.2:6391"], ["10.0.0.3:6392"]]
+    assert ray.reach == {"alpha": ("10.0.0.1", 6390, ["beta", "gamma"]), "beta": ("10.0.0.2", 6391, ["alpha", "gamma"]),
+                         "gamma": ("10.0.0.3", 6392, ["alpha", "beta"])}  # every pair, both ways
     assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, job.COLLECTIVE_REPEATS,
                          "ring"), "gamma": (2, hosts, job.COLLECTIVE_REPEATS, "ring")}
     assert {"target": "collective_rank", "num_cpus": 0, "max_calls": 1} in ray.options  # its process ends with it
@@ -557,10 +559,13 @@ def test_a_node_that_cannot_reach_a_peer_s_ring_port_fails_by_name_and_no_rank_r
     assert report["collective"]["problems"] == problems_of(report, "gamma") and report["ok"] is False
 
 
-def test_a_ring_port_taken_on_a_node_fails_that_node_and_no_rank_runs():
-    report, ray = verify({"beta": {"ring_taken": "its ring port 10.0.0.2:6391 is taken (Address already in use)"}})
-    assert problems_of(report, "beta") == ["beta: the MLX collective could not start: its ring port 10.0.0.2:6391 is "
-                                           "taken (Address already in use); free it, or move mlx_ring_port"]
+def test_a_ring_port_taken_on_a_node_fails_that_node_alone_and_no_rank_runs():
+    taken = "its ring port 10.0.0.2:6391 is taken (Address already in use)"
+    report, ray = verify({"beta": {"ring_taken": taken}, "alpha": {"unreachable": ("beta",)},
+                          "gamma": {"unreachable": ("beta",)}})  # nobody listens there: no peer reaches it either
+    assert problems_of(report, "beta") == [f"beta: the MLX collective could not start: {taken}; free it, or move "
+                                           "mlx_ring_port"]
+    assert problems_of(report, "alpha") == problems_of(report, "gamma") == []  # the cause is named once
     assert ray.ranks == {} and report["ok"] is False
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -297,27 +298,47 @@ def test_ipv6_peers_are_probed_over_ipv6_with_its_headers():
         echo.close()
 
 
-def test_a_ring_port_is_held_for_peers_and_then_left_free_for_mlx():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    holder = job.RingPort()
-    assert holder.listen("127.0.0.1", port) == ""
-    assert job.unreachable([("beta", "127.0.0.1", port)]) == []
-    holder.close()
-    assert job.unreachable([("beta", "127.0.0.1", port)]) == ["beta"]
-    with socket.socket() as mlx_s:  # no SO_REUSEADDR, as MLX might bind it: no TIME_WAIT left on the port
-        mlx_s.bind(("127.0.0.1", port))
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
-def test_a_ring_port_already_taken_is_said_and_not_held():
+def test_ring_ports_are_checked_both_ways_at_once_and_then_left_free_for_mlx():
+    a, b = free_ports(2)
+    answers = {}
+    threads = [threading.Thread(target=lambda name, mine, peer: answers.update(
+        {name: job.ring_reach("127.0.0.1", mine, [("other", "127.0.0.1", peer)])}), args=args)
+        for args in (("alpha", a, b), ("beta", b, a))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {"alpha": {"taken": "", "unreachable": []}, "beta": {"taken": "", "unreachable": []}}
+    for port in (a, b):
+        with socket.socket() as mlx_s:  # no SO_REUSEADDR, as MLX might bind: no TIME_WAIT left on the port
+            mlx_s.bind(("127.0.0.1", port))
+
+
+def test_a_peer_that_never_listens_is_unreachable_within_the_patience():
+    mine, silent = free_ports(2)
+    started = time.monotonic()
+    assert job.ring_reach("127.0.0.1", mine, [("beta", "127.0.0.1", silent)], patience=0.5) == {
+        "taken": "", "unreachable": ["beta"]}
+    assert 0.5 <= time.monotonic() - started < 1.5
+
+
+def test_a_ring_port_already_taken_is_said():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        holder = job.RingPort()
-        assert holder.listen("127.0.0.1", port).startswith(f"its ring port 127.0.0.1:{port} is taken (")
-        holder.close()
+        answer = job.ring_reach("127.0.0.1", port, [], patience=0.1)
+    assert answer["taken"].startswith(f"its ring port 127.0.0.1:{port} is taken (") and answer["unreachable"] == []
 
 
 def test_the_ring_hostfile_gives_rank_r_the_port_base_plus_r():
