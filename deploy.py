@@ -24,4 +24,5 @@ if not preflight_problems(host):  # facts are cached: this re-reads nothing
     local.include("tasks/app_firewall.py")
     local.include("tasks/ray_service.py")
     local.include("tasks/mlx_distributed.py")
-    local.include("tasks/verify.py")
+    if host.data.verify_after_deploy:  # on by default; `saf verify` runs it alone either way
+        local.include("tasks/verify.py")

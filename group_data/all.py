@@ -58,6 +58,7 @@ mlx_backend = "ring"  # ring: MLX's TCP ring over the cluster ips (RDMA over Thu
 mlx_ring_port = 6390  # rank r listens on mlx_ring_port + r (one rank per node, in cluster-file order)
 
 # --- Verification ---------------------------------------------------------------------------------
+verify_after_deploy = True  # every deploy ends with the verification; false skips it (to time the converge alone)
 verify_timeout_s = 120  # seconds a node has to run its MLX job before it fails the check by name
 verify_slow_ratio = 0.5  # a node below this share of its same-hardware peers' median GFLOPS is flagged
 

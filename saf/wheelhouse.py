@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gevent.lock
 from packaging.version import Version
+from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
 from saf.node_os import is_macos_kernel
@@ -69,6 +70,8 @@ def ensure_wheels(
     target = wheel_dir(wheelhouse, key, venv_name)
     with _locks[str(target)]:
         if not (target / COMPLETE).exists():
+            logger.info(f"--> Downloading the wheels of {venv_name} for {key} into {target} (for every node of "
+                        "this platform; once): about a minute, nothing more is printed until it ends")
             _download(target, requirements, platforms, python_version, key, node)
     return sorted(path for path in target.iterdir() if path.suffix == ".whl")
 

@@ -8,6 +8,7 @@ from saf.facts.python import GlibcVersion
 from saf.node_os import is_macos_kernel
 from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
+from saf.progress import long_step
 from saf.restarts import RestartReason, restart_ray_because
 from saf.venv_spec import node_venv
 from saf.wheelhouse import (
@@ -39,6 +40,9 @@ if venv_work(spec) in ("build", "repair"):
 
 venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
                    wheel_dir=f"{home}/.saf/wheels/{spec.name}")
+if venv_work(spec) in ("build", "repair"):  # not for pruning leftovers, which takes a second
+    long_step(state, host.name, venv, f"Building the venv {spec.name} (Ray, MLX and the pins)",
+              "about 1 to 3 minutes (pip installs some 60 packages, from the pushed wheelhouse or the index)")
 # the Ray service restarts when what `current` holds changes (not when leftovers are pruned)
 if venv_changes_current(spec):
     restart_ray_because(host, RestartReason.VENV_SWITCHED)

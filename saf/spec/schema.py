@@ -189,6 +189,7 @@ class Settings(_Strict):
     manage_mtu: StrictBool
     firewall: StrictBool
     macos_power_settings: StrictBool
+    verify_after_deploy: StrictBool
     verify_timeout_s: StrictInt = Field(ge=10, le=3600)
     verify_slow_ratio: StrictFloat = Field(gt=0, le=1)  # strict: a whole number is fine, true and "0.5" are not
     min_free_disk_gb: StrictInt = Field(ge=0)

@@ -47,6 +47,10 @@ def test_two_nodes_from_nothing_then_gamma_onboarded_alone(lab, clusters):
     first = deploy(clusters["two"])
     assert first.returncode == 0, first.log[-3000:]
     assert first.changed_hosts() == {"alpha", "beta"}
+    # said before the long steps: what, where, how long
+    assert "--> Building Python 3.11.2 from source (pyenv) on 2 nodes (alpha, beta), in parallel: about" in first.log \
+        or "--> Building Python 3.11.2 from source (pyenv) on 2 nodes (beta, alpha), in parallel: about" in first.log
+    assert "--> Building the venv py3.11.2-ray2.49.1-mlx0.29.1-" in first.log
     assert [n["name"] for n in latest_report()["nodes"]] == ["alpha", "beta"] and latest_report()["ok"]
     onboard = deploy(clusters["three"], "--limit", "gamma")
     assert onboard.returncode == 0, onboard.log[-3000:]
@@ -57,6 +61,11 @@ def test_two_nodes_from_nothing_then_gamma_onboarded_alone(lab, clusters):
     assert gamma["hostname"] == "gamma" and gamma["gflops_f32"] > 0 and gamma["mtu_path_ok"] is True
     assert gamma["device"] == "cpu" and gamma["device_name"] and gamma["size_f16"] >= 256 and "size f32/f16" in onboard.log
     assert {(n["python"], n["ray"], n["mlx"]) for n in report["nodes"]} == {("3.11.2", "2.49.1", "0.29.1")}
+    collective = report["collective"]  # one MLX rank per node, gamma's included, over the ring
+    assert (collective["backend"], collective["ranks"], collective["ok"], collective["problems"]) == ("ring", 3, True, [])
+    assert set(collective["busbw_gbyte_s"]) == {"1", "16", "64", "256"}
+    assert all(figure > 0 for figure in collective["busbw_gbyte_s"].values())
+    assert "MLX all_sum (ring, 3 ranks): ok" in onboard.log and "bus bandwidth GB/s: 1 MB" in onboard.log
 
 
 def test_rerun_on_a_converged_cluster_changes_nothing(lab, clusters):
