@@ -8,12 +8,15 @@ on it, and the other tasks are included only for nodes that pass.
 
 from pyinfra import host, local
 
+from saf.fact_cache import cache_facts_while_preparing
 from saf.preflight import preflight_problems
+
+cache_facts_while_preparing(host)  # while preparing, a fact is read once per host (pyinfra 3 keeps no cache)
 
 # One include per line: pyinfra identifies an operation by the line numbers of its call stack,
 # so a loop over task files would give operations of different files the same identity.
 local.include("tasks/preflight.py")
-if not preflight_problems(host):  # facts are cached: this re-reads nothing
+if not preflight_problems(host):  # its facts were read by tasks/preflight.py: answered from the cache
     local.include("tasks/foreign_ray.py")  # before any change: `foreign_ray: refuse` stops the node here
     local.include("tasks/power.py")
     local.include("tasks/python.py")

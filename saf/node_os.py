@@ -17,5 +17,5 @@ def is_macos_kernel(kernel: str | None) -> bool:
 
 
 def is_macos(host: Host) -> bool:
-    """Whether ``host`` is a Mac (its facts are cached: asking twice reads nothing twice)."""
+    """Whether ``host`` is a Mac (while the deploy is prepared, asking twice reads the kernel once)."""
     return is_macos_kernel(host.get_fact(Kernel))
