@@ -12,6 +12,7 @@ every boot by the oneshot saf-firewall.service. macOS: the pf anchor com.apple/o
 from pathlib import Path
 
 from pyinfra import host, logger, state
+from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server, systemd
 
@@ -88,12 +89,14 @@ def remove_linux_firewall() -> None:
     if host.get_fact(NftRules, _sudo=True) is not None:
         server.shell(name="Remove Ray's firewall rules (table inet saf)", commands=["nft delete table inet saf"],
                      _sudo=True)
-    systemd.service(name=f"Stop loading them at boot ({UNIT})", service=UNIT, running=False, enabled=False,
-                    _sudo=True)
-    unit = files.file(name=f"Remove {UNIT}", path=UNIT_FILE, present=False, _sudo=True)
-    if unit.will_change:
+    # only where there is something to remove: a converged run then has no operation to execute here
+    if host.get_fact(File, path=UNIT_FILE):
+        systemd.service(name=f"Stop loading them at boot ({UNIT})", service=UNIT, running=False, enabled=False,
+                        _sudo=True)
+        files.file(name=f"Remove {UNIT}", path=UNIT_FILE, present=False, _sudo=True)
         systemd.daemon_reload(name="Reload systemd (firewall unit removed)", _sudo=True)
-    files.file(name="Remove the firewall rules file", path=NFT_FILE, present=False, _sudo=True)
+    if host.get_fact(File, path=NFT_FILE):
+        files.file(name="Remove the firewall rules file", path=NFT_FILE, present=False, _sudo=True)
 
 
 def macos_firewall() -> None:
@@ -123,8 +126,9 @@ def remove_macos_firewall() -> None:
     if host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}") is not None:
         server.shell(name=f"Unload the firewall job ({LAUNCHD_LABEL})",
                      commands=[f"launchctl bootout system/{LAUNCHD_LABEL}"], _sudo=True)
-    files.file(name="Remove the firewall job definition", path=PLIST_FILE, present=False, _sudo=True)
-    files.file(name="Remove the firewall rules file", path=PF_FILE, present=False, _sudo=True)
+    for path, what in ((PLIST_FILE, "Remove the firewall job definition"), (PF_FILE, "Remove the firewall rules file")):
+        if host.get_fact(File, path=path):  # only where there is something to remove
+            files.file(name=what, path=path, present=False, _sudo=True)
 
 
 if wanted and not sudo:

@@ -5,6 +5,7 @@
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.facts.files import Directory
 from pyinfra.facts.server import Home
 from pyinfra.operations import files
 
@@ -12,6 +13,7 @@ from saf.mlx_ring import HOSTFILE
 from saf.paths import on_node
 
 hostfile = on_node(HOSTFILE, host.get_fact(Home))
-files.directory(name="MLX hostfile directory", path=hostfile.rsplit("/", 1)[0], present=True)
+if not host.get_fact(Directory, path=hostfile.rsplit("/", 1)[0]):
+    files.directory(name="MLX hostfile directory", path=hostfile.rsplit("/", 1)[0], present=True)
 files.put(name="MLX hostfile for mlx.launch (ring, cluster ips)", src=StringIO(host.data.mlx_hostfile),
           dest=hostfile, mode="644")

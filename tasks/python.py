@@ -2,7 +2,7 @@
 
 from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File
+from pyinfra.facts.files import Directory, File
 from pyinfra.facts.server import Home, Which
 from pyinfra.operations import apt, git, server
 
@@ -37,7 +37,8 @@ else:
         if missing:
             apt.packages(name="Install Python's build dependencies (apt)", packages=missing,
                          update=True, _sudo=True)
-    git.repo(name="Install pyenv", src=host.data.pyenv_git_url, dest=pyenv_root, pull=False)
+    if not host.get_fact(Directory, path=f"{pyenv_root}/.git"):  # pull=False: a clone there is left as it is
+        git.repo(name="Install pyenv", src=host.data.pyenv_git_url, dest=pyenv_root, pull=False)
     pyenv, path_prefix = f"{pyenv_root}/bin/pyenv", ""
 
 source_tarball = None

@@ -7,6 +7,7 @@ head first. Without token auth the node keeps no token.
 """
 
 from pyinfra import host, state
+from pyinfra.facts.files import File
 from pyinfra.facts.server import Home
 from pyinfra.operations import files
 
@@ -23,5 +24,5 @@ if auth_mode(host.data.ray_auth, host.data.ray_version) == "token":
     pushed = files.put(name="Ray auth token (0600)", src=str(token), dest=token_path, mode="600")
     if pushed.will_change:
         restart_ray_because(host, RestartReason.AUTH_TOKEN_CHANGED)
-else:
+elif host.get_fact(File, path=token_path):  # only where there is one to remove
     files.file(name="No Ray auth token on the node", path=token_path, present=False)

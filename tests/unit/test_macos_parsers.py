@@ -504,7 +504,9 @@ def test_converged_venv_from_raw_output(plan):
     raw = converged_mac(**{
         "python.SafVenvs:*": Raw(listing),
         "python.PythonInterpreter:*": Raw('{"version": "3.9.23", "missing": []}\n'),
-        f"python.VenvDistributions:{home}/saf/venv/{name}": Raw(json.dumps(installed(reqs)) + "\n"),
+        f"python.VenvDistributions:{home}/saf/venv/{name}": Raw("SAF-VENV\n" + "".join(
+            f"{dist.replace('-', '_')}-{version}.dist-info\n{dist.replace('-', '_')}\n"
+            for dist, version in installed(reqs).items())),
     })
     one_mac = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
     assert plan({"alpha": raw}, cluster=one_mac)["alpha"].changing_ops == []
