@@ -58,7 +58,7 @@ DONT_FRAGMENT = {  # setsockopt(level, option, value) that forbids fragmenting t
 # The collective: one MLX rank per node, MLX's ring backend on the cluster ips, rank r on base + r.
 # Every rank takes part in every operation, so the repeats are fixed, the same on every rank.
 COLLECTIVE_REPEATS = {1: 5, 16: 3, 64: 2, 256: 1}  # all_sum size (MB): timed operations, the median is the figure
-RING_REACH_S = 5.0  # a peer's ring port that accepts no connection within this is unreachable
+RING_REACH_S = 10.0  # a peer's ring port that accepts no connection within this is unreachable (a node's task may start late)
 COLLECTIVE_S = 60.0  # every rank has joined and measured within this, or the ranks still out fail by name
 TOKEN_BYTES = 8  # the smallest probe: its token, echoed back with the length received
 PROBE_ATTEMPTS = 3  # a size fails only when none of its datagrams is echoed
