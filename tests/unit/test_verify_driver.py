@@ -27,6 +27,7 @@ import pytest
 
 from saf.verify import job
 from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
+from tests.unit.test_verify_probe import FakeMx, measure, timed_repeats
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -194,12 +195,24 @@ def test_the_device_kind_is_mlx_s_own_word():
 
     assert job._device_kind(Unnamed()) == "Device(cpu, 0)"
 
+    class Bare:
+        def __str__(self) -> str:
+            return "Device(gpu, 0)"
+
+    assert job._device_kind(Bare()) == "Device(gpu, 0)"  # no type attribute at all: still named
+
 
 def test_mlx_s_device_info_is_taken_from_the_first_api_that_tells_something():
     metal = SimpleNamespace(device_info=lambda: {"device_name": "Apple M3 Ultra"})
     assert job._mlx_device_info(SimpleNamespace(device_info=lambda: {}, metal=metal)) == {"device_name": "Apple M3 Ultra"}
     assert job._mlx_device_info(SimpleNamespace(device_info=None, metal=metal)) == {"device_name": "Apple M3 Ultra"}
     assert job._mlx_device_info(SimpleNamespace()) == {}
+
+    def no_device_info():
+        raise RuntimeError("mx.device_info is not available on this backend")
+
+    assert job._mlx_device_info(SimpleNamespace(device_info=no_device_info, metal=metal)) == {
+        "device_name": "Apple M3 Ultra"}
 
 
 def test_gpu_cores_are_read_from_ioreg_however_it_spaces_them():
@@ -269,6 +282,59 @@ def test_operands_fit_while_both_and_the_products_fit_the_bound():
     assert job._fits(n, 3, itemsize, exact) and not job._fits(n, 3, itemsize, exact - 1)
 
 
+# --- throughput at the bounds: products of exact binary durations on FakeMx's clock -------------------
+
+
+def test_a_step_exactly_long_enough_is_not_doubled_and_the_figure_is_the_device_s_rate(monkeypatch):
+    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 16)
+    rate = lambda n: 2 * n ** 3 * 64  # noqa: E731 - every product takes 1/64 s
+    result = measure(FakeMx(rate=rate))
+    assert result["size"] == job.MAX_SIZE and result["batch"] == 4  # 4 products: 1/16 s, long enough
+    assert result["gflops"] == rate(job.MAX_SIZE) / 1e9
+
+
+def test_the_timed_steps_stop_once_the_budget_is_spent_exactly(monkeypatch):
+    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 16)
+    monkeypatch.setattr(job, "MEASURE_BUDGET_S", 4 / 16)  # four steps of four 1/64 s products
+    mx = FakeMx(rate=lambda n: 2 * n ** 3 * 64)
+    measure(mx)
+    assert timed_repeats(mx) == 4
+
+
+def test_a_device_too_fast_to_time_gets_the_largest_batch_and_no_more():
+    result = measure(FakeMx(rate=lambda n: 1e18), memory=1 << 40)
+    assert result["size"] == job.MAX_SIZE and result["batch"] == job.MAX_BATCH
+
+
+def test_growth_stops_when_the_next_size_would_overspend_a_budget_spent_exactly(monkeypatch):
+    monkeypatch.setattr(job, "GROWTH_BUDGET_S", 18 / 64)  # 256's two products, then 16 of its steps
+    mx = FakeMx(rate=lambda n: 2 * n ** 3 * 64)
+    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
+
+
+def test_a_step_exactly_long_enough_at_a_flat_rate_ends_the_growth(monkeypatch):
+    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 64)
+    mx = FakeMx(rate=lambda n: 2.0 ** 34)  # 256: 1/512 s, 512: 1/64 s
+    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
+
+
+@pytest.mark.parametrize("rates, long_enough, size", [
+    ({256: 2.0 ** 33, 512: 2.0 ** 34, 1024: 2.0 ** 34}, 1 / 64, 512),  # exactly RISING times the last: not rising
+    ({256: 2.0 ** 33, 512: 2.0 ** 32}, job.LONG_ENOUGH_S, 512),  # exactly the best over RISING: still near it
+])
+def test_the_rising_factor_bounds_growth_strictly_and_the_choice_inclusively(monkeypatch, rates, long_enough, size):
+    monkeypatch.setattr(job, "RISING", 2.0)  # a factor that binary floats hold exactly
+    monkeypatch.setattr(job, "LONG_ENOUGH_S", long_enough)
+    mx = FakeMx(rate=rates.__getitem__)
+    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == size
+
+
+def test_the_first_product_of_each_size_is_left_out_of_its_timing(monkeypatch):
+    monkeypatch.setattr(job, "GROWTH_BUDGET_S", 1000.0)
+    mx = FakeMx(rate=lambda n: 1e12, cold_s=5.0, cold_evals=1)  # a kernel compiled for each new size
+    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 4096  # as without the cold start
+
+
 # --- node_probe, with stand-ins for MLX, NumPy and Ray -----------------------------------------------
 
 
@@ -328,7 +394,7 @@ def node(monkeypatch, commands):
     asked, drawn = [], []
 
     def measure(mx, dtype, itemsize, memory_bound, clock=None):
-        asked.append((dtype, itemsize, memory_bound))
+        asked.append((getattr(mx, "__name__", None), dtype, itemsize, memory_bound))
         return {"gflops": 1234.5678 * itemsize, "size": 1024 * itemsize, "batch": itemsize // 2}
 
     monkeypatch.setattr(job, "measure_throughput", measure)
@@ -358,7 +424,7 @@ def test_a_cuda_node_reports_its_identity_device_and_both_throughputs(node):
         "gflops_f32": 4938.3, "size_f32": 4096, "batch_f32": 2, "gflops_f16": 2469.1, "size_f16": 2048,
         "batch_f16": 1}
     bound = (64 << 30) // job.MEMORY_SHARE
-    assert node.asked == [("mx.float32", 4, bound), ("mx.float16", 2, bound)]
+    assert node.asked == [("mlx.core", "mx.float32", 4, bound), ("mlx.core", "mx.float16", 2, bound)]
     assert node.drawn == [((64, 64), "np.float32")] * 2
 
 
@@ -367,7 +433,7 @@ def test_a_cpu_node_is_named_by_its_cpu_and_bounded_by_the_default_memory(node):
     assert (result["device"], result["device_name"], result["hardware"]) == (
         "cpu", "Ampere: Altra Q80-30", "Ampere: Altra Q80-30 / cpu")
     assert result["nvidia_smi"] is False  # not on PATH
-    assert {bound for _, _, bound in node.asked} == {job.DEFAULT_MEMORY // job.MEMORY_SHARE}
+    assert {bound for _, _, _, bound in node.asked} == {job.DEFAULT_MEMORY // job.MEMORY_SHARE}
 
 
 @pytest.mark.parametrize("error, correct", [(0.0, True), (5e-4, True), (1e-5, True), (0.01, False)])
@@ -400,6 +466,22 @@ def test_the_echo_answers_each_datagram_with_its_token_and_length_however_long_i
     finally:
         echo.close()
     assert not echo.thread.is_alive()
+
+
+def test_echoes_and_sinks_on_one_address_each_get_a_free_port_of_their_own():
+    echoes, sinks = [job.UdpEcho(), job.UdpEcho()], [job.TcpSink(), job.TcpSink()]
+    try:
+        echo_ports = [echo.listen("127.0.0.1") for echo in echoes]
+        sink_ports = [sink.listen("127.0.0.1") for sink in sinks]
+    finally:
+        for echo in echoes:
+            if hasattr(echo, "thread"):
+                echo.close()
+        for sink in sinks:
+            if hasattr(sink, "server"):
+                sink.server.shutdown(socket.SHUT_RDWR)
+    assert len(set(echo_ports)) == 2 and len(set(sink_ports)) == 2
+    assert all(port >= 1024 for port in echo_ports + sink_ports)  # chosen by the OS, not a fixed one
 
 
 def test_closing_an_echo_waits_at_most_two_of_its_waits(monkeypatch):
@@ -567,7 +649,7 @@ def test_a_mac_s_link_speed_is_read_from_ifconfig(monkeypatch, commands, runs):
     assert runs[0][0] == ["ifconfig"] and 0 < runs[0][1]["timeout"] <= 5
 
 
-@pytest.mark.parametrize("speed, gbit", [("10000\n", 10.0), ("2500", 2.5), ("-1\n", None), ("0", None),
+@pytest.mark.parametrize("speed, gbit", [("10000\n", 10.0), ("2500", 2.5), ("1", 0.001), ("-1\n", None), ("0", None),
                                          ("unknown", None), (OSError("Invalid argument"), None)])
 def test_a_linux_link_speed_is_read_from_sysfs_for_the_interface_carrying_the_address(
         monkeypatch, commands, runs, speed, gbit):
@@ -838,6 +920,13 @@ def test_the_driver_reports_every_expected_node_with_its_liveness_and_its_own_pr
     assert nodes["alpha"]["hostname"] == "alpha" and nodes["alpha"]["census"]["commands"] == CENSUS
 
 
+def test_a_node_down_in_the_middle_does_not_stop_the_next_one_s_probe(clock):
+    ray = Ray(up=("alpha", "gamma"))
+    nodes = by_name(drive(ray, timeout=2))
+    assert nodes["gamma"]["hostname"] == "gamma" and "hostname" not in nodes["beta"]
+    assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "gamma"]
+
+
 def test_a_missing_node_is_waited_for_half_the_timeout_polling_every_second(clock):
     ray = Ray(up=("alpha", "beta"), clock=clock)
     drive(ray, timeout=10)
@@ -1010,3 +1099,20 @@ def test_an_out_of_time_driver_names_its_whole_bound(capsys, monkeypatch):
     job.main()
     observed = json.loads(capsys.readouterr().out.removeprefix("SAF-VERIFY "))
     assert observed == {"nodes": [], "problems": ["the verification did not finish within 64 s"]}
+
+
+@pytest.mark.parametrize("argv", [["--expect", "{}"], ["--address", "a:1"]])
+def test_the_driver_refuses_to_run_without_an_address_or_an_expectation(capsys, monkeypatch, argv):
+    monkeypatch.setattr(job, "run", lambda *args: pytest.fail("ran without what it needs"))
+    monkeypatch.setattr("sys.argv", ["job.py", *argv])
+    with pytest.raises(SystemExit) as refused:
+        job.main()
+    assert refused.value.code == 2 and "required" in capsys.readouterr().err
+
+
+def test_the_driver_s_help_says_what_the_expectation_holds(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["job.py", "--help"])
+    with pytest.raises(SystemExit):
+        job.main()
+    described = " ".join(capsys.readouterr().out.split())
+    assert "--expect EXPECT JSON: nodes [{name, role, ip}], pins, mtu, slow_ratio --timeout" in described
