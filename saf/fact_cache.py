@@ -18,13 +18,10 @@ from pyinfra.api.state import StateStage
 
 
 def cache_facts_while_preparing(host: Host) -> None:
-    """Wrap ``host.get_fact`` (once) so that, during the Prepare stage, a repeated question is answered
-    from memory; a copy, so that a task that changes what it got cannot change the next answer."""
-    if getattr(host, "saf_fact_cache", None) is not None:
-        return
+    """Wrap ``host.get_fact`` so that, during the Prepare stage, a repeated question is answered from
+    memory; a deep copy, so that a task that changes what it got cannot change the next answer."""
     ask = host.get_fact
     cache: dict[Any, Any] = {}
-    host.saf_fact_cache = cache
 
     def get_fact(fact_cls, *args, **kwargs):
         if host.state.current_stage != StateStage.Prepare:

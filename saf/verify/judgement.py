@@ -225,9 +225,10 @@ def _rank_problems(name: str, result: dict[str, Any], size: int) -> list[str]:
 
 def bus_bandwidth(results: dict[str, dict], size: int) -> dict[str, float]:
     """GB/s per all_sum size (MB): bytes / the slowest rank's time x 2(n-1)/n, as NCCL's tests define it."""
-    figures = {}
-    for megabytes in sorted({mb for r in results.values() for mb in r.get("seconds", {})}, key=int):
-        slowest = max(r["seconds"][megabytes] for r in results.values())
+    figures: dict[str, float] = {}
+    measured = [result.get("seconds", {}) for result in results.values()]
+    for megabytes in set.intersection(*map(set, measured)) if measured else ():  # sizes every rank timed
+        slowest = max(seconds[megabytes] for seconds in measured)
         algorithm = int(megabytes) * (1 << 20) / max(slowest, 1e-9)
         figures[megabytes] = round(algorithm * 2 * (size - 1) / size / 1e9, 3)
     return figures

@@ -125,6 +125,9 @@ THREE = [NODE, {"name": "beta", "role": "worker", "address": "10.0.0.2"},
                                                             "free run of 3 ports outside Ray's, like 6391"),
     ({"mlx_ring_port": 10000}, THREE, "take ray_client_server_port (10001), the worker port range 10002-19999;"),
     ({"mlx_ring_port": 44215}, THREE, "take Ray's fixed metrics port 44217;"),
+    ({"mlx_ring_port": 44217}, [NODE], "take Ray's fixed metrics port 44217;"),  # its first port, exactly
+    ({"mlx_ring_port": 19999}, [NODE], "take the worker port range 10002-19999;"),  # the range's last port
+    ({"mlx_ring_port": 20000}, [NODE], None),
     ({"mlx_ring_port": 65534}, THREE, "the MLX ring needs one port per node (3), 65534-65536, and ports end at 65535"),
     ({"mlx_ring_port": 65533}, THREE, None),
     ({"mlx_ring_port": 80}, [NODE], "80 is not a usable port"),

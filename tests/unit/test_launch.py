@@ -41,15 +41,22 @@ def test_the_working_directory_is_shipped_without_vcs_venvs_or_caches(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(pack(tmp_path)), mode="r:gz") as tar:
         names = set(tar.getnames())
         assert tar.extractfile("saf_verify_job.py").read().decode().startswith('"""The verification driver')
+        assert tar.getmember("driver.py").mode == 0o644
     assert {"work/train.py", "work/data/small.txt", "driver.py", "saf_verify_job.py"} <= names
     assert not any(set(Path(name).parts) & EXCLUDED for name in names)
 
 
 def test_a_working_directory_too_large_to_ship_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("saf.launch.MAX_WORKDIR_BYTES", 1000)
-    (tmp_path / "weights.bin").write_bytes(b"0" * 2000)
-    with pytest.raises(LaunchError, match=r"holds 0 MiB to ship to every node \(at most 0 MiB\)"):
+    monkeypatch.setattr("saf.launch.MAX_WORKDIR_BYTES", 1 << 20)
+    (tmp_path / "a.bin").write_bytes(b"0" * (1 << 19))
+    (tmp_path / "b.bin").write_bytes(b"0" * (1 << 19))
+    assert pack(tmp_path)  # exactly the limit, over two files: shipped
+    (tmp_path / "c.bin").write_bytes(b"0" * (1 << 19))
+    with pytest.raises(LaunchError) as refused:
         pack(tmp_path)
+    assert str(refused.value) == (
+        f"the working directory {tmp_path} holds 1 MiB to ship to every node (at most 1 MiB); run saf launch from a "
+        "directory with only the program and its small files, and let the ranks read large data from where it lives")
 
 
 def test_node_paths_become_remote_shell_words_under_home():
@@ -72,6 +79,14 @@ def test_token_auth_reaches_the_driver_as_a_path_never_the_token(write_cluster, 
                           None, "d", ["true"])
     assert 'env RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$HOME"/.saf/ray/auth-token ' in line
     assert "exec env  " in driver_command(cluster(write_cluster), None, "d", ["true"])  # Ray 2.49.1: no auth
+    off = driver_command(cluster(write_cluster, ray_version="2.52.0", ray_auth="off"), None, "d", ["true"])
+    assert "exec env RAY_AUTH_MODE=disabled " in off  # off means off, on a Ray that has it
+
+
+@pytest.mark.parametrize(("venv_root", "python"), [("~/saf/venv/", '"$HOME"/saf/venv/current/bin/python'),
+                                                   ("/opt/saf/venv", "/opt/saf/venv/current/bin/python")])
+def test_the_driver_runs_the_current_venv_s_python_wherever_it_lives(write_cluster, venv_root, python):
+    assert f" {python} driver.py " in driver_command(cluster(write_cluster, venv_root=venv_root), None, "d", ["x"])
 
 
 def test_named_nodes_must_be_the_cluster_s(write_cluster):
@@ -80,6 +95,8 @@ def test_named_nodes_must_be_the_cluster_s(write_cluster):
     assert [node.name for node in launch_nodes(nodes, None)] == ["alpha", "beta", "gamma"]
     with pytest.raises(UnknownNodes, match="--nodes names delta; the cluster file's nodes are alpha, beta, gamma"):
         launch_nodes(nodes, "alpha,delta")
+    with pytest.raises(UnknownNodes, match="--nodes names delta, epsilon; "):
+        launch_nodes(nodes, "delta,alpha,epsilon")
     with pytest.raises(UnknownNodes, match="--nodes names no node"):
         launch_nodes(nodes, ",")
 

@@ -622,3 +622,21 @@ def test_without_a_collective_expected_there_is_none():
     ray = FakeRay({})
     observed = job.run("10.0.0.1:6380", expectation(collective=False), 30, ray=ray)
     assert "collective" not in observed and ray.ranks == {}
+
+
+def test_a_collective_observation_missing_its_parts_is_judged_not_a_crash():
+    nodes = {"alpha": {"name": "alpha", "ip": "10.0.0.1", "problems": []}}
+    report = {"problems": []}
+    assert judgement.check_collective({}, nodes, expectation(), report)["ok"] is True  # no ranks: nothing to fail
+    collective = judgement.check_collective(
+        {"ranks": ["alpha", "beta"], "results": {"alpha": {"rank": 0, "size": 2, "sums": [3.0] * 4},
+                                                 "beta": rank_result(1, size=2)}}, nodes, expectation(), report)
+    assert collective["ok"] is True  # a rank without "ends" has no end to be wrong
+    assert collective["busbw_gbyte_s"] == {}  # nor a figure for a size one rank did not time
+    assert judgement.bus_bandwidth({}, 2) == {}
+
+
+def test_every_wrong_sum_a_rank_saw_is_named_in_one_problem():
+    report, _ = verify({"beta": {"rank": rank_result(1, sums=[5.0] * 4, ends={"1": [2.0, 3.0]})}})
+    assert problems_of(report, "beta") == ["beta: the MLX collective is wrong: all_sum gave [5.0, 5.0, 5.0, 5.0], not "
+                                           "6 everywhere; all_sum of 1 MB of ones gave [2.0, 3.0], not 3"]
