@@ -1048,6 +1048,8 @@ def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_s
     assert nodes["gamma"]["gbit_s"] == 10.0 and nodes["gamma"]["link_gbit_s"] is None  # one end did not say
     just_past = drive(Ray({("received_bytes", "beta"): 1_233_750_001}))  # 4.935000004 Gbit/s: a Gbit is 10^9 bits
     assert by_name(just_past)["beta"]["gbit_s"] == 4.94
+    listens = [(node, args) for what, node, args in ray.placed if what == "listen"]
+    assert listens[3:] == [("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # each worker's sink, on its ip
     sends = [(node, args) for what, node, args in ray.placed if what == "tcp_send"]
     assert sends[0] == ("alpha", ("10.0.0.2", 45678, job.TCP_SECONDS))
     assert [(node, args) for what, node, args in ray.placed if what == "link_speed_gbit"][:2] == [
