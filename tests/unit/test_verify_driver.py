@@ -84,26 +84,27 @@ def files(monkeypatch, contents: dict) -> list:
     return opened
 
 
-class Recording(socket.socket):
-    """A socket that logs its options and timeouts; options of another OS are logged, not set."""
-
-    log: list = []
-
-    def setsockopt(self, level, option, value, *rest):
-        Recording.log.append(("setsockopt", level, option, value))
-        if (level, option) != (socket.IPPROTO_IP, 28):  # darwin's IP_DONTFRAG means nothing here
-            super().setsockopt(level, option, value, *rest)
-
-    def settimeout(self, value):
-        Recording.log.append(("settimeout", self.type, value))
-        super().settimeout(value)
-
-
 @pytest.fixture
-def recording(monkeypatch):
-    Recording.log = []
-    monkeypatch.setattr(socket, "socket", Recording)
-    return Recording.log
+def recording(monkeypatch) -> list:
+    """Every socket's options and timeouts, logged; options of another OS are logged, not set. The
+    methods of whichever class ``socket.socket`` is now are wrapped (pyinfra's gevent may have
+    replaced it by the time this runs, and its create_connection makes its own class)."""
+    log: list = []
+    cls = socket.socket
+    setsockopt, settimeout = cls.setsockopt, cls.settimeout
+
+    def logged_setsockopt(self, level, option, value, *rest):
+        log.append(("setsockopt", level, option, value))
+        if (level, option) != (socket.IPPROTO_IP, 28):  # darwin's IP_DONTFRAG means nothing here
+            setsockopt(self, level, option, value, *rest)
+
+    def logged_settimeout(self, value):
+        log.append(("settimeout", self.type, value))
+        settimeout(self, value)
+
+    monkeypatch.setattr(cls, "setsockopt", logged_setsockopt)
+    monkeypatch.setattr(cls, "settimeout", logged_settimeout)
+    return log
 
 
 class Peer:
