@@ -82,7 +82,13 @@ def _build_python(found: dict | None, version: str, pyenv: str, pyenv_root: str,
         yield FileUploadCommand(source_tarball, f"{cache}/Python-{version}.tar.gz")
         env.append("_PYTHON_BUILD_FORCE_SKIP_XZ=1")  # take the .tar.gz we pushed, not a .tar.xz
     force = "--force" if found else "--skip-existing"  # a broken build is rebuilt
-    yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {version}")
+    # The build's output goes to a log on the node, not to the SSH session: a process the build
+    # leaves behind (compileall's pool workers were seen on the lab, after the build had finished)
+    # would otherwise hold the session open, and the deploy would wait for it forever. On failure
+    # the log's end is printed, so the run still shows why.
+    log = f"{pyenv_root}/saf-build-{version}.log"
+    yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {version} </dev/null >{_q(log)} 2>&1 "
+                        f"|| {{ tail -n 40 {_q(log)}; exit 1; }}")
     yield _module_check(f"{pyenv_root}/versions/{version}/bin/python", version)
 
 

@@ -96,3 +96,26 @@ def test_pins_and_installed_names_compare_as_normalised_distribution_names():
     installed = {"ruamel-yaml": "0.18.6", "zope-interface": "7.2", "typing-extensions": "4.12.2"}
     pins = ("ruamel.yaml==0.18.6", "Zope.Interface==7.2", "typing__extensions==4.12.2")
     assert drifted(pins, installed) == []
+
+
+def test_a_process_the_python_build_leaves_behind_does_not_hold_the_session(tmp_path):
+    """The build's command, run by a real shell with a stand-in pyenv that leaves a sleeper behind
+    (as compileall's pool workers were left on the lab): the command returns, and a failure shows
+    the end of the log."""
+    import subprocess
+    import time
+
+    from saf.operations.python import _build_python
+
+    fake = tmp_path / "pyenv"
+    fake.write_text("#!/bin/sh\necho building $*\n(sleep 30 &)\nexit ${FAKE_STATUS:-0}\n")
+    fake.chmod(0o755)
+    build = next(str(c) for c in _build_python(None, "3.9.23", str(fake), str(tmp_path), None, "")
+                 if "install" in str(c))
+    started = time.monotonic()
+    done = subprocess.run(["sh", "-c", build], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and done.stdout == "" and time.monotonic() - started < 10
+    assert (tmp_path / "saf-build-3.9.23.log").read_text() == "building install --skip-existing 3.9.23\n"
+    failed = subprocess.run(["sh", "-c", build], capture_output=True, text=True, timeout=20,
+                            env={"FAKE_STATUS": "2", "PATH": "/usr/bin:/bin"})
+    assert failed.returncode == 1 and failed.stdout == "building install --skip-existing 3.9.23\n"
