@@ -85,6 +85,7 @@ def test_a_cluster_with_the_firewall_forms_and_verifies(lab, clusters):
     result = deploy(clusters["on"])
     assert result.returncode == 0, result.log[-3000:]
     assert latest_report()["ok"], latest_report()["problems"]
+    assert latest_report()["collective"]["ok"] and latest_report()["collective"]["ranks"] == 3  # the ring's ports admitted
     for name in NODES:
         assert table_loaded(lab, name)
         assert lab.exec(name, ["systemctl", "is-enabled", "saf-firewall.service"]).stdout.strip() == "enabled"
@@ -121,6 +122,21 @@ def test_the_rules_are_back_after_a_reboot(lab):
         time.sleep(1)
     assert table_loaded(lab, "beta")
     assert not outsider_reaches(lab, "10.77.0.12", 6381)
+
+
+def test_a_node_blocked_from_a_peer_s_ring_port_fails_the_collective_by_name(lab, clusters):
+    # beta drops gamma's connections to beta's ring port (rank 1: mlx_ring_port + 1) only
+    lab.exec("beta", ["nft", "insert", "rule", "inet", "saf", "input", "ip", "saddr", "10.77.0.13", "tcp", "dport",
+                      "6391", "drop"])
+    try:
+        result = deploy(clusters["on"], deploy_file="tasks/verify.py")
+        assert result.returncode != 0
+        assert "gamma cannot reach beta's MLX ring port (10.77.0.12:6391)" in result.log
+        collective = latest_report()["collective"]
+        assert collective["ok"] is False and len(collective["problems"]) == 1, collective
+        assert [n["name"] for n in latest_report()["nodes"] if not n["ok"]] == ["gamma"]
+    finally:
+        lab.exec("beta", ["nft", "-f", "/etc/saf/firewall.nft"])  # the rules as SAF wrote them
 
 
 def test_firewall_off_removes_the_rules_and_a_rerun_changes_nothing(lab, clusters):
