@@ -55,4 +55,4 @@ if host.data.python_source_cache:
 built = pyenv_python(name=f"Build Python {version} (pyenv)", version=version, pyenv=pyenv,
                      pyenv_root=pyenv_root, source_tarball=source_tarball, path_prefix=path_prefix)
 long_step(state, host.name, built, f"Building Python {version} from source (pyenv)",
-          "about 3 to 10 minutes (a Mac Studio: about 3; a 2-core Linux box: about 8)")
+          "about 3 to 10 minutes (the longest on a small Linux box)")
