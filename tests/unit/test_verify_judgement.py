@@ -598,7 +598,7 @@ def test_a_rank_in_a_group_of_the_wrong_size_fails():
 
 
 def test_a_node_that_is_down_leaves_the_ring_to_the_others_renumbered():
-    report, ray = verify(down=("beta",))
+    report, ray = verify(down=("beta",), timeout=2)  # a short wait for the node that never comes
     hosts = [["10.0.0.1:6390"], ["10.0.0.3:6391"]]
     assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"),
                          "gamma": (1, hosts, job.COLLECTIVE_REPEATS, "ring")}
@@ -606,7 +606,7 @@ def test_a_node_that_is_down_leaves_the_ring_to_the_others_renumbered():
 
 
 def test_a_single_node_has_no_collective_to_fail():
-    report, ray = verify(down=("beta", "gamma"))
+    report, ray = verify(down=("beta", "gamma"), timeout=2)
     assert ray.ranks == {} and report["collective"]["ok"] is True and report["collective"]["ranks"] == 1
 
 
