@@ -491,9 +491,7 @@ def collective_rank(rank: int, hosts: list, repeats: dict, backend: str = "ring"
         json.dump(hosts, out)
     os.environ.update(MLX_RANK=str(rank), MLX_HOSTFILE=hostfile)
     try:
-        started = time.perf_counter()
         group = mx.distributed.init(strict=True, backend=backend)
-        joined = time.perf_counter() - started
 
         def all_sum(x):
             total = mx.distributed.all_sum(x, group=group, stream=mx.cpu)
@@ -514,8 +512,7 @@ def collective_rank(rank: int, hosts: list, repeats: dict, backend: str = "ring"
             seconds[str(megabytes)] = statistics.median(times)
             last[str(megabytes)] = [total[0].item(), total[-1].item()]
             del x, total
-        return {"rank": rank, "size": group.size(), "sums": sums, "join_s": round(joined, 3),
-                "seconds": seconds, "ends": last}
+        return {"rank": rank, "size": group.size(), "sums": sums, "seconds": seconds, "ends": last}
     finally:
         os.unlink(hostfile)
 
@@ -690,7 +687,7 @@ def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
     peer first, then the ranks run together within COLLECTIVE_S. Raw results; judged on the control side."""
     live = [name for name, node in nodes.items() if node["node_id"]]
     hosts = ring_hosts([nodes[name]["ip"] for name in live], ring["port"])
-    observed = {"backend": ring["backend"], "ranks": live, "repeats": COLLECTIVE_REPEATS, "results": {},
+    observed = {"backend": ring["backend"], "ranks": live, "results": {},
                 "taken": {}, "unreachable": {}}
     if len(live) < 2:
         return observed

@@ -36,6 +36,14 @@ def test_full_run_verifies_from_the_head_only_and_changes_nothing(plan):
     assert all(host_plan.changing_ops == [] for host_plan in plans.values())
 
 
+def test_verify_after_deploy_false_leaves_the_verification_out_and_nothing_else(plan):
+    without = {**THREE, "settings": {"verify_after_deploy": False}}
+    plans = plan({name: mac(name) for name in ("alpha", "beta", "gamma")}, cluster=without)
+    assert verify_ops(plans["alpha"]) == []
+    full = plan({name: mac(name) for name in ("alpha", "beta", "gamma")}, cluster=THREE)
+    assert [op.name for op in plans["alpha"].ops] == [op.name for op in full["alpha"].ops if op not in verify_ops(full["alpha"])]
+
+
 def test_limited_run_verifies_from_the_limited_node(plan):
     plans = plan({"gamma": mac("gamma")}, cluster=THREE, limit=["gamma"])
     assert list(plans) == ["gamma"]

@@ -35,7 +35,7 @@ def expectation(slow_ratio: float = 0.5, nodes=NODES, collective: bool = True) -
 def rank_result(rank: int, size: int = 3, seconds: float | dict = 0.01, **values) -> dict:
     """A rank's answer to collective_rank: joined a group of ``size``, all_sum right, each size in ``seconds``."""
     timed = seconds if isinstance(seconds, dict) else {str(mb): seconds * mb for mb in job.COLLECTIVE_REPEATS}
-    return {"rank": rank, "size": size, "sums": [size * (size + 1) / 2] * 4, "join_s": 0.1, "seconds": timed,
+    return {"rank": rank, "size": size, "sums": [size * (size + 1) / 2] * 4, "seconds": timed,
             "ends": {str(mb): [float(size)] * 2 for mb in job.COLLECTIVE_REPEATS}, **values}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from saf.wheelhouse import WheelhouseError, ensure_wheels, nearest_versions, platform_key, wheel_platforms
@@ -27,8 +29,9 @@ def test_nearest_versions_surround_the_pin():
     assert nearest_versions("mlx==0.30.1", available) == ["0.29.1", "0.29.3", "0.30.0", "0.31.1"]
 
 
-def test_a_pin_without_wheels_fails_before_anything_with_the_nearest_pins(tmp_path):
+def test_a_pin_without_wheels_fails_before_anything_with_the_nearest_pins(tmp_path, caplog):
     """A real pip download against the package index: the version does not exist."""
+    caplog.set_level(logging.INFO)
     with pytest.raises(WheelhouseError) as caught:
         ensure_wheels(tmp_path, "cp3.11.2-manylinux_2_36_x86_64", "venv", ("mlx==0.29.99",),
                       wheel_platforms("Linux", "x86_64", "2.36"), "3.11.2", node="gamma")
@@ -36,3 +39,7 @@ def test_a_pin_without_wheels_fails_before_anything_with_the_nearest_pins(tmp_pa
     assert message.startswith("mlx==0.29.99 has no wheel for Python 3.11.2 on manylinux_2_36_x86_64 (node gamma).")
     assert "0.29.1" in message  # a nearby version that exists
     assert not any(tmp_path.rglob("*.whl")) and not (tmp_path / "cp3.11.2-manylinux_2_36_x86_64" / "venv").exists()
+    # said before the download began: what, for which platform, how long
+    assert any(record.getMessage().startswith("--> Downloading the wheels of venv for cp3.11.2-manylinux_2_36_x86_64 "
+                                              "into ") and "about a minute" in record.getMessage()
+               for record in caplog.records)
