@@ -6,12 +6,14 @@ Preflight runs first on every node; a node that fails it is stopped before anyth
 on it, and the other tasks are included only for nodes that pass.
 """
 
+from pathlib import Path
+
 from pyinfra import host, local
 
-from saf.fact_cache import cache_facts_while_preparing
+from saf.fact_cache import share_fact_reads
 from saf.preflight import preflight_problems
 
-cache_facts_while_preparing(host)  # while preparing, a fact is read once per host (pyinfra 3 keeps no cache)
+share_fact_reads(host, Path(__file__).parent)  # a converged node's facts in one round trip (saf/fact_cache.py)
 
 # One include per line: pyinfra identifies an operation by the line numbers of its call stack,
 # so a loop over task files would give operations of different files the same identity.

@@ -1,38 +1,215 @@
-"""Facts read once per host while the deploy is prepared, not once per question.
+"""Facts in one SSH round trip per node: the questions of the last run, asked together up front.
 
-pyinfra 3 reads a fact afresh every time a task asks for it (it keeps no cache, because a fact
-may change once operations run). While the deploy is *prepared* nothing runs on the nodes, so a
-fact cannot change: there, the same question (fact, arguments) gets the answer it already got.
-On a converged 3-node lab this took the same fact (the kernel, the home directory, the unit
-files...) from 85 reads a host to about half, each an SSH round trip. Once operations execute,
-every read goes to the node again, as pyinfra intends.
+pyinfra 3 reads every fact with its own command over SSH, and reads it again each time a task
+or an operation asks (it keeps no cache: a fact may change once operations run). A converged
+re-run asks about 80 questions per node, the same ones every time, so most of its time was
+round trips. Here, per host:
+
+- **Asked once.** A fact command's answer (its exact command line and connector arguments: sudo,
+  user, shell...) is kept and given again to the next identical question, until a command that
+  is not a fact read runs on that host (an operation's command, an upload): then everything kept
+  is dropped, and the next questions go to the node, as pyinfra intends.
+- **Asked together.** The questions a run asked are written to the control machine
+  (``.saf/fact-questions/<node>.json``: commands only, never their answers or a password). The next
+  run sends them as one shell script, grouped by connector arguments, each command in its own
+  subshell with its exit status after a marker, and keeps every answer that succeeded. A question
+  that was not asked last time, or failed, goes to the node on its own as before.
+
+pyinfra's own fact code still runs (its command, its ``process``, its errors); only the channel is
+shared. What another node's operation changes on this node mid-run (none of SAF's tasks reads such
+a thing after it could change) is not seen until the next read after this node runs a command.
 """
 
 from __future__ import annotations
 
-import copy
+import atexit
+import json
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
+from pyinfra.api.command import StringCommand
 from pyinfra.api.host import Host
-from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput, OutputLine
+
+QUESTIONS_DIR = ".saf/fact-questions"  # under the project directory, on the control machine
+NOT_KEPT = ("print_output", "print_input")  # how pyinfra shows a read, not what it asks
+NOT_WRITTEN = ("_sudo_password", "_stdin")  # secrets and input: such a question is never written down
+BATCH_CHARS = 60_000  # one script at most this long (the kernel takes 128 KiB in one argument)
 
 
-def cache_facts_while_preparing(host: Host) -> None:
-    """Wrap ``host.get_fact`` so that, during the Prepare stage, a repeated question is answered from
-    memory; a deep copy, so that a task that changes what it got cannot change the next answer."""
-    ask = host.get_fact
-    cache: dict[Any, Any] = {}
+def command_text(command: Any) -> str:
+    """The command line a fact runs, as the node's shell receives it."""
+    return command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+
+
+def question_key(command: Any, arguments: dict) -> str:
+    """One question: the command and every connector argument that shapes how it runs."""
+    kept = {name: value for name, value in arguments.items() if name not in NOT_KEPT}
+    return json.dumps([command_text(command), sorted(kept.items())], default=repr)
+
+
+def batch_script(commands: list[str], token: str) -> str:
+    """Every command in its own subshell, each followed by ``<token> <index> <exit status>``."""
+    return "\n".join(f"( {command}\n) </dev/null 2>/dev/null; echo \"{token} {index} $?\""
+                     for index, command in enumerate(commands))
+
+
+def split_batch(lines: list[str], token: str, count: int) -> dict[int, list[str]]:
+    """The stdout lines of each command that exited 0, by index, from ``batch_script``'s output.
+
+    A command whose output did not end in a newline has the marker on its last line's end."""
+    answers: dict[int, list[str]] = {}
+    section: list[str] = []
+    for line in lines:
+        before, marker, after = line.partition(token + " ")
+        if not marker:
+            section.append(line)
+            continue
+        if before:
+            section.append(before)
+        fields = after.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1] == "0" and int(fields[0]) < count:
+            answers[int(fields[0])] = section
+        section = []
+    return answers
+
+
+def batches(commands: list[str]) -> list[list[str]]:
+    """``commands`` in runs of at most BATCH_CHARS characters (a longer one alone)."""
+    runs: list[list[str]] = [[]]
+    size = 0
+    for command in commands:
+        cost = len(command) + 40  # with its subshell and marker
+        if runs[-1] and size + cost > BATCH_CHARS:
+            runs.append([])
+            size = 0
+        runs[-1].append(command)
+        size += cost
+    return [run for run in runs if run]
+
+
+class FactAnswers:
+    """One host's kept answers, and the questions it was asked this run."""
+
+    def __init__(self, host: Host, questions_file: Path | None):
+        self.host = host
+        self.questions_file = questions_file
+        self.answers: dict[str, tuple[bool, CommandOutput]] = {}
+        self.asked: dict[str, dict] = {}  # key -> {"command", "arguments"}, in the order first asked
+        self.reading = 0  # > 0 while pyinfra reads a fact on this host
+        self.last_run_asked = questions_file is None  # asked on the first read: pyinfra has connected by then
+        self.run_command = host.run_shell_command
+        self.put = host.put_file
+        self.rsync = getattr(host, "rsync", None)
+
+    # --- what pyinfra calls -------------------------------------------------------------------
+
+    def run_shell_command(self, command, *args, **arguments):
+        if not self.reading or args:
+            self.answers.clear()  # an operation's command: what was read may no longer hold
+            return self.run_command(command, *args, **arguments)
+        if not self.last_run_asked:
+            self.last_run_asked = True
+            self.ask_last_runs_questions()
+        key = question_key(command, arguments)
+        self._note(key, command, arguments)
+        if key in self.answers:
+            status, output = self.answers[key]
+            return status, CommandOutput(list(output.combined_lines))
+        status, output = self.run_command(command, **arguments)
+        if status:
+            self.answers[key] = (status, CommandOutput(list(output.combined_lines)))
+        return status, output
+
+    def put_file(self, *args, **kwargs):
+        self.answers.clear()
+        return self.put(*args, **kwargs)
+
+    def rsync_files(self, *args, **kwargs):
+        self.answers.clear()
+        return self.rsync(*args, **kwargs)
+
+    # --- the questions of the last run ----------------------------------------------------------
+
+    def _note(self, key: str, command, arguments: dict) -> None:
+        if key not in self.asked and not any(arguments.get(name) for name in NOT_WRITTEN):
+            kept = {name: value for name, value in arguments.items() if name not in NOT_KEPT}
+            self.asked[key] = {"command": command_text(command), "arguments": kept}
+
+    def ask_last_runs_questions(self) -> int:
+        """Send the questions written by the last run, grouped by connector arguments; returns how
+        many answers were kept."""
+        groups: dict[str, tuple[dict, list[str]]] = {}
+        for question in read_questions(self.questions_file):
+            group = json.dumps(sorted(question["arguments"].items()), default=repr)
+            groups.setdefault(group, (question["arguments"], []))[1].append(question["command"])
+        kept = 0
+        for arguments, commands in groups.values():
+            for run in batches(commands):
+                kept += self._ask_together(run, arguments)
+        return kept
+
+    def _ask_together(self, commands: list[str], arguments: dict) -> int:
+        token = f"SAF-FACT-{secrets.token_hex(6)}"
+        status, output = self.run_command(StringCommand(batch_script(commands, token)), **arguments)
+        if not status:
+            return 0
+        answers = split_batch(output.stdout_lines, token, len(commands))
+        for index, lines in answers.items():
+            key = question_key(commands[index], arguments)
+            self.answers[key] = (True, CommandOutput([OutputLine("stdout", line) for line in lines]))
+        return len(answers)
+
+    def write_questions(self) -> None:
+        if self.questions_file is None or not self.asked:
+            return
+        self.questions_file.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.questions_file.with_suffix(".partial")
+        with open(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            json.dump(list(self.asked.values()), out, indent=1, default=repr)
+        staging.replace(self.questions_file)
+
+
+def read_questions(path: Path | None) -> list[dict]:
+    """The questions written by the last run; none when there is no file or it is unreadable."""
+    if path is None:
+        return []
+    try:
+        questions = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [q for q in questions if isinstance(q, dict) and isinstance(q.get("command"), str)
+            and isinstance(q.get("arguments"), dict)] if isinstance(questions, list) else []
+
+
+def questions_file(project_dir: str | Path, host: Host) -> Path:
+    """Where ``host``'s questions are kept: its name and address, so another node of that name starts afresh."""
+    address = str(getattr(host.data, "ssh_hostname", None) or host.name)
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in f"{host.name}-{address}")
+    return Path(project_dir) / QUESTIONS_DIR / f"{safe}.json"
+
+
+def share_fact_reads(host: Host, project_dir: str | Path | None = None) -> FactAnswers:
+    """Route ``host``'s fact reads through kept answers (see the module docstring). With
+    ``project_dir``: the last run's questions are asked together at the first read, and this run's
+    are written at exit."""
+    answers = FactAnswers(host, questions_file(project_dir, host) if project_dir else None)
+    read_fact = host.get_fact
 
     def get_fact(fact_cls, *args, **kwargs):
-        if host.state.current_stage != StateStage.Prepare:
-            return ask(fact_cls, *args, **kwargs)
+        answers.reading += 1
         try:
-            key = (fact_cls, args, tuple(sorted(kwargs.items())))
-            hash(key)
-        except TypeError:  # an unhashable argument: ask the node
-            return ask(fact_cls, *args, **kwargs)
-        if key not in cache:
-            cache[key] = ask(fact_cls, *args, **kwargs)
-        return copy.deepcopy(cache[key])
+            return read_fact(fact_cls, *args, **kwargs)
+        finally:
+            answers.reading -= 1
 
     host.get_fact = get_fact
+    host.run_shell_command = answers.run_shell_command
+    host.put_file = answers.put_file
+    if answers.rsync is not None:
+        host.rsync = answers.rsync_files
+    if project_dir:
+        atexit.register(answers.write_questions)
+    return answers

@@ -17,9 +17,11 @@ from saf.lab.system import run
 MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "iputils-ping", "procps",
-    "ca-certificates", "curl", "nftables", "python3", "tk-dev", *DEBIAN_BUILD_DEPS,
+    "ca-certificates", "curl", "nftables", "python3", "tk-dev",
+    "rsync",  # `ray up` (benchmarks/rerun.py) syncs its config and key to the head with it
+    *DEBIAN_BUILD_DEPS,
 )
-READY = ".saf-lab-base"
+READY = ".saf-lab-base"  # written last; it names the packages, so a changed list makes the base again
 # timers and units that have no business in a test node (and would fetch from the internet)
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
                 "systemd-timesyncd.service", "getty@tty1.service", "console-getty.service")
@@ -34,7 +36,7 @@ UseDNS no
 def ensure_base(layout: LabLayout) -> None:
     """Make the base root filesystem once (a few minutes); later labs reuse it."""
     base = layout.base_rootfs
-    if (base / READY).exists():
+    if (base / READY).exists() and (base / READY).read_text() == base_marker():
         return
     staging = base.with_name(base.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -42,9 +44,14 @@ def ensure_base(layout: LabLayout) -> None:
     run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm",
          str(staging), MIRROR], timeout=1800)
     _configure_base(staging)
-    (staging / READY).write_text("debootstrap bookworm minbase + SAF lab configuration\n")
+    (staging / READY).write_text(base_marker())
     shutil.rmtree(base, ignore_errors=True)
     staging.rename(base)
+
+
+def base_marker() -> str:
+    """What a finished base holds: a base made from another package list is made again."""
+    return "debootstrap bookworm minbase + SAF lab configuration\npackages: " + " ".join(sorted(BASE_PACKAGES)) + "\n"
 
 
 def _configure_base(root: Path) -> None:

@@ -1,65 +1,215 @@
-"""Facts read once per host while the deploy is prepared (saf/fact_cache.py), and afresh once it runs."""
+"""Fact reads shared per host (saf/fact_cache.py), against a real shell: each "node" runs its
+commands with ``sh -c`` in its own directory, and counts them."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
+import stat
+import subprocess
+from pathlib import Path
 
-from pyinfra.api.state import StateStage
+import pytest
+from pyinfra.api.command import StringCommand
+from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from saf.fact_cache import cache_facts_while_preparing
-
-
-class Kernel:
-    pass
-
-
-class File:
-    pass
+from saf import fact_cache
+from saf.fact_cache import batch_script, batches, read_questions, share_fact_reads, split_batch
 
 
-def node(stage: StateStage = StateStage.Prepare):
-    asked: list[tuple] = []
+class Cat:
+    """A fact: a file's lines (pyinfra's contract: command(), process(lines))."""
 
-    def get_fact(fact_cls, *args, **kwargs):
-        asked.append((fact_cls.__name__, args, kwargs))
-        return {"asked": len(asked), "nested": {"args": list(args)}}
+    @staticmethod
+    def command(path: str) -> str:
+        return f"cat {path}"
 
-    host = SimpleNamespace(state=SimpleNamespace(current_stage=stage), get_fact=get_fact)
-    cache_facts_while_preparing(host)
-    return host, asked
-
-
-def test_while_preparing_the_same_question_is_asked_once():
-    host, asked = node()
-    assert host.get_fact(Kernel)["asked"] == host.get_fact(Kernel)["asked"] == 1
-    assert host.get_fact(File, path="/a")["asked"] == 2
-    assert host.get_fact(File, path="/b")["asked"] == 3  # other arguments: another question
-    assert host.get_fact(File, path="/a", _sudo=True)["asked"] == 4
-    assert host.get_fact(File, path="/a")["asked"] == 2
-    assert host.get_fact(File, "/c") == {"asked": 5, "nested": {"args": ["/c"]}}  # positional arguments count too
-    assert host.get_fact(File, "/d")["asked"] == 6 and host.get_fact(File, "/c")["asked"] == 5
-    assert asked[4] == ("File", ("/c",), {}) and asked[3] == ("File", (), {"path": "/a", "_sudo": True})
+    @staticmethod
+    def process(lines: list[str]) -> list[str]:
+        return lines
 
 
-def test_an_answer_changed_by_its_reader_is_not_the_next_answer():
-    host, _ = node()
-    answer = host.get_fact(Kernel)
-    answer["asked"] = "changed"
-    answer["nested"]["args"].append("changed too")
-    assert host.get_fact(Kernel) == {"asked": 1, "nested": {"args": []}}
+class Printf:
+    @staticmethod
+    def command(text: str) -> str:
+        return f"printf '{text}'"
+
+    @staticmethod
+    def process(lines: list[str]) -> list[str]:
+        return lines
 
 
-def test_once_operations_run_every_question_goes_to_the_node():
-    host, asked = node()
-    host.get_fact(Kernel)
-    host.state.current_stage = StateStage.Execute
-    assert host.get_fact(Kernel)["asked"] == 2 and host.get_fact(Kernel)["asked"] == 3
-    host.get_fact(File, "/e", path="/f")
-    assert asked[-1] == ("File", ("/e",), {"path": "/f"})  # passed on whole
+class Node:
+    """What pyinfra's Host gives the cache: run_shell_command, put_file, get_fact, a name and data."""
+
+    def __init__(self, workdir: Path, name: str = "beta"):
+        self.name = name
+        self.data = type("Data", (), {"ssh_hostname": "10.0.0.2"})()
+        self.workdir = workdir
+        self.ran: list[tuple[str, dict]] = []
+        self.uploads = 0
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
+        text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+        self.ran.append((text, arguments))
+        done = subprocess.run(["sh", "-c", text], cwd=self.workdir, capture_output=True, text=True)
+        lines = [OutputLine("stdout", line) for line in done.stdout.splitlines()]
+        lines += [OutputLine("stderr", line) for line in done.stderr.splitlines()]
+        return done.returncode == 0, CommandOutput(lines)
+
+    def put_file(self, *args, **kwargs):
+        self.uploads += 1
+        return True
+
+    def get_fact(self, fact_cls, *args, **kwargs):
+        """As pyinfra's _get_fact: the fact's command through run_shell_command, then process()."""
+        arguments = {key: value for key, value in kwargs.items() if key.startswith("_")}
+        status, output = self.run_shell_command(fact_cls.command(*args), print_output=False, print_input=False,
+                                                _sudo=arguments.get("_sudo", False))
+        return fact_cls.process(output.stdout_lines) if status else None
 
 
-def test_an_unhashable_argument_is_asked_every_time():
-    host, asked = node()
-    host.get_fact(File, ["/a"], paths=["/a"])
-    host.get_fact(File, ["/a"], paths=["/a"])
-    assert asked == [("File", (["/a"],), {"paths": ["/a"]})] * 2
+@pytest.fixture
+def workdir(tmp_path):
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    (node_dir / "a").write_text("one\ntwo\n")
+    (node_dir / "b").write_text("three\n")
+    return node_dir
+
+
+def run_once(workdir: Path, project: Path | None, reads) -> tuple[Node, fact_cache.FactAnswers]:
+    """One pyinfra run on a node: share its reads, make ``reads``, then what atexit does."""
+    node = Node(workdir)
+    answers = share_fact_reads(node, project)
+    reads(node)
+    answers.write_questions()
+    return node, answers
+
+
+def test_the_same_question_goes_to_the_node_once(workdir):
+    node = Node(workdir)
+    share_fact_reads(node)
+    assert node.get_fact(Cat, "a") == ["one", "two"] and node.get_fact(Cat, "a") == ["one", "two"]
+    assert node.get_fact(Cat, "b") == ["three"]
+    assert node.get_fact(Cat, "a", _sudo=True) == ["one", "two"]  # as root: another question
+    assert [text for text, _ in node.ran] == ["cat a", "cat b", "cat a"]
+    assert [arguments["_sudo"] for _, arguments in node.ran] == [False, False, True]
+
+
+def test_a_command_that_is_not_a_read_drops_every_answer(workdir):
+    node = Node(workdir)
+    share_fact_reads(node)
+    node.get_fact(Cat, "a")
+    node.run_shell_command(StringCommand("echo changed > a"))  # an operation's command
+    assert node.get_fact(Cat, "a") == ["changed"]
+    node.put_file("local", "a")  # an upload changes the node too
+    node.get_fact(Cat, "a")
+    assert [text for text, _ in node.ran].count("cat a") == 3 and node.uploads == 1
+
+
+def test_a_failed_read_is_not_kept(workdir):
+    node = Node(workdir)
+    share_fact_reads(node)
+    assert node.get_fact(Cat, "missing") is None
+    (workdir / "missing").write_text("now\n")
+    assert node.get_fact(Cat, "missing") == ["now"]
+
+
+def test_the_next_run_asks_the_last_runs_questions_in_one_round_trip(workdir, tmp_path):
+    project = tmp_path / "project"
+
+    def reads(node):
+        node.get_fact(Cat, "a")
+        node.get_fact(Printf, "no newline at the end")
+        node.get_fact(Cat, "b", _sudo=True)
+        node.get_fact(Cat, "missing")
+
+    first, _ = run_once(workdir, project, reads)
+    assert len(first.ran) == 4
+    written = project / ".saf/fact-questions/beta-10.0.0.2.json"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert [q["command"] for q in json.loads(written.read_text())] == ["cat a", "printf 'no newline at the end'",
+                                                                       "cat b", "cat missing"]
+    answers: dict[str, list[str]] = {}
+
+    def read_again(node):
+        answers["a"] = node.get_fact(Cat, "a")
+        answers["printf"] = node.get_fact(Printf, "no newline at the end")
+        answers["b"] = node.get_fact(Cat, "b", _sudo=True)
+        answers["missing"] = node.get_fact(Cat, "missing")
+
+    second, _ = run_once(workdir, project, read_again)
+    assert answers == {"a": ["one", "two"], "printf": ["no newline at the end"], "b": ["three"], "missing": None}
+    # one script for the user's questions, one for root's, then only the failed question on its own
+    assert len(second.ran) == 3
+    assert [arguments["_sudo"] for _, arguments in second.ran[:2]] == [False, True]
+    assert second.ran[2][0] == "cat missing"
+
+
+def test_a_question_not_asked_last_time_goes_to_the_node_and_is_written_for_next_time(workdir, tmp_path):
+    project = tmp_path / "project"
+    run_once(workdir, project, lambda node: node.get_fact(Cat, "a"))
+    node, _ = run_once(workdir, project, lambda node: (node.get_fact(Cat, "a"), node.get_fact(Cat, "b")))
+    assert [text for text, _ in node.ran][1:] == ["cat b"]
+    assert [q["command"] for q in read_questions(project / ".saf/fact-questions/beta-10.0.0.2.json")] == \
+        ["cat a", "cat b"]
+
+
+def test_questions_not_asked_this_run_are_dropped_from_the_file(workdir, tmp_path):
+    project = tmp_path / "project"
+    run_once(workdir, project, lambda node: (node.get_fact(Cat, "a"), node.get_fact(Cat, "b")))
+    run_once(workdir, project, lambda node: node.get_fact(Cat, "b"))
+    assert [q["command"] for q in read_questions(project / ".saf/fact-questions/beta-10.0.0.2.json")] == ["cat b"]
+
+
+def test_a_question_with_a_password_or_input_is_never_written(workdir, tmp_path):
+    node = Node(workdir)
+    answers = share_fact_reads(node, tmp_path)
+    answers.reading += 1  # as while pyinfra reads a fact
+    node.run_shell_command("cat a", _sudo=True, _sudo_password="hunter2")
+    node.run_shell_command("cat b", _stdin="input")
+    answers.write_questions()
+    assert not (tmp_path / ".saf").exists()
+
+
+def test_nothing_is_written_without_a_project_or_without_a_question(workdir, tmp_path):
+    run_once(workdir, None, lambda node: node.get_fact(Cat, "a"))
+    run_once(workdir, tmp_path, lambda node: None)
+    assert not (tmp_path / ".saf").exists()
+
+
+def test_a_failed_batch_keeps_nothing_and_reads_still_work(workdir, tmp_path):
+    project = tmp_path / "project"
+    run_once(workdir, project, lambda node: node.get_fact(Cat, "a"))
+    node = Node(workdir)
+    answers = share_fact_reads(node, project)
+    answers.run_command = lambda command, **arguments: (False, CommandOutput([]))
+    assert answers.ask_last_runs_questions() == 0 and answers.answers == {}
+
+
+def test_batch_script_runs_each_command_alone_and_reports_its_status():
+    script = batch_script(["echo a", "exit 3", "printf b", "echo c >&2; echo d"], "TOKEN")
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["a", "TOKEN 0 0", "TOKEN 1 3", "bTOKEN 2 0", "d", "TOKEN 3 0"]
+    assert done.stderr == ""
+    assert split_batch(done.stdout.splitlines(), "TOKEN", 4) == {0: ["a"], 2: ["b"], 3: ["d"]}
+
+
+def test_split_batch_ignores_what_is_not_its_marker():
+    lines = ["x", "TOKEN 0 0", "TOKENS 1 0", "TOKEN 1 0", "y", "TOKEN 9 0", "z", "TOKEN 2 x", "TOKEN 3 0 extra"]
+    assert split_batch(lines, "TOKEN", 4) == {0: ["x"], 1: ["TOKENS 1 0"]}
+    assert split_batch(["", "TOKEN 0 0"], "TOKEN", 1) == {0: [""]}  # an empty line is output too
+
+
+def test_batches_stay_under_the_size_and_keep_order(monkeypatch):
+    monkeypatch.setattr(fact_cache, "BATCH_CHARS", 150)  # each command costs its length + 40
+    commands = ["a" * 30, "b" * 30, "c" * 30, "d" * 200, "e"]
+    assert batches(commands) == [["a" * 30, "b" * 30], ["c" * 30], ["d" * 200], ["e"]]
+    assert batches([]) == []
+
+
+@pytest.mark.parametrize("content", ["", "not json", "{}", '[{"command": 3}]', '[["cat a"]]'])
+def test_an_unreadable_questions_file_asks_nothing(tmp_path, content):
+    path = tmp_path / "q.json"
+    path.write_text(content)
+    assert read_questions(path) == [] and read_questions(tmp_path / "absent.json") == []
