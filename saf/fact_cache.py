@@ -15,6 +15,9 @@ round trips. Here, per host:
   subshell with its exit status after a marker, and keeps every answer that succeeded. A question
   that was not asked last time, or failed, goes to the node on its own as before.
 
+A fact class with ``read_live = True`` (the verification: it observes the whole cluster, after the
+run) is never kept, written down or asked ahead.
+
 pyinfra's own fact code still runs (its command, its ``process``, its errors); only the channel is
 shared. What another node's operation changes on this node mid-run (none of SAF's tasks reads such
 a thing after it could change) is not seen until the next read after this node runs a command.
@@ -99,6 +102,7 @@ class FactAnswers:
         self.answers: dict[str, tuple[bool, CommandOutput]] = {}
         self.asked: dict[str, dict] = {}  # key -> {"command", "arguments"}, in the order first asked
         self.reading = 0  # > 0 while pyinfra reads a fact on this host
+        self.live = 0  # > 0 while it reads a fact that must come from the node (read_live)
         self.last_run_asked = questions_file is None  # asked on the first read: pyinfra has connected by then
         self.run_command = host.run_shell_command
         self.put = host.put_file
@@ -107,6 +111,8 @@ class FactAnswers:
     # --- what pyinfra calls -------------------------------------------------------------------
 
     def run_shell_command(self, command, *args, **arguments):
+        if self.live:
+            return self.run_command(command, *args, **arguments)
         if not self.reading or args:
             self.answers.clear()  # an operation's command: what was read may no longer hold
             return self.run_command(command, *args, **arguments)
@@ -199,11 +205,12 @@ def share_fact_reads(host: Host, project_dir: str | Path | None = None) -> FactA
     read_fact = host.get_fact
 
     def get_fact(fact_cls, *args, **kwargs):
-        answers.reading += 1
+        kind = "live" if getattr(fact_cls, "read_live", False) else "reading"
+        setattr(answers, kind, getattr(answers, kind) + 1)
         try:
             return read_fact(fact_cls, *args, **kwargs)
         finally:
-            answers.reading -= 1
+            setattr(answers, kind, getattr(answers, kind) - 1)
 
     host.get_fact = get_fact
     host.run_shell_command = answers.run_shell_command

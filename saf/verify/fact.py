@@ -21,6 +21,8 @@ MARKER = "SAF-VERIFY "
 class ClusterVerification(FactBase[dict]):
     """What the driver (job.py) observed, as a dict: ``nodes`` and the driver's own ``problems``."""
 
+    read_live = True  # never kept or asked ahead (saf/fact_cache.py): it observes the cluster after the run
+
     @staticmethod
     def default() -> dict:
         return {"nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}

@@ -537,8 +537,11 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
         import ray
         import ray.util.scheduling_strategies  # noqa: F401 - pinned() reaches it as an attribute
 
+    steps: dict = {}  # seconds by step, for the report
+    started = time.monotonic()
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     alive = _wait_for_nodes(ray, [n["ip"] for n in expect["nodes"]], timeout / 2)
+    steps["connect"] = round(time.monotonic() - started, 2)
     census_commands = {n["name"]: n["census"] for n in expect["nodes"] if n.get("census")}
     nodes = {n["name"]: {**{k: v for k, v in n.items() if k != "census"}, "ray_nodes": len(alive.get(n["ip"], []))}
              for n in expect["nodes"]}
@@ -547,28 +550,42 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
         # two raylets on one address: which one runs a pinned task is anyone's guess, so none is probed
         node["node_id"] = alive[node["ip"]][0] if node["ray_nodes"] == 1 else None
 
+    _timed(steps, "probes", _probe_nodes, ray, nodes, expect.get("slow_ratio", 0), timeout)
+    _timed(steps, "paths", _observe_paths, ray, nodes, expect["mtu"], timeout)
+    _timed(steps, "transfers", _observe_transfers, ray, nodes, timeout)
+    collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"]) \
+        if expect.get("collective") else None
+    _timed(steps, "census", _observe_census, ray, nodes, census_commands, timeout)
+    for node in nodes.values():
+        node.pop("node_id", None)
+    observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry(),
+                "step_seconds": steps}
+    if collective is not None:
+        observed["collective"] = collective
+    return observed
+
+
+def _timed(steps: dict, name: str, step, *args):
+    """``step(*args)``, its seconds in ``steps[name]``."""
+    started = time.monotonic()
+    try:
+        return step(*args)
+    finally:
+        steps[name] = round(time.monotonic() - started, 2)
+
+
+def _probe_nodes(ray, nodes: dict, slow_ratio: float, timeout: float) -> None:
     probe = ray.remote(num_cpus=0)(node_probe)
     for node in nodes.values():  # one node at a time: throughput figures must not share the machine
         if node["node_id"] is not None:
             _probe(ray, probe, node, timeout)
-    for node in outliers(nodes, expect.get("slow_ratio", 0)):  # measured again before it can be called slow
+    for node in outliers(nodes, slow_ratio):  # measured again before it can be called slow
         first = {key: node[key] for key in node if key.startswith(("gflops_", "size_", "batch_"))}
         _probe(ray, probe, node, timeout)
         node["reprobed"] = True
         for dtype in DTYPES:  # the better of the two measurements, each with its own size
             if (first.get(f"gflops_{dtype}") or 0) > (node.get(f"gflops_{dtype}") or 0):
                 node.update({key: first[key] for key in first if key.endswith(dtype)})
-
-    _observe_paths(ray, nodes, expect["mtu"], timeout)
-    _observe_transfers(ray, nodes, timeout)
-    collective = _observe_collective(ray, nodes, expect["collective"]) if expect.get("collective") else None
-    _observe_census(ray, nodes, census_commands, timeout)
-    for node in nodes.values():
-        node.pop("node_id", None)
-    observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry()}
-    if collective is not None:
-        observed["collective"] = collective
-    return observed
 
 
 def _probe(ray, probe, node: dict, timeout: float) -> None:

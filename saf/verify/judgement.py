@@ -34,6 +34,8 @@ def judge(observed: dict[str, Any], expect: dict[str, Any],
     report: dict[str, Any] = {"ok": False, "address": observed.get("address"),
                               "nodes": [{**node, "problems": []} for node in observed.get("nodes", [])],
                               "problems": list(observed.get("problems", [])), "transfer": []}
+    if observed.get("step_seconds"):
+        report["step_seconds"] = observed["step_seconds"]  # where the verification's time went
     nodes = {node["name"]: node for node in report["nodes"]}
     if not nodes:  # the driver never got as far as the nodes: its own problem says why
         return report

@@ -38,6 +38,10 @@ class Printf:
         return lines
 
 
+class Verification(Cat):
+    read_live = True
+
+
 class Node:
     """What pyinfra's Host gives the cache: run_shell_command, put_file, get_fact, a name and data."""
 
@@ -105,6 +109,17 @@ def test_a_command_that_is_not_a_read_drops_every_answer(workdir):
     node.put_file("local", "a")  # an upload changes the node too
     node.get_fact(Cat, "a")
     assert [text for text, _ in node.ran].count("cat a") == 3 and node.uploads == 1
+
+
+def test_a_live_fact_always_goes_to_the_node_and_is_never_written(workdir, tmp_path):
+    node = Node(workdir)
+    answers = share_fact_reads(node, tmp_path)
+    node.get_fact(Cat, "a")
+    assert node.get_fact(Verification, "b") == ["three"] and node.get_fact(Verification, "b") == ["three"]
+    node.get_fact(Cat, "a")  # still kept: a live read is not a change
+    assert [text for text, _ in node.ran] == ["cat a", "cat b", "cat b"]
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == ["cat a"]
 
 
 def test_a_failed_read_is_not_kept(workdir):
