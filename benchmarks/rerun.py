@@ -42,6 +42,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from saf.lab.api import Lab  # noqa: E402
+from saf.lab.layout import NODE_USER  # noqa: E402
 from saf.service import service_unit  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
 from saf.venv_spec import current_venv_path  # noqa: E402
@@ -257,16 +258,19 @@ def ray_up_runs(lab: Lab, cluster, names: list[str], venv: str, address: str, ad
     finally:
         if membership is not None:
             membership.stop()
-        ray_down(lab, config, names)
+        ray_down(lab, config, names, venv)
     return figures
 
 
-def ray_down(lab: Lab, config: Path, names: list[str]) -> None:
-    """`ray down`, then what `ray up` left: its bootstrap files on the head, its SSH control sockets here."""
+def ray_down(lab: Lab, config: Path, names: list[str], venv: str) -> None:
+    """`ray down`, then what it leaves with the local provider: Ray itself on every node (it stops
+    none), the bootstrap config and SSH key on the head, the SSH control sockets here."""
     env = {**os.environ, "RAY_TMPDIR": str(config.parent), "TMPDIR": str(config.parent)}
     subprocess.run([str(BENCH_VENV / "bin/ray"), "down", "-y", "--log-style", "record", str(config)], env=env,
                    capture_output=True, stdin=subprocess.DEVNULL)
-    lab.exec(names[0], ["rm", "-f", "ray_bootstrap_config.yaml", "ray_bootstrap_key.pem"], user="saf", check=False)
+    for name in names:
+        lab.exec(name, ["bash", "-c", f"{venv}/bin/ray stop --force"], user=NODE_USER, check=False)
+    lab.exec(names[0], ["rm", "-f", "ray_bootstrap_config.yaml", "ray_bootstrap_key.pem"], user=NODE_USER, check=False)
     control = Path("/tmp") / f"ray_ssh_{hashlib.sha1(getuser().encode()).hexdigest()[:10]}"
     shutil.rmtree(control / hashlib.sha1(CLUSTER_NAME.encode()).hexdigest()[:10], ignore_errors=True)
     if control.exists() and not any(control.iterdir()):

@@ -24,7 +24,7 @@ import traceback
 
 TRANSFER_MB = 64
 DTYPES = ("f32", "f16")
-TCP_SECONDS = 2.0
+TCP_SECONDS = 1.0  # a second of TCP: slow start is milliseconds of it on a LAN
 
 # Throughput: square products grown from FIRST_SIZE by doubling until a timed step is long enough
 # to time well on this device and the rate stops rising, within the budgets and the memory bound.
@@ -550,12 +550,25 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
         # two raylets on one address: which one runs a pinned task is anyone's guess, so none is probed
         node["node_id"] = alive[node["ip"]][0] if node["ray_nodes"] == 1 else None
 
-    _timed(steps, "probes", _probe_nodes, ray, nodes, expect.get("slow_ratio", 0), timeout)
-    _timed(steps, "paths", _observe_paths, ray, nodes, expect["mtu"], timeout)
-    _timed(steps, "transfers", _observe_transfers, ray, nodes, timeout)
-    collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"]) \
-        if expect.get("collective") else None
-    _timed(steps, "census", _observe_census, ray, nodes, census_commands, timeout)
+    # The processes that will compute start now, MLX imported while the network is checked: a probe
+    # or a rank then pays no worker start. What needs no quiet machine runs first, side by side where
+    # the figures allow; the throughput probes last, one node at a time.
+    live = {name: node for name, node in nodes.items() if node["node_id"]}
+    probers = _start(ray, Prober, live)
+    ranks = _start(ray, Rank, live) if expect.get("collective") and len(live) > 1 else {}
+    try:
+        census = _start_census(ray, nodes, census_commands)
+        _timed(steps, "paths", _observe_paths, ray, nodes, expect["mtu"], timeout)
+        _timed(steps, "transfers", _observe_transfers, ray, nodes, timeout)
+        _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
+        collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], ranks) \
+            if expect.get("collective") else None
+        for actor in ranks.values():  # their processes end, MLX's ring sockets with them, before the probes
+            ray.kill(actor)
+        _timed(steps, "probes", _probe_nodes, ray, nodes, probers, expect.get("slow_ratio", 0), timeout)
+    finally:
+        for actor in [*probers.values(), *ranks.values()]:  # killing a killed actor does nothing
+            ray.kill(actor)
     for node in nodes.values():
         node.pop("node_id", None)
     observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry(),
@@ -574,25 +587,52 @@ def _timed(steps: dict, name: str, step, *args):
         steps[name] = round(time.monotonic() - started, 2)
 
 
-def _probe_nodes(ray, nodes: dict, slow_ratio: float, timeout: float) -> None:
-    probe = ray.remote(num_cpus=0)(node_probe)
-    for node in nodes.values():  # one node at a time: throughput figures must not share the machine
-        if node["node_id"] is not None:
-            _probe(ray, probe, node, timeout)
+class Prober:
+    """A node's MLX job in a process of its own, started with MLX imported while the network is checked."""
+
+    def __init__(self) -> None:
+        import mlx.core  # noqa: F401 - the import paid now, not inside the probe's time
+
+    def node_probe(self) -> dict:
+        return node_probe()
+
+
+class Rank:
+    """A rank of the collective in a process of its own (MLX imported at start); killed after its
+    all_sum, so MLX's sockets go with the process."""
+
+    def __init__(self) -> None:
+        import mlx.core  # noqa: F401
+
+    def collective_rank(self, rank: int, hosts: list, repeats: dict, backend: str) -> dict:
+        return collective_rank(rank, hosts, repeats, backend)
+
+
+def _start(ray, cls, live: dict) -> dict:
+    """One ``cls`` actor pinned to each live node, started now (not waited for): by name."""
+    actor = ray.remote(num_cpus=0)(cls)
+    return {name: actor.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
+            for name, node in live.items()}
+
+
+def _probe_nodes(ray, nodes: dict, probers: dict, slow_ratio: float, timeout: float) -> None:
+    for name, node in nodes.items():  # one node at a time: throughput figures must not share the machine
+        if name in probers:
+            _probe(ray, probers[name], node, timeout)
     for node in outliers(nodes, slow_ratio):  # measured again before it can be called slow
         first = {key: node[key] for key in node if key.startswith(("gflops_", "size_", "batch_"))}
-        _probe(ray, probe, node, timeout)
+        _probe(ray, probers[node["name"]], node, timeout)
         node["reprobed"] = True
         for dtype in DTYPES:  # the better of the two measurements, each with its own size
             if (first.get(f"gflops_{dtype}") or 0) > (node.get(f"gflops_{dtype}") or 0):
                 node.update({key: first[key] for key in first if key.endswith(dtype)})
 
 
-def _probe(ray, probe, node: dict, timeout: float) -> None:
-    """The node's MLX job, pinned to it: its answer into ``node``, or why there is none."""
+def _probe(ray, prober, node: dict, timeout: float) -> None:
+    """The node's MLX job, on its prober: its answer into ``node``, or why there is none."""
     started = time.monotonic()
     try:
-        node.update(ray.get(probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(), timeout=timeout))
+        node.update(ray.get(prober.node_probe.remote(), timeout=timeout))
         node["probe_seconds"] = round(time.monotonic() - started, 1)
     except ray.exceptions.GetTimeoutError:
         node["probe_error"] = f"did not run its MLX job within {timeout:.0f} s"
@@ -699,7 +739,7 @@ def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
             node["transfer_error"] = str(error).splitlines()[0][:200]
 
 
-def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
+def _observe_collective(ray, nodes: dict, ring: dict, ranks: dict) -> dict:
     """One MLX rank per live node (cluster-file order): their ring ports proven reachable from every
     peer first, then the ranks run together within COLLECTIVE_S. Raw results; judged on the control side."""
     live = [name for name, node in nodes.items() if node["node_id"]]
@@ -713,7 +753,7 @@ def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
         reachable = _ring_ports_reachable(ray, nodes, live, ring["port"], observed)
         observed["reach_seconds"] = round(time.monotonic() - started, 2)
         if reachable:
-            _run_ranks(ray, nodes, live, hosts, ring["backend"], observed)
+            _run_ranks(ray, ranks, live, hosts, ring["backend"], observed)
     except Exception as error:  # noqa: BLE001 - a node lost on the way: no collective, said why
         observed["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}" if str(error) \
             else type(error).__name__
@@ -721,10 +761,9 @@ def _observe_collective(ray, nodes: dict, ring: dict) -> dict:
     return observed
 
 
-def _run_ranks(ray, nodes: dict, live: list, hosts: list, backend: str, observed: dict) -> None:
-    rank = ray.remote(num_cpus=0, max_calls=1)(collective_rank)  # its process exits: MLX's sockets with it
-    pending = {rank.options(scheduling_strategy=pinned(ray, nodes[name]["node_id"])).remote(
-        index, hosts, COLLECTIVE_REPEATS, backend): name for index, name in enumerate(live)}
+def _run_ranks(ray, ranks: dict, live: list, hosts: list, backend: str, observed: dict) -> None:
+    pending = {ranks[name].collective_rank.remote(index, hosts, COLLECTIVE_REPEATS, backend): name
+               for index, name in enumerate(live)}
     done, late = ray.wait(list(pending), num_returns=len(pending), timeout=COLLECTIVE_S)
     for ref in done:
         try:
@@ -732,9 +771,8 @@ def _run_ranks(ray, nodes: dict, live: list, hosts: list, backend: str, observed
         except Exception as error:  # noqa: BLE001 - a rank's failure is its node's problem
             lines = str(error).strip().splitlines() or [type(error).__name__]
             observed["results"][pending[ref]] = {"error": lines[-1][:300]}
-    for ref in late:
+    for ref in late:  # its actor is killed with the others when the driver is done
         observed["results"][pending[ref]] = {"error": f"did not finish within {COLLECTIVE_S:.0f} s"}
-        ray.cancel(ref, force=True)
 
 
 def _ring_ports_reachable(ray, nodes: dict, live: list, base: int, observed: dict) -> bool:
@@ -766,11 +804,15 @@ def ray_census(commands: dict) -> dict:
     return census
 
 
-def _observe_census(ray, nodes: dict, commands: dict, timeout: float) -> None:
-    """Every alive node's Ray census (``commands``: what to run, by node and OS), all nodes at once."""
+def _start_census(ray, nodes: dict, commands: dict) -> dict:
+    """Every alive node's Ray census (``commands``: what to run, by node and OS), started on all nodes
+    at once: the refs by name (collected by _collect_census)."""
     census = ray.remote(num_cpus=0)(ray_census)
-    pending = {name: census.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(commands[name])
-               for name, node in nodes.items() if node["node_id"] and name in commands}
+    return {name: census.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(commands[name])
+            for name, node in nodes.items() if node["node_id"] and name in commands}
+
+
+def _collect_census(ray, nodes: dict, pending: dict, timeout: float) -> None:
     for name, ref in pending.items():
         try:
             nodes[name]["census"] = ray.get(ref, timeout=timeout)

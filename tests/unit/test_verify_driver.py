@@ -790,8 +790,9 @@ NODES = [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}, {"name": "beta", "
 CENSUS = {"linux": {"ps": "ps -A"}, "darwin": {"ps": "ps -A"}}
 
 
-def expect(nodes=NODES, census=True) -> dict:
-    return {"nodes": [{**node, **({"census": CENSUS} if census else {})} for node in nodes], "mtu": 9000}
+def expect(nodes=NODES, census=True, collective=None) -> dict:
+    return {"nodes": [{**node, **({"census": CENSUS} if census else {})} for node in nodes], "mtu": 9000,
+            **({"collective": collective} if collective else {})}
 
 
 class Ray:
@@ -833,6 +834,12 @@ class Ray:
 
     def kill(self, actor) -> None:
         self.killed.append((actor.what, actor.node))
+        self.placed.append(("kill " + actor.what, actor.node, ()))
+
+    def wait(self, refs, num_returns, timeout):
+        """Every ref is done, but those whose answer is LATE."""
+        self.timeouts.append(timeout)
+        return [r for r in refs if r.value is not LATE], [r for r in refs if r.value is LATE]
 
     def answer(self, what: str, node: str, args: tuple):
         self.placed.append((what, node, args))
@@ -847,6 +854,9 @@ class Ray:
         ref = Ref(value(*args) if callable(value) else value)
         self.returned.append((what, node, ref))
         return ref
+
+
+LATE = object()  # a task's answer: it is still running when waited for
 
 
 class Ref:
@@ -870,13 +880,15 @@ class Task:
 
 
 class Actor:
-    """A UdpEcho or TcpSink placed on a node: its calls are answered like tasks on that node."""
+    """An actor (UdpEcho, TcpSink, Prober, Rank) placed on a node: a call of its method ``name`` is
+    answered like the task ``name`` on that node."""
 
     def __init__(self, ray: Ray, what: str, node: str) -> None:
-        self.what, self.node = what, node
+        self.ray, self.what, self.node = ray, what, node
         ray.placed.append((what, node, ()))
-        self.listen = SimpleNamespace(remote=lambda ip: ray.answer("listen", node, (ip,)))
-        self.received_bytes = SimpleNamespace(remote=lambda: ray.answer("received_bytes", node, ()))
+
+    def __getattr__(self, name: str):
+        return SimpleNamespace(remote=lambda *args: self.ray.answer(name, self.node, args))
 
 
 class Clock:
@@ -903,8 +915,8 @@ def clock(monkeypatch) -> Clock:
     return fake
 
 
-def drive(ray: Ray, timeout: float = 30, nodes=NODES, census=True) -> dict:
-    return job.run("10.0.0.1:6380", expect(nodes, census), timeout, ray=ray)
+def drive(ray: Ray, timeout: float = 30, nodes=NODES, census=True, collective=None) -> dict:
+    return job.run("10.0.0.1:6380", expect(nodes, census, collective), timeout, ray=ray)
 
 
 def by_name(observed: dict) -> dict:
@@ -1139,3 +1151,101 @@ def test_the_driver_s_help_says_what_the_expectation_holds(capsys, monkeypatch):
         job.main()
     described = " ".join(capsys.readouterr().out.split())
     assert "--expect EXPECT JSON: nodes [{name, role, ip}], pins, mtu, slow_ratio --timeout" in described
+
+
+# --- the order of the steps: warm processes, the network first, the probes last and alone ----------
+
+RING = {"backend": "ring", "port": 6390}
+REACHED = {"taken": {}, "unreachable": {}}
+
+
+def ring_answers(more: dict | None = None) -> dict:
+    return {**{("ring_reach", name): REACHED for name in ("alpha", "beta", "gamma")}, **(more or {})}
+
+
+def steps_of(ray: Ray) -> list[str]:
+    """What was placed, in order, without repeats: the driver's steps as the cluster saw them."""
+    order: list[str] = []
+    for what, _, _ in ray.placed:
+        if what not in order:
+            order.append(what)
+    return order
+
+
+def test_probers_and_ranks_start_on_every_live_node_before_the_network_is_checked(clock):
+    ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
+    drive(ray, collective=RING)
+    started = [(what, node) for what, node, _ in ray.placed if what in ("Prober", "Rank")]
+    assert started == [("Prober", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
+    order = steps_of(ray)
+    assert order.index("Rank") < order.index("ray_census") < order.index("UdpEcho") < order.index("TcpSink")
+    assert order.index("TcpSink") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
+    assert ("Prober", {"num_cpus": 0}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
+
+
+def test_every_probe_runs_on_its_own_node_s_prober_one_after_another(clock):
+    ray = Ray()
+    observed = drive(ray)
+    assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == \
+        [("alpha", ()), ("beta", ()), ("gamma", ()), ]
+    assert {n["name"]: n["hostname"] for n in observed["nodes"]} == {"alpha": "alpha", "beta": "beta", "gamma": "gamma"}
+
+
+def test_the_ranks_are_killed_before_the_probes_and_every_actor_at_the_end(clock):
+    ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
+    drive(ray, collective=RING)
+    order = [what for what, _, _ in ray.placed]
+    first_probe = order.index("node_probe")
+    assert order[:first_probe].count("kill Rank") == 3 and "kill Prober" not in order[:first_probe]
+    assert sorted(node for what, node in ray.killed if what == "Prober") == ["alpha", "beta", "gamma"]
+
+
+def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
+    ray = Ray()
+
+    def broken(*args):
+        raise RuntimeError("the transfers broke")
+
+    monkeypatch.setattr(job, "_observe_transfers", broken)
+    with pytest.raises(RuntimeError):
+        drive(ray)
+    assert sorted(node for what, node in ray.killed if what == "Prober") == ["alpha", "beta", "gamma"]
+
+
+def test_one_live_node_starts_no_rank(clock):
+    ray = Ray(ring_answers(), up=("alpha",))
+    observed = drive(ray, collective=RING)
+    assert not any(what == "Rank" for what, _, _ in ray.placed)
+    assert observed["collective"]["ranks"] == ["alpha"] and observed["collective"]["results"] == {}
+
+
+def test_the_collective_runs_each_rank_on_its_warm_actor_with_its_index_and_the_ring(clock):
+    results = {("collective_rank", n): {"rank": i} for i, n in enumerate(("alpha", "beta", "gamma"))}
+    ray = Ray(ring_answers(results), up=("alpha", "beta", "gamma"))
+    observed = drive(ray, collective=RING)
+    calls = [(node, args) for what, node, args in ray.placed if what == "collective_rank"]
+    hosts = [["10.0.0.1:6390"], ["10.0.0.2:6391"], ["10.0.0.3:6392"]]
+    assert calls == [(n, (i, hosts, job.COLLECTIVE_REPEATS, "ring")) for i, n in enumerate(("alpha", "beta", "gamma"))]
+    assert observed["collective"]["results"] == {"alpha": {"rank": 0}, "beta": {"rank": 1}, "gamma": {"rank": 2}}
+    assert job.COLLECTIVE_S in ray.timeouts
+
+
+def test_a_rank_still_running_after_the_bound_is_named_and_its_actor_killed(clock):
+    ray = Ray(ring_answers({("collective_rank", "beta"): LATE}), up=("alpha", "beta", "gamma"))
+    observed = drive(ray, collective=RING)
+    assert observed["collective"]["results"]["beta"] == {"error": f"did not finish within {job.COLLECTIVE_S:.0f} s"}
+    assert ("Rank", "beta") in ray.killed
+
+
+def test_the_report_says_how_long_each_step_took(clock):
+    def slow(seconds):
+        def answer(*args):
+            clock.now += seconds
+            return {"hostname": "x"}
+        return answer
+
+    ray = Ray({("node_probe", "beta"): slow(2.5), ("path_probe", "alpha"): slow(0.25)}, clock=clock)
+    observed = drive(ray)
+    steps = observed["step_seconds"]
+    assert set(steps) == {"connect", "paths", "transfers", "census", "probes"}
+    assert steps["probes"] == 2.5 and steps["paths"] == 0.25 and steps["connect"] == 0.0
