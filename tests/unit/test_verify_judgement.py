@@ -74,6 +74,7 @@ class FakeRay:
         self.placed: list[tuple[str, str, bool]] = []  # (what, node name, soft)
         self.census_commands: dict[str, dict] = {}
         self.killed = 0
+        self.killed_kinds: set = set()
         self.cancelled: list = []
         self.ranks: dict[str, tuple] = {}  # node name: the collective_rank arguments it got
         self.reach: dict[str, tuple] = {}  # node name: (its ip, its ring port, the peers it tried)
@@ -110,6 +111,7 @@ class FakeRay:
 
     def kill(self, actor) -> None:
         self.killed += 1
+        self.killed_kinds.add((actor.kind, actor.node))
 
     def run_on(self, node: str, what: str, args: tuple):
         answers = self.answers.get(node, {})
@@ -163,11 +165,19 @@ class Remote:
 
 
 class Actor:
-    """A UdpEcho or TcpSink on a node: listens on a port, counts what a sender pushed."""
+    """An actor on a node: a UdpEcho or TcpSink listens on a port and counts what a sender pushed;
+    any other method (a Prober's node_probe, a Rank's collective_rank) runs like that task there."""
 
     def __init__(self, ray: FakeRay, node: str, kind: str = "") -> None:
+        self.ray, self.node, self.kind = ray, node, kind
         self.listen = SimpleNamespace(remote=lambda ip: Ref(40000))
         self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
+
+    def __getattr__(self, name: str):
+        def remote(*args):
+            self.ray.placed.append((name, self.node, False))  # on its actor's node, pinned hard
+            return Ref(self.ray.run_on(self.node, name, args))
+        return SimpleNamespace(remote=remote)
 
 
 def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
@@ -192,7 +202,8 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
     assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
-    assert ray.killed == 3 + 2  # every echo and every TCP sink
+    assert ray.killed_kinds == {(kind, node) for kind in ("UdpEcho", "Prober", "Rank") for node in ("alpha", "beta", "gamma")} | \
+        {("TcpSink", "beta"), ("TcpSink", "gamma")}  # every actor the driver started
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
     assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
@@ -534,7 +545,8 @@ def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_
                          "gamma": ("10.0.0.3", 6392, ["alpha", "beta"])}  # every pair, both ways
     assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, job.COLLECTIVE_REPEATS,
                          "ring"), "gamma": (2, hosts, job.COLLECTIVE_REPEATS, "ring")}
-    assert {"target": "collective_rank", "num_cpus": 0, "max_calls": 1} in ray.options  # its process ends with it
+    assert {"target": "Rank", "num_cpus": 0} in ray.options
+    assert {("Rank", n) for n in ("alpha", "beta", "gamma")} <= ray.killed_kinds  # its process ends, its sockets with it
     collective = report["collective"]
     # each size took 0.01 s per MB on every rank: 2**20 / 0.01 B/s, times 2(n-1)/n = 4/3
     assert collective["busbw_gbyte_s"] == {"1": 0.14, "16": 0.14, "64": 0.14, "256": 0.14}
@@ -577,7 +589,7 @@ def test_a_rank_that_fails_or_never_finishes_is_named_and_the_late_one_is_stoppe
         "beta: its MLX rank failed in the collective: [ring] Couldn't connect (error: 111)"]
     assert problems_of(report, "gamma") == [
         f"gamma: its MLX rank failed in the collective: did not finish within {job.COLLECTIVE_S:.0f} s"]
-    assert [force for _, force in ray.cancelled] == [True]
+    assert ("Rank", "gamma") in ray.killed_kinds and ray.cancelled == []  # the late rank's process is killed
     assert report["collective"]["ok"] is False and problems_of(report, "alpha") == []
 
 
@@ -665,3 +677,14 @@ def test_nodes_at_or_above_the_ratio_are_measured_once():
     assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "beta", "gamma"]
     assert job.outliers({"a": {"hardware": "x", "gflops_f32": 1.0}, "b": {"hardware": "y", "gflops_f32": 9.0}},
                         0.5) == []  # no peer of the same hardware: nothing to compare with
+
+
+def test_the_driver_s_step_seconds_reach_the_report_as_they_are():
+    from saf.verify.judgement import judge as judge_observed
+    steps = {"connect": 1.5, "probes": 7.0}
+    observed = {"nodes": [{"name": "alpha", "role": "head", "ip": "10.0.0.1", "alive": False, "ray_nodes": 0}],
+                "step_seconds": steps}
+    expected = {"nodes": [{"name": "alpha", "role": "head", "ip": "10.0.0.1"}], "mtu": 9000, "slow_ratio": 0.5,
+                "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"}}
+    assert judge_observed(observed, expected)["step_seconds"] == steps
+    assert "step_seconds" not in judge_observed({**observed, "step_seconds": {}}, expected)

@@ -202,3 +202,10 @@ def test_a_failed_cluster_fails_the_host_with_every_problem_in_order():
     assert command.function is fail_host and command.kwargs == {}
     assert command.args == ("cluster verification failed: c; a; b",)
     assert verdict_commands({"ok": True, "problems": [], "nodes": [{"problems": []}]}) == []
+
+
+def test_the_steps_line_follows_the_driver_s_order_and_is_left_out_without_steps():
+    steps = {"connect": 2.04, "paths": 0.35, "transfers": 4.0, "probes": 7.96}
+    lines = report.table({"ok": True, "nodes": [], "step_seconds": steps}).splitlines()
+    assert lines[-2] == "steps: connect 2.0 s | paths 0.3 s | transfers 4.0 s | probes 8.0 s"
+    assert not any(line.startswith("steps:") for line in report.table({"ok": True, "nodes": []}).splitlines())
