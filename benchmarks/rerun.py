@@ -151,17 +151,20 @@ class Membership:
 
 def back_after(polls: list[tuple[float, list | None]], addresses: set[str], since: float, settle: float) -> float | None:
     """Seconds from ``since`` to the start of the first stretch of polls, lasting ``settle`` s, in which
-    every address is alive; None while there is none yet."""
+    every address is alive (0 when every one already was at ``since`` and stayed); None while there is
+    none yet."""
     stretch_start = None
     for at, alive in polls:
+        everyone = alive is not None and addresses <= set(alive)
         if at < since:
+            stretch_start = since if everyone else None  # the state the run started from
             continue
-        if alive is not None and addresses <= set(alive):
-            stretch_start = at if stretch_start is None else stretch_start
-            if at - stretch_start >= settle:
-                return round(max(0.0, stretch_start - since), 2)
-        else:
+        if not everyone:
             stretch_start = None
+            continue
+        stretch_start = at if stretch_start is None else stretch_start
+        if at - stretch_start >= settle:
+            return round(stretch_start - since, 2)
     return None
 
 

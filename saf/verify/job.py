@@ -554,12 +554,16 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
     # or a rank then pays no worker start. What needs no quiet machine runs first, side by side where
     # the figures allow; the throughput probes last, one node at a time.
     live = {name: node for name, node in nodes.items() if node["node_id"]}
+    head = [name for name, node in live.items() if node["role"] == "head"]
     probers = _start(ray, Prober, live)
     ranks = _start(ray, Rank, live) if expect.get("collective") and len(live) > 1 else {}
+    echoes = _start(ray, UdpEcho, live, max_concurrency=2)
+    sinks = _start(ray, TcpSink, {name: node for name, node in live.items() if name not in head},
+                   max_concurrency=2) if head else {}
     try:
         census = _start_census(ray, nodes, census_commands)
-        _timed(steps, "paths", _observe_paths, ray, nodes, expect["mtu"], timeout)
-        _timed(steps, "transfers", _observe_transfers, ray, nodes, timeout)
+        _timed(steps, "paths", _observe_paths, ray, nodes, echoes, expect["mtu"], timeout)
+        _timed(steps, "transfers", _observe_transfers, ray, nodes, sinks, timeout)
         _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
         collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], ranks) \
             if expect.get("collective") else None
@@ -567,8 +571,8 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
             ray.kill(actor)
         _timed(steps, "probes", _probe_nodes, ray, nodes, probers, expect.get("slow_ratio", 0), timeout)
     finally:
-        for actor in [*probers.values(), *ranks.values()]:  # killing a killed actor does nothing
-            ray.kill(actor)
+        for actor in [*probers.values(), *ranks.values(), *echoes.values(), *sinks.values()]:
+            ray.kill(actor)  # killing a killed actor does nothing
     for node in nodes.values():
         node.pop("node_id", None)
     observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry(),
@@ -608,9 +612,9 @@ class Rank:
         return collective_rank(rank, hosts, repeats, backend)
 
 
-def _start(ray, cls, live: dict) -> dict:
+def _start(ray, cls, live: dict, **options) -> dict:
     """One ``cls`` actor pinned to each live node, started now (not waited for): by name."""
-    actor = ray.remote(num_cpus=0)(cls)
+    actor = ray.remote(num_cpus=0, **options)(cls)
     return {name: actor.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
             for name, node in live.items()}
 
@@ -678,12 +682,9 @@ def _wait_for_nodes(ray, ips: list[str], patience: float) -> dict[str, list[str]
         time.sleep(1)
 
 
-def _observe_paths(ray, nodes: dict, mtu: int, timeout: float) -> None:
+def _observe_paths(ray, nodes: dict, echoes: dict, mtu: int, timeout: float) -> None:
     """Every alive node probes every other alive node's UDP echo, all nodes at once."""
-    live = {name: node for name, node in nodes.items() if node["node_id"]}
-    echo_class = ray.remote(num_cpus=0, max_concurrency=2)(UdpEcho)
-    echoes = {name: echo_class.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
-              for name, node in live.items()}
+    live = {name: node for name, node in nodes.items() if name in echoes}
     try:
         ports = {name: ray.get(echoes[name].listen.remote(node["ip"]), timeout=timeout) for name, node in live.items()}
         probe = ray.remote(num_cpus=0)(path_probe)
@@ -700,32 +701,38 @@ def _observe_paths(ray, nodes: dict, mtu: int, timeout: float) -> None:
     except Exception as error:  # noqa: BLE001 - an echo that never listened: no node's path is known
         for name in live:
             nodes[name].setdefault("path_error", f"no UDP echo ({type(error).__name__})")
-    finally:
-        for echo in echoes.values():
-            ray.kill(echo)
 
 
-def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
+def _observe_transfers(ray, nodes: dict, sinks: dict, timeout: float) -> None:
+    """The head's 64 MB object to every node at once (it must arrive intact), then TCP from the head
+    to each node in turn (a throughput figure: one stream at a time), and the slower end's link speed."""
     head = next((n for n in nodes.values() if n["role"] == "head" and n["node_id"]), None)
     if head is None:
         return
+    targets = [node for name, node in nodes.items() if name in sinks]
+    if not targets:
+        return
     make = ray.remote(num_cpus=0)(make_payload)
     digest = ray.remote(num_cpus=0)(checksum)
-    sink_class = ray.remote(num_cpus=0, max_concurrency=2)(TcpSink)
-    sender = ray.remote(num_cpus=0)(tcp_send)
-    link = ray.remote(num_cpus=0)(link_speed_gbit)
-    for node in nodes.values():
-        if node is head or not node["node_id"]:
-            continue
+    payload = make.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(TRANSFER_MB)
+    expected = digest.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(payload)
+    start = time.perf_counter()
+    received = {node["name"]: digest.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(payload)
+                for node in targets}
+    for node in targets:
         try:
-            payload = make.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(TRANSFER_MB)
-            expected = digest.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(payload)
-            start = time.perf_counter()
-            received = digest.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(payload)
-            node["transfer"] = {"mb": TRANSFER_MB, "received": ray.get(received, timeout=timeout),
+            node["transfer"] = {"mb": TRANSFER_MB, "received": ray.get(received[node["name"]], timeout=timeout),
                                 "sent": ray.get(expected, timeout=timeout),
                                 "seconds": round(time.perf_counter() - start, 3)}
-            sink = sink_class.options(scheduling_strategy=pinned(ray, node["node_id"])).remote()
+        except Exception as error:  # noqa: BLE001
+            node["transfer_error"] = str(error).splitlines()[0][:200]
+    sender = ray.remote(num_cpus=0)(tcp_send)
+    link = ray.remote(num_cpus=0)(link_speed_gbit)
+    for node in targets:
+        if "transfer_error" in node:
+            continue
+        try:
+            sink = sinks[node["name"]]
             port = ray.get(sink.listen.remote(node["ip"]), timeout=timeout)
             sent = ray.get(sender.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(
                 node["ip"], port, TCP_SECONDS), timeout=timeout)
@@ -734,7 +741,6 @@ def _observe_transfers(ray, nodes: dict, timeout: float) -> None:
             speeds = [ray.get(link.options(scheduling_strategy=pinned(ray, end["node_id"])).remote(end["ip"]),
                               timeout=timeout) for end in (head, node)]
             node["link_gbit_s"] = min(speeds) if None not in speeds else None  # the slower end bounds it
-            ray.kill(sink)
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
 

@@ -1034,8 +1034,10 @@ def test_an_object_moves_from_the_head_to_each_worker_and_both_checksums_are_rep
         assert nodes[name]["transfer"] == {"mb": job.TRANSFER_MB, "received": f"{name}-sum", "sent": "head-sum",
                                            "seconds": 0.0}
     assert [(node, args) for what, node, args in ray.placed if what == "make_payload"] == [
-        ("alpha", (job.TRANSFER_MB,))] * 2
-    assert [node for what, node, _ in ray.placed if what == "checksum"] == ["alpha", "beta", "alpha", "gamma"]
+        ("alpha", (job.TRANSFER_MB,))]  # one payload, sent to every worker at once
+    assert [node for what, node, _ in ray.placed if what == "checksum"] == ["alpha", "beta", "gamma"]
+    order = [what for what, _, _ in ray.placed]
+    assert max(i for i, what in enumerate(order) if what == "checksum") < order.index("tcp_send")  # moves, then TCP
 
 
 def test_both_checksums_are_of_the_payload_made_on_the_head_and_the_move_is_timed_to_the_millisecond(clock):
@@ -1047,8 +1049,9 @@ def test_both_checksums_are_of_the_payload_made_on_the_head_and_the_move_is_time
     nodes = by_name(drive(ray))
     payloads = [ref for what, _, ref in ray.returned if what == "make_payload"]
     summed = [args[0] for what, _, args in ray.placed if what == "checksum"]
-    assert len(payloads) == 2 and summed == [payloads[0], payloads[0], payloads[1], payloads[1]]
-    assert nodes["beta"]["transfer"]["seconds"] == 0.123 and nodes["gamma"]["transfer"]["seconds"] == 0.0
+    assert len(payloads) == 1 and summed == payloads * 3
+    # each move is timed from the moment all were sent until its checksum is read, in node order
+    assert nodes["beta"]["transfer"]["seconds"] == 0.123 and nodes["gamma"]["transfer"]["seconds"] == 0.123
 
 
 def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_send(clock):
@@ -1063,6 +1066,9 @@ def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_s
     assert by_name(just_past)["beta"]["gbit_s"] == 4.94
     listens = [(node, args) for what, node, args in ray.placed if what == "listen"]
     assert listens[3:] == [("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # each worker's sink, on its ip
+    sinks = [node for what, node, _ in ray.placed if what == "TcpSink"]
+    order = [what for what, _, _ in ray.placed]
+    assert sinks == ["beta", "gamma"] and order.index("TcpSink") < order.index("path_probe")  # started before the checks
     sends = [(node, args) for what, node, args in ray.placed if what == "tcp_send"]
     assert sends[0] == ("alpha", ("10.0.0.2", 45678, job.TCP_SECONDS))
     assert [(node, args) for what, node, args in ray.placed if what == "link_speed_gbit"][:2] == [
@@ -1075,6 +1081,14 @@ def test_a_transfer_that_breaks_off_is_reported_in_its_first_line_and_the_next_w
     nodes = by_name(observed)
     assert nodes["beta"]["transfer_error"] == "y" * 200 and "gbit_s" not in nodes["beta"]
     assert nodes["gamma"]["gbit_s"] == 10.0 and "transfer_error" not in nodes["gamma"]
+
+
+def test_an_object_that_does_not_arrive_is_named_and_its_node_gets_no_tcp_check(clock):
+    ray = Ray({("checksum", "beta"): RuntimeError("ObjectLost\nmore")})
+    nodes = by_name(drive(ray))
+    assert nodes["beta"]["transfer_error"] == "ObjectLost" and "gbit_s" not in nodes["beta"]
+    assert [args[0] for what, _, args in ray.placed if what == "tcp_send"] == ["10.0.0.3"]
+    assert nodes["gamma"]["gbit_s"] == 10.0
 
 
 @pytest.mark.parametrize("up", [("beta", "gamma"), ("alpha",)])
@@ -1172,14 +1186,15 @@ def steps_of(ray: Ray) -> list[str]:
     return order
 
 
-def test_probers_and_ranks_start_on_every_live_node_before_the_network_is_checked(clock):
+def test_every_actor_starts_on_every_live_node_before_the_network_is_checked(clock):
     ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
     drive(ray, collective=RING)
     started = [(what, node) for what, node, _ in ray.placed if what in ("Prober", "Rank")]
     assert started == [("Prober", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
     order = steps_of(ray)
-    assert order.index("Rank") < order.index("ray_census") < order.index("UdpEcho") < order.index("TcpSink")
-    assert order.index("TcpSink") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
+    assert order[:4] == ["Prober", "Rank", "UdpEcho", "TcpSink"]  # every process started first
+    assert order.index("ray_census") < order.index("path_probe") < order.index("make_payload") < order.index("tcp_send")
+    assert order.index("tcp_send") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
     assert ("Prober", {"num_cpus": 0}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
 
 
