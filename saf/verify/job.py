@@ -554,24 +554,20 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
     # or a rank then pays no worker start. What needs no quiet machine runs first, side by side where
     # the figures allow; the throughput probes last, one node at a time.
     live = {name: node for name, node in nodes.items() if node["node_id"]}
-    head = [name for name, node in live.items() if node["role"] == "head"]
-    probers = _start(ray, Prober, live)
+    agents = _start(ray, NodeAgent, live, max_concurrency=2)
     ranks = _start(ray, Rank, live) if expect.get("collective") and len(live) > 1 else {}
-    echoes = _start(ray, UdpEcho, live, max_concurrency=2)
-    sinks = _start(ray, TcpSink, {name: node for name, node in live.items() if name not in head},
-                   max_concurrency=2) if head else {}
     try:
         census = _start_census(ray, nodes, census_commands)
-        _timed(steps, "paths", _observe_paths, ray, nodes, echoes, expect["mtu"], timeout)
-        _timed(steps, "transfers", _observe_transfers, ray, nodes, sinks, timeout)
+        _timed(steps, "paths", _observe_paths, ray, nodes, agents, expect["mtu"], timeout)
+        _timed(steps, "transfers", _observe_transfers, ray, nodes, agents, timeout)
         _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
         collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], ranks) \
             if expect.get("collective") else None
         for actor in ranks.values():  # their processes end, MLX's ring sockets with them, before the probes
             ray.kill(actor)
-        _timed(steps, "probes", _probe_nodes, ray, nodes, probers, expect.get("slow_ratio", 0), timeout)
+        _timed(steps, "probes", _probe_nodes, ray, nodes, agents, expect.get("slow_ratio", 0), timeout)
     finally:
-        for actor in [*probers.values(), *ranks.values(), *echoes.values(), *sinks.values()]:
+        for actor in [*agents.values(), *ranks.values()]:
             ray.kill(actor)  # killing a killed actor does nothing
     for node in nodes.values():
         node.pop("node_id", None)
@@ -591,13 +587,31 @@ def _timed(steps: dict, name: str, step, *args):
         steps[name] = round(time.monotonic() - started, 2)
 
 
-class Prober:
-    """A node's MLX job in a process of its own, started with MLX imported while the network is checked."""
+def _import_mlx() -> None:
+    import mlx.core  # noqa: F401
+
+
+class NodeAgent:
+    """What the driver keeps on a node: its UDP echo, its TCP sink and its MLX probe, in one process
+    (a Ray worker process costs about a CPU-second to start). MLX is imported in the background from
+    the start, so the probe pays neither the process nor the import."""
 
     def __init__(self) -> None:
-        import mlx.core  # noqa: F401 - the import paid now, not inside the probe's time
+        self.echo, self.sink = UdpEcho(), TcpSink()
+        self.mlx = threading.Thread(target=_import_mlx, daemon=True)
+        self.mlx.start()
+
+    def udp_listen(self, ip: str) -> int:
+        return self.echo.listen(ip)
+
+    def tcp_listen(self, ip: str) -> int:
+        return self.sink.listen(ip)
+
+    def received_bytes(self) -> int:
+        return self.sink.received_bytes()
 
     def node_probe(self) -> dict:
+        self.mlx.join()
         return node_probe()
 
 
@@ -619,24 +633,24 @@ def _start(ray, cls, live: dict, **options) -> dict:
             for name, node in live.items()}
 
 
-def _probe_nodes(ray, nodes: dict, probers: dict, slow_ratio: float, timeout: float) -> None:
+def _probe_nodes(ray, nodes: dict, agents: dict, slow_ratio: float, timeout: float) -> None:
     for name, node in nodes.items():  # one node at a time: throughput figures must not share the machine
-        if name in probers:
-            _probe(ray, probers[name], node, timeout)
+        if name in agents:
+            _probe(ray, agents[name], node, timeout)
     for node in outliers(nodes, slow_ratio):  # measured again before it can be called slow
         first = {key: node[key] for key in node if key.startswith(("gflops_", "size_", "batch_"))}
-        _probe(ray, probers[node["name"]], node, timeout)
+        _probe(ray, agents[node["name"]], node, timeout)
         node["reprobed"] = True
         for dtype in DTYPES:  # the better of the two measurements, each with its own size
             if (first.get(f"gflops_{dtype}") or 0) > (node.get(f"gflops_{dtype}") or 0):
                 node.update({key: first[key] for key in first if key.endswith(dtype)})
 
 
-def _probe(ray, prober, node: dict, timeout: float) -> None:
-    """The node's MLX job, on its prober: its answer into ``node``, or why there is none."""
+def _probe(ray, agent, node: dict, timeout: float) -> None:
+    """The node's MLX job, on its agent: its answer into ``node``, or why there is none."""
     started = time.monotonic()
     try:
-        node.update(ray.get(prober.node_probe.remote(), timeout=timeout))
+        node.update(ray.get(agent.node_probe.remote(), timeout=timeout))
         node["probe_seconds"] = round(time.monotonic() - started, 1)
     except ray.exceptions.GetTimeoutError:
         node["probe_error"] = f"did not run its MLX job within {timeout:.0f} s"
@@ -682,11 +696,12 @@ def _wait_for_nodes(ray, ips: list[str], patience: float) -> dict[str, list[str]
         time.sleep(1)
 
 
-def _observe_paths(ray, nodes: dict, echoes: dict, mtu: int, timeout: float) -> None:
+def _observe_paths(ray, nodes: dict, agents: dict, mtu: int, timeout: float) -> None:
     """Every alive node probes every other alive node's UDP echo, all nodes at once."""
-    live = {name: node for name, node in nodes.items() if name in echoes}
+    live = {name: node for name, node in nodes.items() if name in agents}
     try:
-        ports = {name: ray.get(echoes[name].listen.remote(node["ip"]), timeout=timeout) for name, node in live.items()}
+        ports = {name: ray.get(agents[name].udp_listen.remote(node["ip"]), timeout=timeout)
+                 for name, node in live.items()}
         probe = ray.remote(num_cpus=0)(path_probe)
         pending = {
             name: probe.options(scheduling_strategy=pinned(ray, node["node_id"])).remote(
@@ -703,13 +718,13 @@ def _observe_paths(ray, nodes: dict, echoes: dict, mtu: int, timeout: float) -> 
             nodes[name].setdefault("path_error", f"no UDP echo ({type(error).__name__})")
 
 
-def _observe_transfers(ray, nodes: dict, sinks: dict, timeout: float) -> None:
+def _observe_transfers(ray, nodes: dict, agents: dict, timeout: float) -> None:
     """The head's 64 MB object to every node at once (it must arrive intact), then TCP from the head
     to each node in turn (a throughput figure: one stream at a time), and the slower end's link speed."""
     head = next((n for n in nodes.values() if n["role"] == "head" and n["node_id"]), None)
     if head is None:
         return
-    targets = [node for name, node in nodes.items() if name in sinks]
+    targets = [node for name, node in nodes.items() if name in agents and node is not head]
     if not targets:
         return
     make = ray.remote(num_cpus=0)(make_payload)
@@ -732,8 +747,8 @@ def _observe_transfers(ray, nodes: dict, sinks: dict, timeout: float) -> None:
         if "transfer_error" in node:
             continue
         try:
-            sink = sinks[node["name"]]
-            port = ray.get(sink.listen.remote(node["ip"]), timeout=timeout)
+            sink = agents[node["name"]]
+            port = ray.get(sink.tcp_listen.remote(node["ip"]), timeout=timeout)
             sent = ray.get(sender.options(scheduling_strategy=pinned(ray, head["node_id"])).remote(
                 node["ip"], port, TCP_SECONDS), timeout=timeout)
             got = ray.get(sink.received_bytes.remote(), timeout=timeout)

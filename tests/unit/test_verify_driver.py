@@ -845,7 +845,8 @@ class Ray:
         self.placed.append((what, node, args))
         default = {"node_probe": {"hostname": node}, "make_payload": "payload", "checksum": "d1gest",
                    "tcp_send": {"bytes": 2_500_000_000, "seconds": 2.0}, "link_speed_gbit": 10.0,
-                   "listen": 40000 + len(self.placed), "received_bytes": 2_500_000_000}
+                   "udp_listen": 40000 + len(self.placed), "tcp_listen": 40000 + len(self.placed),
+                   "received_bytes": 2_500_000_000}
         if what == "path_probe":
             default[what] = {ip: {"ok": True} for ip, _ in args[0]}
         if what == "ray_census":
@@ -880,7 +881,7 @@ class Task:
 
 
 class Actor:
-    """An actor (UdpEcho, TcpSink, Prober, Rank) placed on a node: a call of its method ``name`` is
+    """An actor (NodeAgent, Rank) placed on a node: a call of its method ``name`` is
     answered like the task ``name`` on that node."""
 
     def __init__(self, ray: Ray, what: str, node: str) -> None:
@@ -961,8 +962,8 @@ def test_every_task_asks_for_no_cpu_and_every_wait_is_the_timeout(clock):
     ray = Ray()
     drive(ray, timeout=17)
     assert ray.options and all(options.get("num_cpus") == 0 for _, options in ray.options)
-    actors = {what: options for what, options in ray.options if what in ("UdpEcho", "TcpSink")}
-    assert actors.keys() == {"UdpEcho", "TcpSink"} and all(o["max_concurrency"] >= 2 for o in actors.values())
+    actors = {what: options for what, options in ray.options if what == "NodeAgent"}
+    assert actors["NodeAgent"]["max_concurrency"] >= 2  # its sink counts while the node is asked again
     assert ray.timeouts and set(ray.timeouts) == {17}
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
 
@@ -989,22 +990,22 @@ def test_a_probe_that_times_out_or_fails_is_reported_in_a_line(clock):
 
 def test_each_node_probes_every_other_live_node_s_echo_at_the_expected_mtu(clock):
     ports = {"alpha": 41001, "beta": 41002, "gamma": 41003}
-    ray = Ray({("listen", name): port for name, port in ports.items()}, up=("alpha", "beta", "gamma"))
+    ray = Ray({("udp_listen", name): port for name, port in ports.items()}, up=("alpha", "beta", "gamma"))
     observed = drive(ray)
     probes = {node: args for what, node, args in ray.placed if what == "path_probe"}
     assert probes == {"alpha": ([("10.0.0.2", 41002), ("10.0.0.3", 41003)], 9000),
                       "beta": ([("10.0.0.1", 41001), ("10.0.0.3", 41003)], 9000),
                       "gamma": ([("10.0.0.1", 41001), ("10.0.0.2", 41002)], 9000)}
-    listened = [(node, args) for what, node, args in ray.placed if what == "listen"]
-    assert listened[:3] == [("alpha", ("10.0.0.1",)), ("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # the echoes
+    listened = [(node, args) for what, node, args in ray.placed if what == "udp_listen"]
+    assert listened == [("alpha", ("10.0.0.1",)), ("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # the echoes
     assert by_name(observed)["beta"]["paths"] == {"10.0.0.1": {"ok": True}, "10.0.0.3": {"ok": True}}
-    assert sorted(node for what, node in ray.killed if what == "UdpEcho") == ["alpha", "beta", "gamma"]
+    assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
 def test_a_down_node_has_no_echo_and_is_probed_by_no_one(clock):
     ray = Ray(up=("alpha", "beta"))
     observed = drive(ray)
-    assert {node for what, node, _ in ray.placed if what in ("UdpEcho", "path_probe")} == {"alpha", "beta"}
+    assert {node for what, node, _ in ray.placed if what in ("NodeAgent", "path_probe")} == {"alpha", "beta"}
     assert by_name(observed)["alpha"]["paths"] == {"10.0.0.2": {"ok": True}}
     assert "path_error" not in by_name(observed)["gamma"]
 
@@ -1017,12 +1018,12 @@ def test_a_path_probe_that_breaks_off_is_named_by_its_error_and_the_others_still
 
 
 def test_an_echo_that_never_listens_leaves_every_live_node_without_paths(clock):
-    ray = Ray({("listen", "gamma"): ConnectionError("actor died")}, up=("alpha", "gamma"))
+    ray = Ray({("udp_listen", "gamma"): ConnectionError("actor died")}, up=("alpha", "gamma"))
     observed = drive(ray)
     nodes = by_name(observed)
     assert nodes["alpha"]["path_error"] == nodes["gamma"]["path_error"] == "no UDP echo (ConnectionError)"
     assert "path_error" not in nodes["beta"] and not any(what == "path_probe" for what, _, _ in ray.placed)
-    assert sorted(node for what, node in ray.killed if what == "UdpEcho") == ["alpha", "gamma"]
+    assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "gamma"]
 
 
 def test_an_object_moves_from_the_head_to_each_worker_and_both_checksums_are_reported(clock):
@@ -1056,7 +1057,7 @@ def test_both_checksums_are_of_the_payload_made_on_the_head_and_the_move_is_time
 
 def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_send(clock):
     ray = Ray({("received_bytes", "beta"): 1_234_567_890, ("tcp_send", "alpha"): {"bytes": 2 << 30, "seconds": 2.0},
-               ("listen", "beta"): 45678, ("link_speed_gbit", "beta"): 2.5, ("link_speed_gbit", "gamma"): None})
+               ("tcp_listen", "beta"): 45678, ("link_speed_gbit", "beta"): 2.5, ("link_speed_gbit", "gamma"): None})
     observed = drive(ray)
     nodes = by_name(observed)
     assert nodes["beta"]["gbit_s"] == 4.94  # 1234567890 bytes in 2 s, to two decimals
@@ -1064,16 +1065,13 @@ def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_s
     assert nodes["gamma"]["gbit_s"] == 10.0 and nodes["gamma"]["link_gbit_s"] is None  # one end did not say
     just_past = drive(Ray({("received_bytes", "beta"): 1_233_750_001}))  # 4.935000004 Gbit/s: a Gbit is 10^9 bits
     assert by_name(just_past)["beta"]["gbit_s"] == 4.94
-    listens = [(node, args) for what, node, args in ray.placed if what == "listen"]
-    assert listens[3:] == [("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # each worker's sink, on its ip
-    sinks = [node for what, node, _ in ray.placed if what == "TcpSink"]
-    order = [what for what, _, _ in ray.placed]
-    assert sinks == ["beta", "gamma"] and order.index("TcpSink") < order.index("path_probe")  # started before the checks
+    listens = [(node, args) for what, node, args in ray.placed if what == "tcp_listen"]
+    assert listens == [("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # each worker's sink, on its ip
     sends = [(node, args) for what, node, args in ray.placed if what == "tcp_send"]
     assert sends[0] == ("alpha", ("10.0.0.2", 45678, job.TCP_SECONDS))
     assert [(node, args) for what, node, args in ray.placed if what == "link_speed_gbit"][:2] == [
         ("alpha", ("10.0.0.1",)), ("beta", ("10.0.0.2",))]
-    assert sorted(node for what, node in ray.killed if what == "TcpSink") == ["beta", "gamma"]
+    assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
 def test_a_transfer_that_breaks_off_is_reported_in_its_first_line_and_the_next_worker_still_runs(clock):
@@ -1095,7 +1093,7 @@ def test_an_object_that_does_not_arrive_is_named_and_its_node_gets_no_tcp_check(
 def test_without_a_live_head_or_workers_nothing_is_transferred(clock, up):
     ray = Ray(up=up)
     observed = drive(ray)
-    assert not any(what in ("make_payload", "TcpSink", "tcp_send") for what, _, _ in ray.placed)
+    assert not any(what in ("make_payload", "tcp_listen", "tcp_send") for what, _, _ in ray.placed)
     assert not any(key in node for key in ("transfer", "transfer_error", "gbit_s", "link_gbit_s")
                    for node in observed["nodes"])
 
@@ -1189,16 +1187,16 @@ def steps_of(ray: Ray) -> list[str]:
 def test_every_actor_starts_on_every_live_node_before_the_network_is_checked(clock):
     ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
     drive(ray, collective=RING)
-    started = [(what, node) for what, node, _ in ray.placed if what in ("Prober", "Rank")]
-    assert started == [("Prober", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
+    started = [(what, node) for what, node, _ in ray.placed if what in ("NodeAgent", "Rank")]
+    assert started == [("NodeAgent", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
     order = steps_of(ray)
-    assert order[:4] == ["Prober", "Rank", "UdpEcho", "TcpSink"]  # every process started first
+    assert order[:2] == ["NodeAgent", "Rank"]  # every process started first
     assert order.index("ray_census") < order.index("path_probe") < order.index("make_payload") < order.index("tcp_send")
     assert order.index("tcp_send") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
-    assert ("Prober", {"num_cpus": 0}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
+    assert ("NodeAgent", {"num_cpus": 0, "max_concurrency": 2}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
 
 
-def test_every_probe_runs_on_its_own_node_s_prober_one_after_another(clock):
+def test_every_probe_runs_on_its_own_node_s_agent_one_after_another(clock):
     ray = Ray()
     observed = drive(ray)
     assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == \
@@ -1211,8 +1209,8 @@ def test_the_ranks_are_killed_before_the_probes_and_every_actor_at_the_end(clock
     drive(ray, collective=RING)
     order = [what for what, _, _ in ray.placed]
     first_probe = order.index("node_probe")
-    assert order[:first_probe].count("kill Rank") == 3 and "kill Prober" not in order[:first_probe]
-    assert sorted(node for what, node in ray.killed if what == "Prober") == ["alpha", "beta", "gamma"]
+    assert order[:first_probe].count("kill Rank") == 3 and "kill NodeAgent" not in order[:first_probe]
+    assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
 def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
@@ -1224,7 +1222,7 @@ def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
     monkeypatch.setattr(job, "_observe_transfers", broken)
     with pytest.raises(RuntimeError):
         drive(ray)
-    assert sorted(node for what, node in ray.killed if what == "Prober") == ["alpha", "beta", "gamma"]
+    assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
 def test_one_live_node_starts_no_rank(clock):
@@ -1264,3 +1262,27 @@ def test_the_report_says_how_long_each_step_took(clock):
     steps = observed["step_seconds"]
     assert set(steps) == {"connect", "paths", "transfers", "census", "probes"}
     assert steps["probes"] == 2.5 and steps["paths"] == 0.25 and steps["connect"] == 0.0
+
+
+def test_the_node_agent_echoes_and_sinks_on_real_sockets_and_probes_only_once_mlx_is_imported(monkeypatch):
+    imported = threading.Event()
+
+    def slow_import():
+        time.sleep(0.2)
+        imported.set()
+
+    monkeypatch.setattr(job, "_import_mlx", slow_import)
+    monkeypatch.setattr(job, "node_probe", lambda: {"mlx_was_imported": imported.is_set()})
+    agent = job.NodeAgent()
+    try:
+        port = agent.udp_listen("127.0.0.1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(2)
+            client.sendto(b"T" * 8 + b"x" * 92, ("127.0.0.1", port))
+            assert client.recv(64) == b"T" * 8 + (100).to_bytes(4, "big")
+        sink_port = agent.tcp_listen("127.0.0.1")
+        sent = job.tcp_send("127.0.0.1", sink_port, 0.05)
+        assert agent.received_bytes() == sent["bytes"] > 0
+        assert agent.node_probe() == {"mlx_was_imported": True}
+    finally:
+        agent.echo.close()

@@ -165,12 +165,12 @@ class Remote:
 
 
 class Actor:
-    """An actor on a node: a UdpEcho or TcpSink listens on a port and counts what a sender pushed;
-    any other method (a Prober's node_probe, a Rank's collective_rank) runs like that task there."""
+    """An actor on a node: a NodeAgent listens on a port and counts what a sender pushed; any other
+    method (the agent's node_probe, a Rank's collective_rank) runs like that task there."""
 
     def __init__(self, ray: FakeRay, node: str, kind: str = "") -> None:
         self.ray, self.node, self.kind = ray, node, kind
-        self.listen = SimpleNamespace(remote=lambda ip: Ref(40000))
+        self.udp_listen = self.tcp_listen = SimpleNamespace(remote=lambda ip: Ref(40000))
         self.received_bytes = SimpleNamespace(remote=lambda: Ref(2_500_000_000))
 
     def __getattr__(self, name: str):
@@ -202,8 +202,7 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
     assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
-    assert ray.killed_kinds == {(kind, node) for kind in ("UdpEcho", "Prober", "Rank") for node in ("alpha", "beta", "gamma")} | \
-        {("TcpSink", "beta"), ("TcpSink", "gamma")}  # every actor the driver started
+    assert ray.killed_kinds == {(kind, node) for kind in ("NodeAgent", "Rank") for node in ("alpha", "beta", "gamma")}
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
     assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
