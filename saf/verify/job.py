@@ -183,11 +183,13 @@ def find_size(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_count
     return max(size for size, rate in rates.items() if rate * RISING >= max(rates.values()))
 
 
-def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter) -> dict:
-    """Matmul throughput on MLX's default device: the size found for it, WARMUP untimed steps,
-    several products per mx.eval when one is too short to time well (memory allowing), then the
-    median of up to REPEATS timed steps (MIN_REPEATS at least) within the budget."""
-    n = find_size(mx, dtype, itemsize, memory_bound, clock)
+def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter,
+                       size: int | None = None) -> dict:
+    """Matmul throughput on MLX's default device: at ``size`` when given (the size found on a node of
+    the same hardware), else the size found for it; WARMUP untimed steps, several products per
+    mx.eval when one is too short to time well (memory allowing), then the median of up to REPEATS
+    timed steps (MIN_REPEATS at least) within the budget."""
+    n = size or find_size(mx, dtype, itemsize, memory_bound, clock)
     a, b = _operands(mx, n, dtype)
     for _ in range(WARMUP):
         mx.eval(a @ b)
@@ -201,9 +203,17 @@ def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.p
     return {"gflops": 2 * n ** 3 * batch / statistics.median(times) / 1e9, "size": n, "batch": batch}
 
 
-def node_probe() -> dict:
+def hardware(mx) -> tuple[str, str, dict]:
+    """The device MLX computes on: its kind (gpu, cpu), its name, and what MLX says of it."""
+    kind = _device_kind(mx.default_device())
+    info = _mlx_device_info(mx) if kind == "gpu" else {}
+    return kind, device_name(kind, info), info
+
+
+def node_probe(sizes: dict | None = None) -> dict:
     """Identity, versions, the device MLX computes on and the one expected, MLX's correctness
-    against NumPy, and matmul throughput (float32 and float16) sized to the device."""
+    against NumPy, and matmul throughput (float32 and float16) sized to the device, or at ``sizes``
+    ({"f32": n, "f16": n}: the sizes found on a node of the same hardware)."""
     import importlib.metadata as metadata
     import shutil
 
@@ -215,9 +225,7 @@ def node_probe() -> dict:
     a, b = rng.standard_normal((64, 64), dtype=np.float32), rng.standard_normal((64, 64), dtype=np.float32)
     product = np.array(mx.array(a) @ mx.array(b))
     correct = bool(np.allclose(product, a @ b, rtol=1e-4, atol=1e-3))
-    kind = _device_kind(mx.default_device())
-    info = _mlx_device_info(mx) if kind == "gpu" else {}
-    name = device_name(kind, info)
+    kind, name, info = hardware(mx)
     bound = device_memory(info) // MEMORY_SHARE
     result = {
         "hostname": socket.gethostname(),
@@ -233,7 +241,7 @@ def node_probe() -> dict:
         "mlx_correct": correct,
     }
     for label, dtype, itemsize in (("f32", mx.float32, 4), ("f16", mx.float16, 2)):
-        measured = measure_throughput(mx, dtype, itemsize, bound)
+        measured = measure_throughput(mx, dtype, itemsize, bound, size=(sizes or {}).get(label))
         result[f"gflops_{label}"] = round(measured["gflops"], 1)
         result[f"size_{label}"] = measured["size"]
         result[f"batch_{label}"] = measured["batch"]
@@ -558,8 +566,9 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
     ranks = _start(ray, Rank, live) if expect.get("collective") and len(live) > 1 else {}
     try:
         census = _start_census(ray, nodes, census_commands)
+        _timed(steps, "objects", _observe_objects, ray, nodes, timeout)
         _timed(steps, "paths", _observe_paths, ray, nodes, agents, expect["mtu"], timeout)
-        _timed(steps, "transfers", _observe_transfers, ray, nodes, agents, timeout)
+        _timed(steps, "tcp", _observe_tcp, ray, nodes, agents, timeout)
         _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
         collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], ranks) \
             if expect.get("collective") else None
@@ -610,9 +619,17 @@ class NodeAgent:
     def received_bytes(self) -> int:
         return self.sink.received_bytes()
 
-    def node_probe(self) -> dict:
+    def hardware(self) -> str:
+        """What the probe will report as ``hardware``: nodes of the same are measured at the same sizes."""
         self.mlx.join()
-        return node_probe()
+        import mlx.core as mx
+
+        kind, name, _ = hardware(mx)
+        return f"{name} / {kind}"
+
+    def node_probe(self, sizes: dict | None = None) -> dict:
+        self.mlx.join()
+        return node_probe(sizes)
 
 
 class Rank:
@@ -634,23 +651,48 @@ def _start(ray, cls, live: dict, **options) -> dict:
 
 
 def _probe_nodes(ray, nodes: dict, agents: dict, slow_ratio: float, timeout: float) -> None:
-    for name, node in nodes.items():  # one node at a time: throughput figures must not share the machine
-        if name in agents:
-            _probe(ray, agents[name], node, timeout)
+    """Each node's probe, one node at a time (throughput figures must not share the machine). The
+    first node of each hardware finds its sizes; the others of that hardware are measured at them:
+    the same work on the same device, and no second search."""
+    kinds = _hardware_of(ray, agents, timeout)
+    found: dict = {}  # hardware -> (sizes, the node that found them)
+    for name, node in nodes.items():
+        if name not in agents:
+            continue
+        sizes, finder = found.get(kinds.get(name), (None, None))
+        _probe(ray, agents[name], node, timeout, sizes)
+        if finder:
+            node["sized_by"] = finder
+        elif kinds.get(name) and all(isinstance(node.get(f"size_{dtype}"), int) for dtype in DTYPES):
+            found[kinds[name]] = ({dtype: node[f"size_{dtype}"] for dtype in DTYPES}, name)
     for node in outliers(nodes, slow_ratio):  # measured again before it can be called slow
         first = {key: node[key] for key in node if key.startswith(("gflops_", "size_", "batch_"))}
-        _probe(ray, agents[node["name"]], node, timeout)
+        _probe(ray, agents[node["name"]], node, timeout, {dtype: node.get(f"size_{dtype}") for dtype in DTYPES})
         node["reprobed"] = True
         for dtype in DTYPES:  # the better of the two measurements, each with its own size
             if (first.get(f"gflops_{dtype}") or 0) > (node.get(f"gflops_{dtype}") or 0):
                 node.update({key: first[key] for key in first if key.endswith(dtype)})
 
 
-def _probe(ray, agent, node: dict, timeout: float) -> None:
-    """The node's MLX job, on its agent: its answer into ``node``, or why there is none."""
+def _hardware_of(ray, agents: dict, timeout: float) -> dict:
+    """Each agent's hardware, asked of all at once; a node that does not say has none."""
+    pending = {name: agent.hardware.remote() for name, agent in agents.items()}
+    kinds = {}
+    for name, ref in pending.items():
+        try:
+            kind = ray.get(ref, timeout=timeout)
+        except Exception:  # noqa: BLE001 - its probe will say what is wrong
+            continue
+        if isinstance(kind, str):
+            kinds[name] = kind
+    return kinds
+
+
+def _probe(ray, agent, node: dict, timeout: float, sizes: dict | None = None) -> None:
+    """The node's MLX job, on its agent (at ``sizes`` if given): its answer into ``node``, or why there is none."""
     started = time.monotonic()
     try:
-        node.update(ray.get(agent.node_probe.remote(), timeout=timeout))
+        node.update(ray.get(agent.node_probe.remote(sizes), timeout=timeout))
         node["probe_seconds"] = round(time.monotonic() - started, 1)
     except ray.exceptions.GetTimeoutError:
         node["probe_error"] = f"did not run its MLX job within {timeout:.0f} s"
@@ -718,14 +760,12 @@ def _observe_paths(ray, nodes: dict, agents: dict, mtu: int, timeout: float) -> 
             nodes[name].setdefault("path_error", f"no UDP echo ({type(error).__name__})")
 
 
-def _observe_transfers(ray, nodes: dict, agents: dict, timeout: float) -> None:
-    """The head's 64 MB object to every node at once (it must arrive intact), then TCP from the head
-    to each node in turn (a throughput figure: one stream at a time), and the slower end's link speed."""
+def _observe_objects(ray, nodes: dict, timeout: float) -> None:
+    """The head's 64 MB object, sent to every live node at once: it must arrive intact. Tasks, not the
+    agents: this runs while the agents' processes start."""
     head = next((n for n in nodes.values() if n["role"] == "head" and n["node_id"]), None)
-    if head is None:
-        return
-    targets = [node for name, node in nodes.items() if name in agents and node is not head]
-    if not targets:
+    targets = [node for node in nodes.values() if node["node_id"] and node is not head]
+    if head is None or not targets:
         return
     make = ray.remote(num_cpus=0)(make_payload)
     digest = ray.remote(num_cpus=0)(checksum)
@@ -741,10 +781,18 @@ def _observe_transfers(ray, nodes: dict, agents: dict, timeout: float) -> None:
                                 "seconds": round(time.perf_counter() - start, 3)}
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
+
+
+def _observe_tcp(ray, nodes: dict, agents: dict, timeout: float) -> None:
+    """TCP from the head to each node's agent in turn (a throughput figure: one stream at a time), and
+    the slower end's link speed; not for a node whose object did not arrive."""
+    head = next((n for n in nodes.values() if n["role"] == "head" and n["node_id"]), None)
+    if head is None:
+        return
     sender = ray.remote(num_cpus=0)(tcp_send)
     link = ray.remote(num_cpus=0)(link_speed_gbit)
-    for node in targets:
-        if "transfer_error" in node:
+    for node in nodes.values():
+        if node is head or node["name"] not in agents or "transfer_error" in node:
             continue
         try:
             sink = agents[node["name"]]

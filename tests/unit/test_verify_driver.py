@@ -394,9 +394,9 @@ def node(monkeypatch, commands):
 
     asked, drawn = [], []
 
-    def measure(mx, dtype, itemsize, memory_bound, clock=None):
-        asked.append((getattr(mx, "__name__", None), dtype, itemsize, memory_bound))
-        return {"gflops": 1234.5678 * itemsize, "size": 1024 * itemsize, "batch": itemsize // 2}
+    def measure(mx, dtype, itemsize, memory_bound, clock=None, size=None):
+        asked.append((getattr(mx, "__name__", None), dtype, itemsize, memory_bound, *([size] if size else [])))
+        return {"gflops": 1234.5678 * itemsize, "size": size or 1024 * itemsize, "batch": itemsize // 2}
 
     monkeypatch.setattr(job, "measure_throughput", measure)
     monkeypatch.setattr(importlib.metadata, "version", lambda name: {"mlx": "0.29.1"}[name])
@@ -406,11 +406,11 @@ def node(monkeypatch, commands):
     on(monkeypatch, "linux")
     files(monkeypatch, {"/proc/cpuinfo": CPUINFO})
 
-    def probe(kind: str = "gpu", error: float = 0.0, info: dict | None = None) -> dict:
+    def probe(kind: str = "gpu", error: float = 0.0, info: dict | None = None, sizes: dict | None = None) -> dict:
         core = fake_mlx(kind, error, info)
         monkeypatch.setitem(sys.modules, "mlx", SimpleNamespace(core=core))
         monkeypatch.setitem(sys.modules, "mlx.core", core)
-        return job.node_probe()
+        return job.node_probe(sizes) if sizes else job.node_probe()
 
     return SimpleNamespace(probe=probe, asked=asked, drawn=drawn, commands=commands)
 
@@ -427,6 +427,14 @@ def test_a_cuda_node_reports_its_identity_device_and_both_throughputs(node):
     bound = (64 << 30) // job.MEMORY_SHARE
     assert node.asked == [("mlx.core", "mx.float32", 4, bound), ("mlx.core", "mx.float16", 2, bound)]
     assert node.drawn == [((64, 64), "np.float32")] * 2
+
+
+def test_sizes_found_on_a_peer_are_measured_as_given(node):
+    result = node.probe("gpu", info={"device_name": "NVIDIA H200", "total_memory": 64 << 30},
+                        sizes={"f32": 8192, "f16": 512})
+    bound = (64 << 30) // job.MEMORY_SHARE
+    assert node.asked == [("mlx.core", "mx.float32", 4, bound, 8192), ("mlx.core", "mx.float16", 2, bound, 512)]
+    assert (result["size_f32"], result["size_f16"]) == (8192, 512)
 
 
 def test_a_cpu_node_is_named_by_its_cpu_and_bounded_by_the_default_memory(node):
@@ -1191,7 +1199,7 @@ def test_every_actor_starts_on_every_live_node_before_the_network_is_checked(clo
     assert started == [("NodeAgent", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
     order = steps_of(ray)
     assert order[:2] == ["NodeAgent", "Rank"]  # every process started first
-    assert order.index("ray_census") < order.index("path_probe") < order.index("make_payload") < order.index("tcp_send")
+    assert order.index("ray_census") < order.index("make_payload") < order.index("path_probe") < order.index("tcp_send")
     assert order.index("tcp_send") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
     assert ("NodeAgent", {"num_cpus": 0, "max_concurrency": 2}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
 
@@ -1200,8 +1208,47 @@ def test_every_probe_runs_on_its_own_node_s_agent_one_after_another(clock):
     ray = Ray()
     observed = drive(ray)
     assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == \
-        [("alpha", ()), ("beta", ()), ("gamma", ()), ]
+        [("alpha", (None,)), ("beta", (None,)), ("gamma", (None,))]  # no hardware said: each finds its sizes
     assert {n["name"]: n["hostname"] for n in observed["nodes"]} == {"alpha": "alpha", "beta": "beta", "gamma": "gamma"}
+    order = [what for what, _, _ in ray.placed]
+    assert order.index("hardware") < order.index("node_probe")
+
+
+def sized(node: str, f32: int, f16: int) -> dict:
+    return {"hostname": node, "size_f32": f32, "size_f16": f16, "gflops_f32": 10.0, "gflops_f16": 10.0}
+
+
+def test_nodes_of_one_hardware_are_measured_at_the_sizes_the_first_found(clock):
+    ray = Ray({("hardware", "alpha"): "M3 Ultra / gpu", ("hardware", "beta"): "M2 Max / gpu",
+               ("hardware", "gamma"): "M3 Ultra / gpu", ("node_probe", "alpha"): sized("alpha", 4096, 8192),
+               ("node_probe", "beta"): sized("beta", 2048, 4096)})
+    nodes = by_name(drive(ray))
+    assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == [
+        ("alpha", (None,)), ("beta", (None,)), ("gamma", ({"f32": 4096, "f16": 8192},))]
+    assert nodes["gamma"]["sized_by"] == "alpha" and "sized_by" not in nodes["alpha"] and "sized_by" not in nodes["beta"]
+
+
+def test_a_first_probe_that_failed_or_a_node_that_does_not_say_its_hardware_shares_no_sizes(clock):
+    ray = Ray({("hardware", "alpha"): "cpu X / cpu", ("hardware", "beta"): "cpu X / cpu",
+               ("hardware", "gamma"): GetTimeoutError("late"), ("node_probe", "alpha"): RuntimeError("broken"),
+               ("node_probe", "beta"): sized("beta", 512, 256)})
+    drive(ray)
+    assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == [
+        ("alpha", (None,)), ("beta", (None,)), ("gamma", (None,))]
+    ray = Ray({("hardware", n): "cpu X / cpu" for n in ("alpha", "beta", "gamma")} |
+              {("node_probe", "alpha"): {"hostname": "alpha", "size_f32": 512}})  # a dtype without its size
+    drive(ray)
+    assert [args for what, _, args in ray.placed if what == "node_probe"] == [(None,)] * 3
+
+
+def test_a_slow_node_is_measured_again_at_its_own_sizes(clock):
+    probes = {"alpha": sized("alpha", 1024, 512), "beta": sized("beta", 1024, 512) | {"gflops_f32": 1.0},
+              "gamma": sized("gamma", 1024, 512)}
+    ray = Ray({("hardware", n): "cpu X / cpu" for n in probes} | {("node_probe", n): p for n, p in probes.items()})
+    observed = job.run("10.0.0.1:6380", {**expect(), "slow_ratio": 0.5}, 30, ray=ray)
+    calls = [(node, args) for what, node, args in ray.placed if what == "node_probe"]
+    assert calls[-1] == ("beta", ({"f32": 1024, "f16": 512},)) and len(calls) == 4
+    assert by_name(observed)["beta"]["reprobed"] is True
 
 
 def test_the_ranks_are_killed_before_the_probes_and_every_actor_at_the_end(clock):
@@ -1219,7 +1266,7 @@ def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
     def broken(*args):
         raise RuntimeError("the transfers broke")
 
-    monkeypatch.setattr(job, "_observe_transfers", broken)
+    monkeypatch.setattr(job, "_observe_tcp", broken)
     with pytest.raises(RuntimeError):
         drive(ray)
     assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
@@ -1260,7 +1307,7 @@ def test_the_report_says_how_long_each_step_took(clock):
     ray = Ray({("node_probe", "beta"): slow(2.5), ("path_probe", "alpha"): slow(0.25)}, clock=clock)
     observed = drive(ray)
     steps = observed["step_seconds"]
-    assert set(steps) == {"connect", "paths", "transfers", "census", "probes"}
+    assert list(steps) == ["connect", "objects", "paths", "tcp", "census", "probes"]
     assert steps["probes"] == 2.5 and steps["paths"] == 0.25 and steps["connect"] == 0.0
 
 
@@ -1272,7 +1319,7 @@ def test_the_node_agent_echoes_and_sinks_on_real_sockets_and_probes_only_once_ml
         imported.set()
 
     monkeypatch.setattr(job, "_import_mlx", slow_import)
-    monkeypatch.setattr(job, "node_probe", lambda: {"mlx_was_imported": imported.is_set()})
+    monkeypatch.setattr(job, "node_probe", lambda sizes: {"mlx_was_imported": imported.is_set(), "sizes": sizes})
     agent = job.NodeAgent()
     try:
         port = agent.udp_listen("127.0.0.1")
@@ -1283,6 +1330,6 @@ def test_the_node_agent_echoes_and_sinks_on_real_sockets_and_probes_only_once_ml
         sink_port = agent.tcp_listen("127.0.0.1")
         sent = job.tcp_send("127.0.0.1", sink_port, 0.05)
         assert agent.received_bytes() == sent["bytes"] > 0
-        assert agent.node_probe() == {"mlx_was_imported": True}
+        assert agent.node_probe({"f32": 64}) == {"mlx_was_imported": True, "sizes": {"f32": 64}}
     finally:
         agent.echo.close()

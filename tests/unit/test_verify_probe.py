@@ -343,3 +343,14 @@ def test_a_ring_port_already_taken_is_said():
 
 def test_the_ring_hostfile_gives_rank_r_the_port_base_plus_r():
     assert job.ring_hosts(["10.0.0.1", "10.0.0.3"], 6390) == [["10.0.0.1:6390"], ["10.0.0.3:6391"]]
+
+
+def test_a_size_given_is_measured_without_a_search_after_the_same_warmup():
+    mx = FakeMx(rate=lambda n: GPU, cold_s=5.0, cold_evals=job.WARMUP)
+    started = mx.clock.now
+    result = job.measure_throughput(mx, "float32", 4, 64 << 30, clock=mx.clock, size=2048)
+    assert result["size"] == 2048 and result["gflops"] == pytest.approx(GPU / 1e9)
+    assert {event[1] for event in mx.log if event[0] == "eval"} == {1}  # one pair of operands: no sizes tried
+    timed = timed_evals(mx.log)
+    assert all(earlier >= job.WARMUP for _, _, earlier, _ in timed)  # still warmed up before any timed step
+    assert mx.clock.now - started <= 2 * job.WARMUP * 5.0 + job.MEASURE_BUDGET_S + 1.0
