@@ -558,26 +558,23 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
         # two raylets on one address: which one runs a pinned task is anyone's guess, so none is probed
         node["node_id"] = alive[node["ip"]][0] if node["ray_nodes"] == 1 else None
 
-    # The processes that will compute start now, MLX imported while the network is checked: a probe
-    # or a rank then pays no worker start. What needs no quiet machine runs first, side by side where
+    # One agent process per node starts now, MLX imported while the network is checked: a probe or a
+    # rank then pays no process start. What needs no quiet machine runs first, side by side where
     # the figures allow; the throughput probes last, one node at a time.
     live = {name: node for name, node in nodes.items() if node["node_id"]}
     agents = _start(ray, NodeAgent, live, max_concurrency=2)
-    ranks = _start(ray, Rank, live) if expect.get("collective") and len(live) > 1 else {}
     try:
         census = _start_census(ray, nodes, census_commands)
         _timed(steps, "objects", _observe_objects, ray, nodes, timeout)
         _timed(steps, "paths", _observe_paths, ray, nodes, agents, expect["mtu"], timeout)
         _timed(steps, "tcp", _observe_tcp, ray, nodes, agents, timeout)
         _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
-        collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], ranks) \
+        collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], agents) \
             if expect.get("collective") else None
-        for actor in ranks.values():  # their processes end, MLX's ring sockets with them, before the probes
-            ray.kill(actor)
         _timed(steps, "probes", _probe_nodes, ray, nodes, agents, expect.get("slow_ratio", 0), timeout)
     finally:
-        for actor in [*agents.values(), *ranks.values()]:
-            ray.kill(actor)  # killing a killed actor does nothing
+        for agent in agents.values():  # their processes end, MLX's ring sockets with them
+            ray.kill(agent)  # killing a killed actor does nothing
     for node in nodes.values():
         node.pop("node_id", None)
     observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": own_ancestry(),
@@ -631,15 +628,9 @@ class NodeAgent:
         self.mlx.join()
         return node_probe(sizes)
 
-
-class Rank:
-    """A rank of the collective in a process of its own (MLX imported at start); killed after its
-    all_sum, so MLX's sockets go with the process."""
-
-    def __init__(self) -> None:
-        import mlx.core  # noqa: F401
-
     def collective_rank(self, rank: int, hosts: list, repeats: dict, backend: str) -> dict:
+        """This node's rank of the collective; its ring sockets close when the driver kills the agent."""
+        self.mlx.join()
         return collective_rank(rank, hosts, repeats, backend)
 
 
@@ -823,6 +814,9 @@ def _observe_collective(ray, nodes: dict, ring: dict, ranks: dict) -> dict:
         observed["reach_seconds"] = round(time.monotonic() - started, 2)
         if reachable:
             _run_ranks(ray, ranks, live, hosts, ring["backend"], observed)
+            for name in live:
+                if name not in ranks:
+                    nodes[name]["probe_error"] = "not probed: its agent was stopped, stuck in the collective"
     except Exception as error:  # noqa: BLE001 - a node lost on the way: no collective, said why
         observed["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}" if str(error) \
             else type(error).__name__
@@ -840,8 +834,9 @@ def _run_ranks(ray, ranks: dict, live: list, hosts: list, backend: str, observed
         except Exception as error:  # noqa: BLE001 - a rank's failure is its node's problem
             lines = str(error).strip().splitlines() or [type(error).__name__]
             observed["results"][pending[ref]] = {"error": lines[-1][:300]}
-    for ref in late:  # its actor is killed with the others when the driver is done
+    for ref in late:  # its agent is stuck in MLX: killed, so its node is not probed in that state
         observed["results"][pending[ref]] = {"error": f"did not finish within {COLLECTIVE_S:.0f} s"}
+        ray.kill(ranks.pop(pending[ref]))
 
 
 def _ring_ports_reachable(ray, nodes: dict, live: list, base: int, observed: dict) -> bool:

@@ -889,7 +889,7 @@ class Task:
 
 
 class Actor:
-    """An actor (NodeAgent, Rank) placed on a node: a call of its method ``name`` is
+    """An actor (a NodeAgent) placed on a node: a call of its method ``name`` is
     answered like the task ``name`` on that node."""
 
     def __init__(self, ray: Ray, what: str, node: str) -> None:
@@ -1195,13 +1195,13 @@ def steps_of(ray: Ray) -> list[str]:
 def test_every_actor_starts_on_every_live_node_before_the_network_is_checked(clock):
     ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
     drive(ray, collective=RING)
-    started = [(what, node) for what, node, _ in ray.placed if what in ("NodeAgent", "Rank")]
-    assert started == [("NodeAgent", n) for n in ("alpha", "beta", "gamma")] + [("Rank", n) for n in ("alpha", "beta", "gamma")]
+    started = [(what, node) for what, node, _ in ray.placed if what == "NodeAgent"]
+    assert started == [("NodeAgent", n) for n in ("alpha", "beta", "gamma")]
     order = steps_of(ray)
-    assert order[:2] == ["NodeAgent", "Rank"]  # every process started first
+    assert order[0] == "NodeAgent"  # every process started first
     assert order.index("ray_census") < order.index("make_payload") < order.index("path_probe") < order.index("tcp_send")
     assert order.index("tcp_send") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
-    assert ("NodeAgent", {"num_cpus": 0, "max_concurrency": 2}) in ray.options and ("Rank", {"num_cpus": 0}) in ray.options
+    assert ("NodeAgent", {"num_cpus": 0, "max_concurrency": 2}) in ray.options
 
 
 def test_every_probe_runs_on_its_own_node_s_agent_one_after_another(clock):
@@ -1251,12 +1251,11 @@ def test_a_slow_node_is_measured_again_at_its_own_sizes(clock):
     assert by_name(observed)["beta"]["reprobed"] is True
 
 
-def test_the_ranks_are_killed_before_the_probes_and_every_actor_at_the_end(clock):
+def test_the_agents_run_the_ranks_and_are_killed_only_at_the_end(clock):
     ray = Ray(ring_answers(), up=("alpha", "beta", "gamma"))
     drive(ray, collective=RING)
     order = [what for what, _, _ in ray.placed]
-    first_probe = order.index("node_probe")
-    assert order[:first_probe].count("kill Rank") == 3 and "kill NodeAgent" not in order[:first_probe]
+    assert "kill NodeAgent" not in order[:max(i for i, what in enumerate(order) if what == "node_probe")]
     assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
@@ -1272,10 +1271,10 @@ def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
     assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
 
 
-def test_one_live_node_starts_no_rank(clock):
+def test_one_live_node_runs_no_collective(clock):
     ray = Ray(ring_answers(), up=("alpha",))
     observed = drive(ray, collective=RING)
-    assert not any(what == "Rank" for what, _, _ in ray.placed)
+    assert not any(what in ("ring_reach", "collective_rank") for what, _, _ in ray.placed)
     assert observed["collective"]["ranks"] == ["alpha"] and observed["collective"]["results"] == {}
 
 
@@ -1290,11 +1289,13 @@ def test_the_collective_runs_each_rank_on_its_warm_actor_with_its_index_and_the_
     assert job.COLLECTIVE_S in ray.timeouts
 
 
-def test_a_rank_still_running_after_the_bound_is_named_and_its_actor_killed(clock):
+def test_a_rank_still_running_after_the_bound_is_named_and_its_agent_killed_unprobed(clock):
     ray = Ray(ring_answers({("collective_rank", "beta"): LATE}), up=("alpha", "beta", "gamma"))
     observed = drive(ray, collective=RING)
     assert observed["collective"]["results"]["beta"] == {"error": f"did not finish within {job.COLLECTIVE_S:.0f} s"}
-    assert ("Rank", "beta") in ray.killed
+    assert ray.killed == [("NodeAgent", "beta"), ("NodeAgent", "alpha"), ("NodeAgent", "gamma")]  # at once, once
+    assert by_name(observed)["beta"]["probe_error"] == "not probed: its agent was stopped, stuck in the collective"
+    assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "gamma"]
 
 
 def test_the_report_says_how_long_each_step_took(clock):

@@ -168,7 +168,7 @@ class Remote:
 
 class Actor:
     """An actor on a node: a NodeAgent listens on a port and counts what a sender pushed; any other
-    method (the agent's node_probe, a Rank's collective_rank) runs like that task there."""
+    method (the agent's node_probe, its collective_rank) runs like that task there."""
 
     def __init__(self, ray: FakeRay, node: str, kind: str = "") -> None:
         self.ray, self.node, self.kind = ray, node, kind
@@ -204,7 +204,7 @@ def test_a_sound_cluster_is_verified_and_every_task_is_pinned_hard_to_its_node()
         ("node_probe", "alpha"), ("node_probe", "beta"), ("node_probe", "gamma")}
     assert ray.placed and all(soft is False for _, _, soft in ray.placed)  # a soft affinity may run it elsewhere
     assert ray.init_options == {"address": "10.0.0.1:6380", "logging_level": "ERROR", "log_to_driver": False}
-    assert ray.killed_kinds == {(kind, node) for kind in ("NodeAgent", "Rank") for node in ("alpha", "beta", "gamma")}
+    assert ray.killed_kinds == {("NodeAgent", node) for node in ("alpha", "beta", "gamma")}  # every actor started
     assert [t["to"] for t in report["transfer"]] == ["beta", "gamma"] and all(t["intact"] for t in report["transfer"])
     beta = report["nodes"][1]
     assert beta["gbit_s"] == 10.0 and beta["link_gbit_s"] == 10.0
@@ -546,8 +546,8 @@ def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_
                          "gamma": ("10.0.0.3", 6392, ["alpha", "beta"])}  # every pair, both ways
     assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, job.COLLECTIVE_REPEATS,
                          "ring"), "gamma": (2, hosts, job.COLLECTIVE_REPEATS, "ring")}
-    assert {"target": "Rank", "num_cpus": 0} in ray.options
-    assert {("Rank", n) for n in ("alpha", "beta", "gamma")} <= ray.killed_kinds  # its process ends, its sockets with it
+    assert {"target": "NodeAgent", "num_cpus": 0, "max_concurrency": 2} in ray.options
+    assert {("NodeAgent", n) for n in ("alpha", "beta", "gamma")} <= ray.killed_kinds  # the process ends, its sockets with it
     collective = report["collective"]
     # each size took 0.01 s per MB on every rank: 2**20 / 0.01 B/s, times 2(n-1)/n = 4/3
     assert collective["busbw_gbyte_s"] == {"1": 0.14, "16": 0.14, "64": 0.14, "256": 0.14}
@@ -589,8 +589,10 @@ def test_a_rank_that_fails_or_never_finishes_is_named_and_the_late_one_is_stoppe
     assert problems_of(report, "beta") == [
         "beta: its MLX rank failed in the collective: [ring] Couldn't connect (error: 111)"]
     assert problems_of(report, "gamma") == [
+        "gamma: not probed: its agent was stopped, stuck in the collective",
         f"gamma: its MLX rank failed in the collective: did not finish within {job.COLLECTIVE_S:.0f} s"]
-    assert ("Rank", "gamma") in ray.killed_kinds and ray.cancelled == []  # the late rank's process is killed
+    assert ("NodeAgent", "gamma") in ray.killed_kinds and ray.cancelled == []  # the late rank's process is killed
+    assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "beta"]
     assert report["collective"]["ok"] is False and problems_of(report, "alpha") == []
 
 
