@@ -5,17 +5,22 @@ For one node, from scratch (its pyenv, Python and venvs removed first), it times
      Python build, wheelhouse push, venv, proof, switch);
   2. by hand, over SSH, the same steps: clone pyenv, push the CPython tarball, `pyenv install`,
      push the same wheels, `python -m venv`, `pip install --no-index` from them.
-and prints both times and the ratio (goal: under 1.10). The wheelhouse is filled before either
-run, so neither pays the download.
+It runs ``--pairs`` pairs (3 by default), SAF first in the odd pairs and by hand first in the even
+ones (a machine that warms up or slows down over the run must not favour one side), and prints each
+pair's times and ratio, then the median ratio (goal: under 1.10) and the JSON. The wheelhouse is
+filled before any run, so neither pays the download. Afterwards the node's Ray runs from a venv this
+script rebuilt: run the deploy once to leave the cluster as SAF would.
 
-    .venv/bin/python benchmarks/provision_overhead.py [--cluster .saf/lab/cluster.yaml] [--node beta]
+    .venv/bin/python benchmarks/provision_overhead.py [--cluster .saf/lab/cluster.yaml] [--node beta] [--pairs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -76,10 +81,22 @@ def requirements_of(node, settings) -> tuple[str, ...]:
     return requirements(settings.ray_version, settings.mlx_version, "cpu", list(settings.extra_packages))
 
 
+def pair_order(index: int) -> tuple[str, str]:
+    """Which side runs first in pair ``index`` (0-based): SAF, then by hand, alternately."""
+    return ("saf", "by_hand") if index % 2 == 0 else ("by_hand", "saf")
+
+
+def summary(pairs: list[dict]) -> dict:
+    """Each pair's ratio SAF / by hand, and their median."""
+    ratios = [pair["saf_s"] / pair["by_hand_s"] for pair in pairs]
+    return {"pairs": pairs, "ratios": [round(r, 3) for r in ratios], "median_ratio": round(statistics.median(ratios), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", default=str(PROJECT / ".saf/lab/cluster.yaml"))
     parser.add_argument("--node", default="beta")
+    parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
     cluster = load_cluster(PROJECT, args.cluster)
     node, settings = cluster.node(args.node), cluster.settings
@@ -93,13 +110,27 @@ def main() -> None:
     if settings.python_source_cache:
         tarball = on_control(settings.python_source_cache, PROJECT) / f"Python-{settings.python_version}.tar.gz"
 
-    wipe(node, settings)
-    saf_seconds = time_saf(Path(args.cluster).resolve(), node.name)
-    hand_seconds = time_by_hand(node, settings, tarball, wheels)
-    print(f"node {node.name}: Python {settings.python_version}, {len(wheels)} wheels")
-    print(f"SAF from scratch (preflight, pyenv, build, push, venv, proof, switch): {saf_seconds:7.1f} s")
-    print(f"same steps by hand over SSH (clone, push, pyenv install, push, venv, pip): {hand_seconds:7.1f} s")
-    print(f"overhead ratio SAF / by hand: {saf_seconds / hand_seconds:.3f} (goal < 1.10)")
+    def saf() -> float:
+        wipe(node, settings)
+        return time_saf(Path(args.cluster).resolve(), node.name)
+
+    def by_hand() -> float:
+        return time_by_hand(node, settings, tarball, wheels)
+
+    sides = {"saf": saf, "by_hand": by_hand}
+    print(f"node {node.name}: Python {settings.python_version}, {len(wheels)} wheels, {args.pairs} pairs", flush=True)
+    pairs = []
+    for index in range(args.pairs):
+        order = pair_order(index)
+        pair = {"first": order[0]}
+        for side in order:
+            pair[f"{side}_s"] = round(sides[side](), 1)
+        pairs.append(pair)
+        print(f"pair {index + 1} ({order[0]} first): SAF {pair['saf_s']:7.1f} s, by hand {pair['by_hand_s']:7.1f} s, "
+              f"ratio {pair['saf_s'] / pair['by_hand_s']:.3f}", flush=True)
+    result = summary(pairs)
+    print(f"median ratio SAF / by hand over {len(pairs)} pairs: {result['median_ratio']:.3f} (goal < 1.10)")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,13 @@ def test_the_table_gives_medians_and_the_saf_runs_changes():
     restart = next(line for line in lines if "restarts Ray" in line).split()
     assert restart[-3:] == ["20.0", "30.5", "-"]  # the run never back has no figure in the median
     assert rerun.median([], "seconds") is None
+
+
+def test_the_overhead_pairs_alternate_and_the_figure_is_the_median_ratio():
+    import provision_overhead
+
+    assert [provision_overhead.pair_order(i) for i in range(4)] == [
+        ("saf", "by_hand"), ("by_hand", "saf"), ("saf", "by_hand"), ("by_hand", "saf")]
+    result = provision_overhead.summary([{"saf_s": 110.0, "by_hand_s": 100.0}, {"saf_s": 90.0, "by_hand_s": 100.0},
+                                         {"saf_s": 300.0, "by_hand_s": 100.0}])
+    assert result["ratios"] == [1.1, 0.9, 3.0] and result["median_ratio"] == 1.1  # the outlier does not move it
