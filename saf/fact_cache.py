@@ -40,6 +40,10 @@ QUESTIONS_DIR = ".saf/fact-questions"  # under the project directory, on the con
 NOT_KEPT = ("print_output", "print_input")  # how pyinfra shows a read, not what it asks
 NOT_WRITTEN = ("_sudo_password", "_stdin")  # secrets and input: such a question is never written down
 BATCH_CHARS = 60_000  # one script at most this long (the kernel takes 128 KiB in one argument)
+ESCALATION = ("_sudo", "_su_user", "_doas")
+# Asked with the plain questions: sudo would not prompt. Else the questions asked with _sudo wait
+# for their own reads (where a missing sudo is met, and named, as before), never a password prompt.
+SUDO_CHECK = "sudo -n true"
 
 
 def command_text(command: Any) -> str:
@@ -146,27 +150,39 @@ class FactAnswers:
 
     def ask_last_runs_questions(self) -> int:
         """Send the questions written by the last run, grouped by connector arguments; returns how
-        many answers were kept."""
+        many answers were kept. Plain questions first, with SUDO_CHECK; those asked with sudo only
+        if sudo answered without a password; those asked as another user (su, doas) never."""
         groups: dict[str, tuple[dict, list[str]]] = {}
         for question in read_questions(self.questions_file):
             group = json.dumps(sorted(question["arguments"].items()), default=repr)
             groups.setdefault(group, (question["arguments"], []))[1].append(question["command"])
-        kept = 0
-        for arguments, commands in groups.values():
+        plain = [group for group in groups.values() if not any(group[0].get(name) for name in ESCALATION)]
+        with_sudo = [group for group in groups.values() if group[0].get("_sudo")
+                     and not any(group[0].get(name) for name in ESCALATION[1:])]
+        kept, sudo_answers = 0, False
+        for arguments, commands in plain or ([({}, [])] if with_sudo else []):
+            for run in batches(commands) or [[]]:
+                answered, sudo_checked = self._ask_together(run, arguments, SUDO_CHECK)
+                kept, sudo_answers = kept + answered, sudo_answers or sudo_checked
+        for arguments, commands in with_sudo if sudo_answers else []:
             for run in batches(commands):
-                kept += self._ask_together(run, arguments)
+                kept += self._ask_together(run, arguments)[0]
         return kept
 
-    def _ask_together(self, commands: list[str], arguments: dict) -> int:
+    def _ask_together(self, commands: list[str], arguments: dict, check: str | None = None) -> tuple[int, bool]:
+        """Ask ``commands`` in one script (and ``check`` after them): the answers kept, and whether the
+        check exited 0."""
         token = f"SAF-FACT-{secrets.token_hex(6)}"
-        status, output = self.run_command(StringCommand(batch_script(commands, token)), **arguments)
+        script = batch_script([*commands, *([check] if check else [])], token)
+        status, output = self.run_command(StringCommand(script), **arguments)
         if not status:
-            return 0
-        answers = split_batch(output.stdout_lines, token, len(commands))
+            return 0, False
+        answers = split_batch(output.stdout_lines, token, len(commands) + bool(check))
         for index, lines in answers.items():
-            key = question_key(commands[index], arguments)
-            self.answers[key] = (True, CommandOutput([OutputLine("stdout", line) for line in lines]))
-        return len(answers)
+            if index < len(commands):
+                key = question_key(commands[index], arguments)
+                self.answers[key] = (True, CommandOutput([OutputLine("stdout", line) for line in lines]))
+        return len([index for index in answers if index < len(commands)]), bool(check) and len(commands) in answers
 
     def write_questions(self) -> None:
         if self.questions_file is None or not self.asked:

@@ -130,35 +130,50 @@ def test_a_failed_read_is_not_kept(workdir):
     assert node.get_fact(Cat, "missing") == ["now"]
 
 
-def test_the_next_run_asks_the_last_runs_questions_in_one_round_trip(workdir, tmp_path):
+def reads_of_every_kind(node):
+    return {"a": node.get_fact(Cat, "a"), "printf": node.get_fact(Printf, "no newline at the end"),
+            "b": node.get_fact(Cat, "b", _sudo=True), "missing": node.get_fact(Cat, "missing")}
+
+
+def test_the_next_run_asks_the_last_runs_questions_in_one_round_trip(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")  # sudo answers without a password
     project = tmp_path / "project"
-
-    def reads(node):
-        node.get_fact(Cat, "a")
-        node.get_fact(Printf, "no newline at the end")
-        node.get_fact(Cat, "b", _sudo=True)
-        node.get_fact(Cat, "missing")
-
-    first, _ = run_once(workdir, project, reads)
+    first, _ = run_once(workdir, project, reads_of_every_kind)
     assert len(first.ran) == 4
     written = project / ".saf/fact-questions/beta-10.0.0.2.json"
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
     assert [q["command"] for q in json.loads(written.read_text())] == ["cat a", "printf 'no newline at the end'",
                                                                        "cat b", "cat missing"]
-    answers: dict[str, list[str]] = {}
-
-    def read_again(node):
-        answers["a"] = node.get_fact(Cat, "a")
-        answers["printf"] = node.get_fact(Printf, "no newline at the end")
-        answers["b"] = node.get_fact(Cat, "b", _sudo=True)
-        answers["missing"] = node.get_fact(Cat, "missing")
-
-    second, _ = run_once(workdir, project, read_again)
+    answers: dict = {}
+    second, _ = run_once(workdir, project, lambda node: answers.update(reads_of_every_kind(node)))
     assert answers == {"a": ["one", "two"], "printf": ["no newline at the end"], "b": ["three"], "missing": None}
-    # one script for the user's questions, one for root's, then only the failed question on its own
-    assert len(second.ran) == 3
+    # one script for the plain questions (and the sudo check), one for sudo's, then the failed question alone
+    assert len(second.ran) == 3 and second.ran[2][0] == "cat missing"
     assert [arguments["_sudo"] for _, arguments in second.ran[:2]] == [False, True]
-    assert second.ran[2][0] == "cat missing"
+    assert "cat a" in second.ran[0][0] and "true" in second.ran[0][0] and "cat b" in second.ran[1][0]
+
+
+def test_without_sudo_answering_the_sudo_questions_wait_for_their_own_reads(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "false")  # sudo would ask for a password
+    project = tmp_path / "project"
+    run_once(workdir, project, reads_of_every_kind)
+    second, _ = run_once(workdir, project, reads_of_every_kind)
+    assert [(text, arguments["_sudo"]) for text, arguments in second.ran[1:]] == [("cat b", True), ("cat missing", False)]
+    assert "cat b" not in second.ran[0][0]
+
+
+def test_only_sudo_questions_still_get_the_check_and_su_or_doas_are_never_asked_ahead(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "echo checked")
+    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"command": "cat a", "arguments": {"_sudo": True}},
+                                {"command": "cat b", "arguments": {"_sudo": True, "_su_user": "x"}},
+                                {"command": "cat b", "arguments": {"_doas": True}}]))
+    node = Node(workdir)
+    answers = share_fact_reads(node, tmp_path)
+    assert answers.ask_last_runs_questions() == 1
+    assert [(("echo checked" in text), ("cat a" in text), arguments) for text, arguments in node.ran] == [
+        (True, False, {}), (False, True, {"_sudo": True})]
 
 
 def test_a_question_not_asked_last_time_goes_to_the_node_and_is_written_for_next_time(workdir, tmp_path):
