@@ -101,7 +101,6 @@ class FactAnswers:
     """One host's kept answers, and the questions it was asked this run."""
 
     def __init__(self, host: Host, questions_file: Path | None):
-        self.host = host
         self.questions_file = questions_file
         self.answers: dict[str, tuple[bool, CommandOutput]] = {}
         self.asked: dict[str, dict] = {}  # key -> {"command", "arguments"}, in the order first asked
@@ -114,12 +113,12 @@ class FactAnswers:
 
     # --- what pyinfra calls -------------------------------------------------------------------
 
-    def run_shell_command(self, command, *args, **arguments):
+    def run_shell_command(self, command, **arguments):
         if self.live:
-            return self.run_command(command, *args, **arguments)
-        if not self.reading or args:
+            return self.run_command(command, **arguments)
+        if not self.reading:
             self.answers.clear()  # an operation's command: what was read may no longer hold
-            return self.run_command(command, *args, **arguments)
+            return self.run_command(command, **arguments)
         if not self.last_run_asked:
             self.last_run_asked = True
             self.ask_last_runs_questions()

@@ -62,6 +62,7 @@ class Node:
 
     def put_file(self, *args, **kwargs):
         self.uploads += 1
+        self.uploaded = (args, kwargs)
         return True
 
     def get_fact(self, fact_cls, *args, **kwargs):
@@ -106,9 +107,46 @@ def test_a_command_that_is_not_a_read_drops_every_answer(workdir):
     node.get_fact(Cat, "a")
     node.run_shell_command(StringCommand("echo changed > a"))  # an operation's command
     assert node.get_fact(Cat, "a") == ["changed"]
-    node.put_file("local", "a")  # an upload changes the node too
+    assert node.put_file("local", "a", mode="644") is True  # an upload changes the node too
     node.get_fact(Cat, "a")
     assert [text for text, _ in node.ran].count("cat a") == 3 and node.uploads == 1
+    assert node.uploaded == (("local", "a"), {"mode": "644"})
+
+
+class RsyncNode(Node):
+    def rsync(self, src, dest, **kwargs):
+        self.synced = (src, dest, kwargs)
+        return "synced"
+
+
+def test_rsync_drops_every_answer_and_a_host_without_rsync_gets_none(workdir):
+    node = RsyncNode(workdir)
+    share_fact_reads(node)
+    node.get_fact(Cat, "a")
+    assert node.rsync("src", "dest", flags=["-a"]) == "synced" and node.synced == ("src", "dest", {"flags": ["-a"]})
+    node.get_fact(Cat, "a")
+    assert [text for text, _ in node.ran] == ["cat a", "cat a"]
+    plain = Node(workdir)
+    share_fact_reads(plain)
+    assert not hasattr(plain, "rsync")
+
+
+def test_a_command_text_is_what_the_shell_receives_and_odd_arguments_still_make_a_question():
+    from pyinfra.api.command import QuoteString
+    command = StringCommand("cat", QuoteString("a file"))
+    assert fact_cache.command_text(command) == "cat 'a file'" and fact_cache.command_text("ls") == "ls"
+    odd = {"_chdir": Path("/x")}  # not JSON: written as its repr
+    assert fact_cache.question_key("ls", odd) == fact_cache.question_key("ls", {"_chdir": Path("/x")})
+    assert fact_cache.question_key("ls", odd) != fact_cache.question_key("ls", {"_chdir": Path("/y")})
+
+
+def test_the_questions_file_is_named_by_node_and_address_in_safe_characters(tmp_path):
+    node = Node(tmp_path, name="gpu/box")
+    node.data.ssh_hostname = "fe80::1%en0"
+    assert fact_cache.questions_file(tmp_path, node) == tmp_path / ".saf/fact-questions/gpu_box-fe80__1_en0.json"
+    bare = Node(tmp_path, name="mac-1.local")
+    bare.data = type("Data", (), {})()
+    assert fact_cache.questions_file(tmp_path, bare).name == "mac-1.local-mac-1.local.json"
 
 
 def test_a_live_fact_always_goes_to_the_node_and_is_never_written(workdir, tmp_path):
@@ -174,6 +212,23 @@ def test_only_sudo_questions_still_get_the_check_and_su_or_doas_are_never_asked_
     assert answers.ask_last_runs_questions() == 1
     assert [(("echo checked" in text), ("cat a" in text), arguments) for text, arguments in node.ran] == [
         (True, False, {}), (False, True, {"_sudo": True})]
+    assert node.ran[1][0].count("SAF-FACT-") == 1  # the sudo script: its one question, no check
+
+
+def test_a_failed_plain_batch_sends_no_sudo_batch_and_every_kept_answer_is_counted(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")
+    monkeypatch.setattr(fact_cache, "BATCH_CHARS", 50)  # one question a script
+    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"command": f"cat {name}", "arguments": {"_sudo": True}} for name in "ab"] +
+                               [{"command": "cat a", "arguments": {}}]))
+    node = Node(workdir)
+    answers = share_fact_reads(node, tmp_path)
+    assert answers.ask_last_runs_questions() == 3 and len(node.ran) == 3
+    failing = Node(workdir)
+    answers = share_fact_reads(failing, tmp_path)
+    answers.run_command = lambda command, **arguments: (failing.ran.append(arguments), (False, CommandOutput([])))[1]
+    assert answers.ask_last_runs_questions() == 0 and failing.ran == [{}]  # the plain one, then nothing
 
 
 def test_a_question_not_asked_last_time_goes_to_the_node_and_is_written_for_next_time(workdir, tmp_path):
@@ -226,8 +281,9 @@ def test_batch_script_runs_each_command_alone_and_reports_its_status():
 
 
 def test_split_batch_ignores_what_is_not_its_marker():
-    lines = ["x", "TOKEN 0 0", "TOKENS 1 0", "TOKEN 1 0", "y", "TOKEN 9 0", "z", "TOKEN 2 x", "TOKEN 3 0 extra"]
-    assert split_batch(lines, "TOKEN", 4) == {0: ["x"], 1: ["TOKENS 1 0"]}
+    lines = ["x", "TOKEN 0 0", "TOKENS 1 0", "TOKEN 1 0", "y", "TOKEN 9 0", "z", "TOKEN 2 x", "TOKEN 3 0 extra",
+             "w", "TOKEN 4 0", "v", "TOKEN x 0"]
+    assert split_batch(lines, "TOKEN", 4) == {0: ["x"], 1: ["TOKENS 1 0"]}  # 4 is past the last of 4 commands
     assert split_batch(["", "TOKEN 0 0"], "TOKEN", 1) == {0: [""]}  # an empty line is output too
 
 
@@ -236,9 +292,11 @@ def test_batches_stay_under_the_size_and_keep_order(monkeypatch):
     commands = ["a" * 30, "b" * 30, "c" * 30, "d" * 200, "e"]
     assert batches(commands) == [["a" * 30, "b" * 30], ["c" * 30], ["d" * 200], ["e"]]
     assert batches([]) == []
+    assert batches(["a" * 35, "b" * 35, "c"]) == [["a" * 35, "b" * 35], ["c"]]  # 150 exactly still fits
+    assert batches(["a" * 35, "b" * 36]) == [["a" * 35], ["b" * 36]]
 
 
-@pytest.mark.parametrize("content", ["", "not json", "{}", '[{"command": 3}]', '[["cat a"]]'])
+@pytest.mark.parametrize("content", ["", "not json", "{}", "3", '"cat a"', '[{"command": 3}]', '[["cat a"]]'])
 def test_an_unreadable_questions_file_asks_nothing(tmp_path, content):
     path = tmp_path / "q.json"
     path.write_text(content)
