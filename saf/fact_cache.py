@@ -38,7 +38,7 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 QUESTIONS_DIR = ".saf/fact-questions"  # under the project directory, on the control machine
 NOT_KEPT = ("print_output", "print_input")  # how pyinfra shows a read, not what it asks
-NOT_WRITTEN = ("_sudo_password", "_stdin")  # secrets and input: such a question is never written down
+NOT_WRITTEN = ("_sudo_password", "_stdin")  # secrets and input: such a question (or a masked one) is never written
 BATCH_CHARS = 60_000  # one script at most this long (the kernel takes 128 KiB in one argument)
 ESCALATION = ("_sudo", "_su_user", "_doas")
 # Asked with the plain questions: sudo would not prompt. Else the questions asked with _sudo wait
@@ -143,7 +143,8 @@ class FactAnswers:
     # --- the questions of the last run ----------------------------------------------------------
 
     def _note(self, key: str, command, arguments: dict) -> None:
-        if key not in self.asked and not any(arguments.get(name) for name in NOT_WRITTEN):
+        masked = isinstance(command, StringCommand) and command.get_masked_value() != command.get_raw_value()
+        if key not in self.asked and not masked and not any(arguments.get(name) for name in NOT_WRITTEN):
             kept = {name: value for name, value in arguments.items() if name not in NOT_KEPT}
             self.asked[key] = {"command": command_text(command), "arguments": kept}
 

@@ -257,6 +257,26 @@ def test_a_question_with_a_password_or_input_is_never_written(workdir, tmp_path)
     assert not (tmp_path / ".saf").exists()
 
 
+def test_a_question_with_a_masked_secret_is_never_written(workdir, tmp_path):
+    from pyinfra.api.command import MaskString
+    node = Node(workdir)
+    answers = share_fact_reads(node, tmp_path)
+    answers.reading += 1
+    node.run_shell_command(StringCommand("echo", MaskString("s3cret")))
+    node.run_shell_command(StringCommand("cat", "a"))
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == ["cat a"]
+    assert "s3cret" not in answers.questions_file.read_text()
+
+
+def test_commands_that_are_not_kept_reach_the_node_with_their_arguments(workdir):
+    node = Node(workdir)
+    share_fact_reads(node)
+    node.run_shell_command(StringCommand("true"), _sudo=True, _chdir="/")  # an operation's
+    node.get_fact(Verification, "a", _sudo=True)  # a live read's
+    assert node.ran == [("true", {"_sudo": True, "_chdir": "/"}), ("cat a", {"_sudo": True})]
+
+
 def test_nothing_is_written_without_a_project_or_without_a_question(workdir, tmp_path):
     run_once(workdir, None, lambda node: node.get_fact(Cat, "a"))
     run_once(workdir, tmp_path, lambda node: None)
