@@ -6,9 +6,11 @@ re-run asks about 80 questions per node, the same ones every time, so most of it
 round trips. Here, per host:
 
 - **Asked once.** A fact command's answer (its exact command line and connector arguments: sudo,
-  user, shell...) is kept and given again to the next identical question, until a command that
-  is not a fact read runs on that host (an operation's command, an upload): then everything kept
-  is dropped, and the next questions go to the node, as pyinfra intends.
+  user, shell...) is kept and given again to the next identical question, and so is a whole read's
+  value (the same fact, arguments and operation context: pyinfra's own work per read, about half a
+  millisecond of argument handling, is skipped too), until a command that is not a fact read runs on
+  that host (an operation's command, an upload): then everything kept is dropped, and the next
+  questions go to the node, as pyinfra intends.
 - **Asked together.** The questions a run asked are written to the control machine
   (``.saf/fact-questions/<node>.json``: commands only, never their answers or a password). The next
   run sends them as one shell script, grouped by connector arguments, each command in its own
@@ -26,6 +28,7 @@ a thing after it could change) is not seen until the next read after this node r
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import secrets
@@ -103,6 +106,8 @@ class FactAnswers:
     def __init__(self, host: Host, questions_file: Path | None):
         self.questions_file = questions_file
         self.answers: dict[str, tuple[bool, CommandOutput]] = {}
+        self.values: dict[str, Any] = {}  # a whole read's value (pyinfra's own work per read skipped too)
+        self.statuses: list[bool] = []  # of the commands of the reads under way
         self.asked: dict[str, dict] = {}  # key -> {"command", "arguments"}, in the order first asked
         self.reading = 0  # > 0 while pyinfra reads a fact on this host
         self.live = 0  # > 0 while it reads a fact that must come from the node (read_live)
@@ -117,7 +122,7 @@ class FactAnswers:
         if self.live:
             return self.run_command(command, **arguments)
         if not self.reading:
-            self.answers.clear()  # an operation's command: what was read may no longer hold
+            self.forget()  # an operation's command: what was read may no longer hold
             return self.run_command(command, **arguments)
         if not self.last_run_asked:
             self.last_run_asked = True
@@ -126,19 +131,43 @@ class FactAnswers:
         self._note(key, command, arguments)
         if key in self.answers:
             status, output = self.answers[key]
+            self.statuses.append(status)
             return status, CommandOutput(list(output.combined_lines))
         status, output = self.run_command(command, **arguments)
+        self.statuses.append(status)
         if status:
             self.answers[key] = (status, CommandOutput(list(output.combined_lines)))
         return status, output
 
     def put_file(self, *args, **kwargs):
-        self.answers.clear()
+        self.forget()
         return self.put(*args, **kwargs)
 
     def rsync_files(self, *args, **kwargs):
-        self.answers.clear()
+        self.forget()
         return self.rsync(*args, **kwargs)
+
+    def forget(self) -> None:
+        self.answers.clear()
+        self.values.clear()
+
+    def read(self, read_fact, fact_cls, args: tuple, kwargs: dict, context: dict | None):
+        """A fact read: its value again while nothing ran (the same fact, arguments and operation
+        context), else pyinfra's read, whose value is kept if every command it ran succeeded."""
+        key = repr((fact_cls.__module__, fact_cls.__qualname__, args, sorted(kwargs.items()),
+                    sorted((context or {}).items())))
+        if key in self.values:
+            return copy.deepcopy(self.values[key])
+        outer, self.statuses = self.statuses, []
+        self.reading += 1
+        try:
+            value = read_fact(fact_cls, *args, **kwargs)
+        finally:
+            self.reading -= 1
+            statuses, self.statuses = self.statuses, outer + self.statuses
+        if statuses and all(statuses):
+            self.values[key] = copy.deepcopy(value)
+        return value
 
     # --- the questions of the last run ----------------------------------------------------------
 
@@ -221,12 +250,13 @@ def share_fact_reads(host: Host, project_dir: str | Path | None = None) -> FactA
     read_fact = host.get_fact
 
     def get_fact(fact_cls, *args, **kwargs):
-        kind = "live" if getattr(fact_cls, "read_live", False) else "reading"
-        setattr(answers, kind, getattr(answers, kind) + 1)
+        if not getattr(fact_cls, "read_live", False):
+            return answers.read(read_fact, fact_cls, args, kwargs, getattr(host, "current_op_global_arguments", None))
+        answers.live += 1
         try:
             return read_fact(fact_cls, *args, **kwargs)
         finally:
-            setattr(answers, kind, getattr(answers, kind) - 1)
+            answers.live -= 1
 
     host.get_fact = get_fact
     host.run_shell_command = answers.run_shell_command

@@ -51,6 +51,8 @@ class Node:
         self.workdir = workdir
         self.ran: list[tuple[str, dict]] = []
         self.uploads = 0
+        self.reads = 0  # reads that reached pyinfra's (here: this class's) own get_fact
+        self.current_op_global_arguments = None
 
     def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
         text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
@@ -67,6 +69,7 @@ class Node:
 
     def get_fact(self, fact_cls, *args, **kwargs):
         """As pyinfra's _get_fact: the fact's command through run_shell_command, then process()."""
+        self.reads += 1
         arguments = {key: value for key, value in kwargs.items() if key.startswith("_")}
         status, output = self.run_shell_command(fact_cls.command(*args), print_output=False, print_input=False,
                                                 _sudo=arguments.get("_sudo", False))
@@ -99,6 +102,18 @@ def test_the_same_question_goes_to_the_node_once(workdir):
     assert node.get_fact(Cat, "a", _sudo=True) == ["one", "two"]  # as root: another question
     assert [text for text, _ in node.ran] == ["cat a", "cat b", "cat a"]
     assert [arguments["_sudo"] for _, arguments in node.ran] == [False, False, True]
+
+
+def test_a_read_s_value_is_kept_per_operation_context_and_given_as_a_copy(workdir):
+    node = Node(workdir)
+    share_fact_reads(node)
+    first = node.get_fact(Cat, "a")
+    first.append("changed by its reader")
+    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 1  # pyinfra's work done once
+    node.current_op_global_arguments = {"_sudo": False, "_chdir": "/tmp"}  # inside an operation
+    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 2
+    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 2
+    assert [text for text, _ in node.ran] == ["cat a"]  # the second read's command was answered too
 
 
 def test_a_command_that_is_not_a_read_drops_every_answer(workdir):
@@ -163,7 +178,8 @@ def test_a_live_fact_always_goes_to_the_node_and_is_never_written(workdir, tmp_p
 def test_a_failed_read_is_not_kept(workdir):
     node = Node(workdir)
     share_fact_reads(node)
-    assert node.get_fact(Cat, "missing") is None
+    assert node.get_fact(Cat, "missing") is None and node.get_fact(Cat, "missing") is None
+    assert node.reads == 2
     (workdir / "missing").write_text("now\n")
     assert node.get_fact(Cat, "missing") == ["now"]
 
