@@ -560,18 +560,19 @@ def run(address: str, expect: dict, timeout: float, ray=None) -> dict:
 
     # One agent process per node starts now, MLX imported while the network is checked: a probe or a
     # rank then pays no process start. What needs no quiet machine runs first, side by side where
-    # the figures allow; the throughput probes last, one node at a time.
+    # the figures allow; then the throughput probes, one node at a time; the census last.
     live = {name: node for name, node in nodes.items() if node["node_id"]}
     agents = _start(ray, NodeAgent, live, max_concurrency=2)
     try:
-        census = _start_census(ray, nodes, census_commands)
         _timed(steps, "objects", _observe_objects, ray, nodes, timeout)
         _timed(steps, "paths", _observe_paths, ray, nodes, agents, expect["mtu"], timeout)
         _timed(steps, "tcp", _observe_tcp, ray, nodes, agents, timeout)
-        _timed(steps, "census", _collect_census, ray, nodes, census, timeout)
         collective = _timed(steps, "collective", _observe_collective, ray, nodes, expect["collective"], agents) \
             if expect.get("collective") else None
         _timed(steps, "probes", _probe_nodes, ray, nodes, agents, expect.get("slow_ratio", 0), timeout)
+        # last, on every node at once: a Ray just restarted by the deploy has had the longest to settle
+        # (a dashboard agent still starting holds its port before the OS names its process)
+        _timed(steps, "census", _collect_census, ray, nodes, _start_census(ray, nodes, census_commands), timeout)
     finally:
         for agent in agents.values():  # their processes end, MLX's ring sockets with them
             ray.kill(agent)  # killing a killed actor does nothing

@@ -1199,7 +1199,8 @@ def test_every_actor_starts_on_every_live_node_before_the_network_is_checked(clo
     assert started == [("NodeAgent", n) for n in ("alpha", "beta", "gamma")]
     order = steps_of(ray)
     assert order[0] == "NodeAgent"  # every process started first
-    assert order.index("ray_census") < order.index("make_payload") < order.index("path_probe") < order.index("tcp_send")
+    assert order.index("make_payload") < order.index("path_probe") < order.index("tcp_send")
+    assert order.index("node_probe") < order.index("ray_census")  # the census last: Ray has settled the longest
     assert order.index("tcp_send") < order.index("ring_reach") < order.index("collective_rank") < order.index("node_probe")
     assert ("NodeAgent", {"num_cpus": 0, "max_concurrency": 2}) in ray.options
 
@@ -1308,7 +1309,7 @@ def test_the_report_says_how_long_each_step_took(clock):
     ray = Ray({("node_probe", "beta"): slow(2.5), ("path_probe", "alpha"): slow(0.25)}, clock=clock)
     observed = drive(ray)
     steps = observed["step_seconds"]
-    assert list(steps) == ["connect", "objects", "paths", "tcp", "census", "probes"]
+    assert list(steps) == ["connect", "objects", "paths", "tcp", "probes", "census"]
     assert steps["probes"] == 2.5 and steps["paths"] == 0.25 and steps["connect"] == 0.0
 
 
