@@ -15,7 +15,8 @@ For each node count N (the lab grows to N; nodes beyond N, if any, have their Ra
      an untimed deploy.
 
 For every run, "back" is the time from its start until every node is in the cluster again, seen by
-a poller on the head that asks the GCS five times a second (0 when no node ever left). It prints a
+a poller on the head that asks the GCS five times a second: the start of the stretch in which every
+node is alive that lasts until 10 s after the run returned (0 when no node ever left). It prints a
 table and the JSON. Needs root (the lab) and Ray for this machine's Python in .saf/bench-ray
 (made on first use from the package index: `ray up` runs here).
 """
@@ -50,7 +51,7 @@ from saf.venv_spec import current_venv_path  # noqa: E402
 BENCH_VENV = PROJECT / ".saf/bench-ray"
 CLUSTER_NAME = "saf-bench"
 POLL_S = 0.2
-SETTLE_S = 3.0  # every node in the cluster this long without a gap: it is back
+SETTLE_S = 10.0  # every node in the cluster this long, and this long after the run returned: it is back
 BACK_WITHIN_S = 180.0
 
 # Runs on the head with the venv's Python: the addresses of the nodes alive in the GCS, one JSON line per poll.
@@ -134,11 +135,12 @@ class Membership:
                 continue
 
     def wait_until_all(self, addresses: set[str], since: float, within: float = BACK_WITHIN_S) -> float | None:
-        """Seconds from ``since`` until every address was alive for SETTLE_S without a gap (0 when
-        none left after ``since``); None if not within ``within``."""
+        """Seconds from ``since`` (a run that has just returned) until every address was back (see
+        back_after); None if not within ``within``."""
+        returned = time.monotonic()
         deadline = since + within
         while time.monotonic() < deadline:
-            back = back_after(self.polls, addresses, since, SETTLE_S)
+            back = back_after(self.polls, addresses, since, returned, SETTLE_S)
             if back is not None:
                 return back
             time.sleep(POLL_S)
@@ -149,10 +151,13 @@ class Membership:
         self.process.wait()
 
 
-def back_after(polls: list[tuple[float, list | None]], addresses: set[str], since: float, settle: float) -> float | None:
-    """Seconds from ``since`` to the start of the first stretch of polls, lasting ``settle`` s, in which
-    every address is alive (0 when every one already was at ``since`` and stayed); None while there is
-    none yet."""
+def back_after(polls: list[tuple[float, list | None]], addresses: set[str], since: float, returned: float,
+               settle: float) -> float | None:
+    """Seconds from ``since`` (a run's start) until every address was back in the cluster: the start
+    of the stretch of polls in which every address is alive that lasts until at least ``settle`` s
+    after the run returned (``returned``) and ``settle`` s in all; 0 when it began before the run
+    (no node ever left). None while there is none yet. `ray up` restarts the head inside the command
+    and its workers after it returns, so a stretch seen only before the return proves nothing."""
     stretch_start = None
     for at, alive in polls:
         everyone = alive is not None and addresses <= set(alive)
@@ -163,7 +168,7 @@ def back_after(polls: list[tuple[float, list | None]], addresses: set[str], sinc
             stretch_start = None
             continue
         stretch_start = at if stretch_start is None else stretch_start
-        if at - stretch_start >= settle:
+        if at >= max(returned + settle, stretch_start + settle):
             return round(stretch_start - since, 2)
     return None
 

@@ -23,26 +23,29 @@ def polls(*states, start: float = 100.0, step: float = 0.5):
 
 
 def test_a_cluster_no_node_left_is_back_at_once():
-    history = polls(EVERYONE, EVERYONE, EVERYONE, EVERYONE, EVERYONE, EVERYONE, EVERYONE, EVERYONE)
-    assert rerun.back_after(history, ALL, since=100.2, settle=2.0) == 0.0
+    history = polls(*[EVERYONE] * 12)  # 100.0 .. 105.5
+    assert rerun.back_after(history, ALL, since=100.2, returned=101.0, settle=2.0) == 0.0
+    assert rerun.back_after(history, ALL, since=100.2, returned=104.0, settle=2.0) is None  # not yet 2 s after
 
 
-def test_back_is_the_start_of_the_first_complete_stretch_that_lasts():
+def test_back_is_the_start_of_the_stretch_that_lasts_past_the_return():
     history = polls(EVERYONE, None, None, ["10.0.0.1"], EVERYONE, ["10.0.0.1", "10.0.0.2"], EVERYONE,
                     EVERYONE, EVERYONE, EVERYONE, EVERYONE)
-    # at 102.0 all are back, but one leaves at 102.5; the stretch from 103.0 lasts 2 s at 105.0
-    assert rerun.back_after(history, ALL, since=100.2, settle=2.0) == round(103.0 - 100.2, 2)
+    # at 102.0 all are back, but one leaves at 102.5; the stretch from 103.0 lasts to 105.0
+    assert rerun.back_after(history, ALL, since=100.2, returned=101.0, settle=2.0) == round(103.0 - 100.2, 2)
 
 
-def test_not_back_while_the_stretch_is_shorter_than_the_settle_time_or_a_node_is_missing():
-    assert rerun.back_after(polls(None, EVERYONE, EVERYONE), ALL, since=100.0, settle=2.0) is None
-    assert rerun.back_after(polls(*[["10.0.0.1", "10.0.0.2"]] * 10), ALL, since=100.0, settle=1.0) is None
-    assert rerun.back_after([], ALL, since=0.0, settle=1.0) is None
+def test_a_whole_cluster_seen_before_the_command_restarted_it_is_not_back():
+    # ray up: every node alive for 3 s, then the head restarts inside the command, workers after it
+    history = polls(*[EVERYONE] * 7, None, None, ["10.0.0.1"], ["10.0.0.1"], *[EVERYONE] * 8)
+    assert rerun.back_after(history, ALL, since=100.0, returned=104.5, settle=2.0) == 5.5
+    assert rerun.back_after(history[:-2], ALL, since=100.0, returned=104.5, settle=3.0) is None
 
 
-def test_a_gap_right_after_the_start_counts_from_the_return():
-    history = polls(EVERYONE, EVERYONE, None, EVERYONE, EVERYONE, EVERYONE, EVERYONE, EVERYONE)
-    assert rerun.back_after(history, ALL, since=100.6, settle=1.5) == round(101.5 - 100.6, 2)
+def test_not_back_while_a_node_is_missing():
+    assert rerun.back_after(polls(*[["10.0.0.1", "10.0.0.2"]] * 10), ALL, since=100.0, returned=100.0,
+                            settle=1.0) is None
+    assert rerun.back_after([], ALL, since=0.0, returned=0.0, settle=1.0) is None
 
 
 @pytest.fixture
