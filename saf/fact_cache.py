@@ -1,4 +1,4 @@
-"""Facts in one SSH round trip per node: the questions of the last run, asked together up front.
+"""Facts in two SSH round trips per node: the questions of the last run, asked together up front.
 
 pyinfra 3 reads every fact with its own command over SSH, and reads it again each time a task
 or an operation asks (it keeps no cache: a fact may change once operations run). A converged
@@ -12,10 +12,13 @@ round trips. Here, per host:
   that host (an operation's command, an upload): then everything kept is dropped, and the next
   questions go to the node, as pyinfra intends.
 - **Asked together.** The questions a run asked are written to the control machine
-  (``.saf/fact-questions/<node>.json``: commands only, never their answers or a password). The next
-  run sends them as one shell script, grouped by connector arguments, each command in its own
-  subshell with its exit status after a marker, and keeps every answer that succeeded. A question
-  that was not asked last time, or failed, goes to the node on its own as before.
+  (``.saf/fact-questions/<node>-<address>.json``: commands only, never their answers, a password or
+  a masked value). At its first read, the next run sends them as one shell script per group of
+  connector arguments, each command in its own subshell with its exit status after a marker, and
+  keeps every answer that succeeded: the plain questions first, with ``sudo -n true``; those asked
+  with sudo only if that succeeded (so a node that lost passwordless sudo meets it as before, never
+  a password prompt); those asked through su or doas never. A question that was not asked last
+  time, or failed, goes to the node on its own as before.
 
 A fact class with ``read_live = True`` (the verification: it observes the whole cluster, after the
 run) is never kept, written down or asked ahead.
