@@ -20,8 +20,10 @@ round trips. Here, per host:
   a password prompt); those asked through su or doas never. A question that was not asked last
   time, or failed, goes to the node on its own as before.
 
-A fact class with ``read_live = True`` (the verification: it observes the whole cluster, after the
-run) is never kept, written down or asked ahead.
+A fact class with ``read_live = True`` is never kept, written down or asked ahead: the verification
+(it observes the whole cluster, after the run) and the process lists (asked inside a script, ``ps``
+lists that script's own shells, whose command line is every question: the lab's adoption test
+found a hand-run Ray unseen that way).
 
 pyinfra's own fact code still runs (its command, its ``process``, its errors); only the channel is
 shared. What another node's operation changes on this node mid-run (none of SAF's tasks reads such

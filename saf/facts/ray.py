@@ -49,6 +49,7 @@ class RayProcesses(FactBase[list]):
     """``[{"user", "pid", "ppid", "command"}]`` for every Ray process on the node."""
 
     default = list
+    read_live = True  # saf/fact_cache.py: asked ahead in a script, ps would list that script's own processes
 
     def command(self) -> str:
         return PS_COMMAND
@@ -77,6 +78,7 @@ class RayProcessUnits(FactBase[list]):
     (a process outside any unit, e.g. in a session scope's parent or another namespace)."""
 
     default = list
+    read_live = True  # saf/fact_cache.py: asked ahead in a script, ps would list that script's own processes
 
     def requires_command(self) -> str:
         return "ps"

@@ -337,3 +337,11 @@ def test_an_unreadable_questions_file_asks_nothing(tmp_path, content):
     path = tmp_path / "q.json"
     path.write_text(content)
     assert read_questions(path) == [] and read_questions(tmp_path / "absent.json") == []
+
+
+def test_process_lists_are_read_live_because_a_script_of_questions_lists_itself():
+    from saf.facts.ray import RayProcesses, RayProcessUnits
+    script = batch_script(["ps -A -ww -o args="], "TOKEN-SEEN")
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert any("TOKEN-SEEN" in line for line in split_batch(done.stdout.splitlines(), "TOKEN-SEEN", 1)[0])
+    assert RayProcesses.read_live is True and RayProcessUnits.read_live is True
