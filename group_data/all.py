@@ -49,6 +49,11 @@ manage_mtu = True  # set the MTU; False leaves interfaces alone
 
 # --- Firewall -------------------------------------------------------------------------------------
 firewall = False  # host rules (nftables / pf) admitting Ray's ports only from the cluster's nodes and loopback
+# A Ray without token auth (ray_version < 2.52.0, or ray_auth: off) runs any job anyone on the network
+# sends it (ShadowRay, CVE-2023-48022): such a cluster must set firewall: true, or say with
+# trusted_network: true that the network is the user's alone. Not on by default because a
+# `--limit` run onboarding a new node leaves the other nodes' rules as they were (see README).
+trusted_network = False  # true: no one else is on the network between the nodes (a lab, a private cable)
 
 # --- macOS power settings ---------------------------------------------------------------------------
 macos_power_settings = True  # pmset: never sleep (sleep 0, disksleep 0), autorestart 1, womp 1

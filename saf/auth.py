@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 from pyinfra.api.exceptions import PyinfraError
@@ -39,6 +40,29 @@ def auth_mode(ray_auth: str, ray_version: str) -> str | None:
     if not ray_has_auth(ray_version):
         return None
     return "disabled" if ray_auth == "off" else "token"
+
+
+def has_token_auth(ray_auth: str, ray_version: str) -> bool:
+    """Whether the cluster's Ray asks every caller for the token (auto or token on a Ray that has it)."""
+    return auth_mode(ray_auth, ray_version) == "token"
+
+
+def protection(settings: Any) -> str:
+    """What keeps strangers from running code through Ray's job API, in words for doctor and reports.
+
+    ``settings`` is the validated :class:`saf.spec.Settings` or a pyinfra ``host.data``: anything
+    with ``ray_auth``, ``ray_version``, ``firewall`` and ``trusted_network``. One of ``token auth and
+    firewall``, ``token auth``, ``firewall``, ``none: trusted network``, or ``none`` (which the
+    cluster file's validation refuses, so a deploy never runs with it).
+    """
+    token = has_token_auth(settings.ray_auth, settings.ray_version)
+    if token and settings.firewall:
+        return "token auth and firewall"
+    if token:
+        return "token auth"
+    if settings.firewall:
+        return "firewall"
+    return "none: trusted network" if settings.trusted_network else "none"
 
 
 def auth_environment(mode: str | None, token_path: str) -> tuple[tuple[str, str], ...]:

@@ -188,6 +188,7 @@ class Settings(_Strict):
     mtu: StrictInt = Field(ge=1280, le=9000)
     manage_mtu: StrictBool
     firewall: StrictBool
+    trusted_network: StrictBool
     macos_power_settings: StrictBool
     verify_after_deploy: StrictBool
     verify_timeout_s: StrictInt = Field(ge=10, le=3600)

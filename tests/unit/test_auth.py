@@ -97,3 +97,20 @@ def test_the_verification_driver_gets_its_environment_as_quoted_words():
     words = shlex.split(command.get_raw_value())
     assert words[:3] == ["env", "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/Users/a b/.saf/ray/auth-token"]
     assert words[3] == "/Users/a b/saf/venv/current/bin/python"
+
+
+@pytest.mark.parametrize("ray_auth, ray, firewall, trusted, expected", [
+    ("auto", "2.52.0", True, False, "token auth and firewall"),
+    ("token", "2.60.0", False, False, "token auth"),
+    ("auto", "2.52.0", False, True, "token auth"),
+    ("auto", "2.49.1", True, False, "firewall"),
+    ("off", "2.60.0", True, True, "firewall"),
+    ("off", "2.60.0", False, True, "none: trusted network"),
+    ("auto", "2.49.1", False, False, "none"),
+])
+def test_protection_names_what_keeps_strangers_off_rays_job_api(ray_auth, ray, firewall, trusted, expected):
+    from types import SimpleNamespace
+
+    from saf.auth import protection
+    settings = SimpleNamespace(ray_auth=ray_auth, ray_version=ray, firewall=firewall, trusted_network=trusted)
+    assert protection(settings) == expected
