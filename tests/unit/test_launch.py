@@ -1,10 +1,13 @@
-"""`saf launch` without a cluster: what is shipped to the head, the remote line that runs the
-driver, and the driver's rank (a real child process: output, exit status, stop) and verdict."""
+"""`saf launch` without a cluster: what is shipped to the head (the project, never a home's
+credentials or what git ignores, the size checked before anything is read), the remote line that
+runs the driver, and the driver's rank (a real child process: output, exit status, stop) and verdict."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -12,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from saf.launch import EXCLUDED, LaunchError, driver_command, home_path, pack
+from saf.launch import (
+    EXCLUDED,
+    LaunchError,
+    driver_command,
+    gitignore_pattern,
+    home_path,
+    launch,
+    pack,
+    refuse_non_project,
+    shipment,
+)
 from saf.mlx_ring import UnknownNodes, launch_nodes
 from saf.node_scripts import DIRECTORY
 from saf.spec import load_cluster
@@ -44,6 +57,125 @@ def test_the_working_directory_is_shipped_without_vcs_venvs_or_caches(tmp_path):
         assert tar.getmember("driver.py").mode == 0o644
     assert {"work/train.py", "work/data/small.txt", "driver.py", "saf_verify_job.py"} <= names
     assert not any(set(Path(name).parts) & EXCLUDED for name in names)
+
+
+SECRET = "AKIA-NEVER-SHIPPED"
+# a project folder as a careless user has it: credentials beside the program, ignored outputs
+TREE = {
+    ".ssh/id_ed25519": SECRET, ".ssh/config": "Host *", ".aws/credentials": SECRET, ".env": SECRET,
+    ".env.local": SECRET, "deploy.pem": SECRET, "tls/server.key": SECRET, "tls/server.crt": "public",
+    "backup/id_rsa.old": SECRET, ".config/gcloud/credentials.db": SECRET, ".config/app.toml": "ok",
+    ".docker/config.json": SECRET, ".netrc": SECRET, "sub/.pgpass": SECRET,
+    "train.py": "print('hi')\n", "data.csv": "1,2\n", "data/more.csv": "3,4\n",
+    ".gitignore": "# outputs\n*.log\n!keep.log\nbuild/\n/top-only.txt\nruns/**/ckpt\n",
+    "run.log": "x", "keep.log": "kept", "build/out.bin": "x", "top-only.txt": "x", "data/top-only.txt": "kept",
+    "runs/a/b/ckpt": "x", "runs/a/notes.txt": "kept",
+    "notes/.gitignore": "draft*\n", "notes/draft1.md": "x", "notes/final.md": "kept",
+}
+SHIPPED = {"train.py", "data.csv", "data/more.csv", ".gitignore", "keep.log", "data/top-only.txt",
+           "runs/a/notes.txt", "notes/.gitignore", "notes/final.md", "tls/server.crt", ".config/app.toml"}
+
+
+def make_tree(root: Path, tree: dict[str, str] = TREE) -> Path:
+    for relative, text in tree.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
+
+
+def shipped_names(workdir: Path) -> set[str]:
+    with tarfile.open(fileobj=io.BytesIO(pack(workdir)), mode="r:gz") as tar:
+        contents = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+        names = set(tar.getnames())
+    assert SECRET.encode() not in contents
+    assert {"driver.py", "saf_verify_job.py"} <= names
+    return {name[len("work/"):] for name in names if name.startswith("work/")}
+
+
+def test_credentials_keys_and_what_gitignore_ignores_are_never_shipped(tmp_path):
+    workdir = make_tree(tmp_path / "project")
+    assert shipped_names(workdir) == SHIPPED  # .ssh/ as a whole (its config too): never shipped
+
+
+def test_git_s_own_answer_and_the_gitignore_reader_agree(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    plain, repo = make_tree(tmp_path / "plain"), make_tree(tmp_path / "repo")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".git" / "info" / "exclude").write_text("data.csv\n")  # git's own excludes count in a work tree
+    assert shipped_names(repo) == shipped_names(plain) - {"data.csv"}
+    subprocess.run(["git", "-C", str(repo), "add", "-f", "run.log"], check=True)  # tracked: shipped though ignored
+    assert "run.log" in shipped_names(repo)
+    # run from a sub-folder of the work tree: the root's .gitignore still counts, paths are the folder's
+    assert shipped_names(repo / "notes") == {".gitignore", "final.md"}
+    # a folder the repository ignores as a whole is shipped as a folder of its own, by its own .gitignore
+    make_tree(repo / "build" / "exp", {"a.py": "x", "b.log": "x", ".gitignore": "*.tmp\n", "c.tmp": "x"})
+    assert shipped_names(repo / "build" / "exp") == {"a.py", "b.log", ".gitignore"}
+
+
+@pytest.mark.parametrize(("line", "ignored", "kept"), [
+    ("*.log", ["a.log", "x/y/a.log"], ["a.logx", "log"]),
+    ("/top", ["top", "top/"], ["x/top"]),
+    ("build/", ["build/", "x/build/"], ["build"]),  # a folder only (the trailing / marks a folder here)
+    ("a/*.txt", ["a/b.txt"], ["a/b/c.txt", "x/a/b.txt"]),
+    ("**/cache", ["cache", "x/y/cache"], ["cachex"]),
+    ("out/**", ["out/a", "out/a/b"], ["out", "x/out/a"]),
+    ("a/**/z", ["a/z", "a/b/z", "a/b/c/z"], ["b/a/z"]),
+    ("file?.[ch]", ["file1.c", "d/fileA.h"], ["file10.c", "file1.o"]),
+    ("[!a]bc", ["xbc"], ["abc"]),
+])
+def test_a_gitignore_line_matches_as_git_reads_it(line, ignored, kept):
+    pattern = gitignore_pattern(line + "\n")
+    for path in ignored:
+        assert pattern.regex.match(path.rstrip("/")) and (path.endswith("/") or not pattern.dir_only), path
+    for path in kept:
+        assert not pattern.regex.match(path) or (pattern.dir_only and not path.endswith("/")), path
+    assert gitignore_pattern("# a comment\n") is None and gitignore_pattern("   \n") is None
+
+
+def test_stderr_names_what_was_left_out_and_how_many_never_the_contents(tmp_path):
+    summary = shipment(make_tree(tmp_path / "project")).summary()
+    assert summary.startswith(f"saf launch: shipping {len(SHIPPED)} files (")
+    assert summary.endswith("; left out: 11 credentials and keys (.aws/, .config/gcloud/, .docker/config.json, "
+                            ".env, .env.local, .netrc, .ssh/, backup/id_rsa.old and 3 more); 5 ignored by .gitignore "
+                            "(build/, notes/draft1.md, run.log, runs/a/b/ckpt, top-only.txt)"), summary
+    assert SECRET not in summary
+
+
+@pytest.mark.parametrize("where", ["/", "~", "~/..", "~/.ssh", "~/.ssh/keys", "~/.aws", "~/.config/gcloud/x",
+                                   "~/Documents", "~/Downloads", "~/Library"])
+def test_a_home_its_parents_and_personal_folders_are_refused_with_the_fix(tmp_path, where):
+    home = tmp_path / "home" / "ada"
+    workdir = Path(where.replace("~", str(home)))
+    workdir.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(LaunchError) as refused:
+        refuse_non_project(workdir, home)
+    assert str(refused.value).startswith(f"saf launch ships the directory it runs from to every node, and "
+                                         f"{os.path.realpath(workdir)} is ")
+    assert str(refused.value).endswith("cd into the program's own project folder (its code and small data files) "
+                                       "and run saf launch there")
+
+
+@pytest.mark.parametrize("where", ["~/projects/train", "~/Documents/thesis-code", "~/.config-tools", "/srv/jobs"])
+def test_a_project_folder_anywhere_else_is_fine(tmp_path, where):
+    home = tmp_path / "home" / "ada"
+    refuse_non_project(Path(where.replace("~", str(home))), home)
+
+
+def test_a_launch_from_the_home_folder_is_refused_before_anything_is_sent(tmp_path, monkeypatch, write_cluster):
+    home = make_tree(tmp_path / "home")
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(LaunchError, match=r"is your home folder: that would send your files"):
+        launch(cluster(write_cluster), None, ["python", "train.py"], home)  # no SSH: refused before
+
+
+def test_the_size_is_checked_before_any_file_is_read(tmp_path):
+    with open(tmp_path / "huge.bin", "wb") as huge:  # sparse: 64 GiB that reading would take minutes to pack
+        huge.truncate(64 << 30)
+    started = time.monotonic()
+    with pytest.raises(LaunchError, match=r"holds 65536 MiB to ship to every node \(at most 100 MiB\)"):
+        pack(tmp_path)
+    assert time.monotonic() - started < 2
 
 
 def test_a_working_directory_too_large_to_ship_is_refused(tmp_path, monkeypatch):
