@@ -32,7 +32,7 @@ sys.path.insert(0, str(PROJECT))
 from saf.paths import on_control  # noqa: E402
 from saf.venv_spec import requirements, venv_name  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
-from saf.ssh import ssh_argv, ssh_options, ssh_target  # noqa: E402
+from saf.ssh import scp_argv, ssh_argv  # noqa: E402
 from saf.wheelhouse import ensure_wheels, platform_key, wheel_platforms  # noqa: E402
 
 
@@ -41,8 +41,7 @@ def ssh(node, script: str) -> str:
 
 
 def scp(node, sources: list[Path], dest: str) -> None:
-    subprocess.run(["scp", "-q", *ssh_options(node, port_flag="-P"), *map(str, sources), f"{ssh_target(node)}:{dest}"],
-                   check=True)
+    subprocess.run(scp_argv(node, [str(source) for source in sources], dest, options=("-q",)), check=True)
 
 
 def wipe(node, settings) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyinfra.api.exceptions import PyinfraError
+
 from saf.ports import mlx_ring_ports, single_ports, worker_range
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
@@ -92,9 +94,26 @@ def ray_ports(data: object) -> tuple[PortRange, ...]:
     return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data)])
 
 
+class FirewallAddressError(PyinfraError):
+    """A node's cluster ip is not an address: it cannot go into the rules (PyinfraError: the run stops
+    before any host changes, with the message and no traceback)."""
+
+
+def peer_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A node's ip as the rules write it: parsed and normalised by ``ipaddress``, an IPv6 scope id
+    (``%eth0``) dropped (nft and pf match the address alone), so that only digits, hex, ``.`` and
+    ``:`` ever reach a rule, whatever the cluster file held."""
+    try:
+        return ipaddress.ip_address(str(text).split("%", 1)[0])
+    except ValueError:
+        raise FirewallAddressError(
+            f"SAF cannot write the node ip {text!r} into the firewall rules: it is not an IPv4 or IPv6 address. "
+            "Fix the node's `ip` (or `address`) in the cluster file, then re-run.") from None
+
+
 def cluster_peers(cluster_nodes: Iterable[dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The cluster ips of every node, split into IPv4 and IPv6, sorted."""
-    addresses = sorted({ipaddress.ip_address(node["ip"]) for node in cluster_nodes}, key=lambda a: (a.version, a))
+    """The cluster ips of every node (normalised by :func:`peer_address`), split into IPv4 and IPv6, sorted."""
+    addresses = sorted({peer_address(node["ip"]) for node in cluster_nodes}, key=lambda a: (a.version, a))
     return (tuple(str(a) for a in addresses if a.version == 4), tuple(str(a) for a in addresses if a.version == 6))
 
 

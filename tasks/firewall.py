@@ -37,6 +37,7 @@ from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.operations.plist import linted_plist
 from saf.operations.stop import stop_host
+from saf.templating import unit_template_env
 
 macos = is_macos(host)
 sudo = host.data.use_sudo
@@ -75,7 +76,7 @@ def linux_firewall() -> None:
     files.template(name="Ray's firewall rules (/etc/saf/firewall.nft)", src=NFT_TEMPLATE, dest=NFT_FILE,
                    rules=rules, mode="644", _sudo=True)
     unit = files.template(name=f"Load them at boot ({UNIT})", src=UNIT_TEMPLATE, dest=UNIT_FILE, nft=nft,
-                          rules_file=NFT_FILE, mode="644", _sudo=True)
+                          rules_file=NFT_FILE, mode="644", jinja_env_kwargs=unit_template_env(), _sudo=True)
     loaded = host.get_fact(NftRules, _sudo=True)
     if (loaded or {}).get("digest") != rules.digest:  # the file's first lines make this an atomic replace
         server.shell(name="Load Ray's firewall rules (table inet saf)", commands=[f"{nft} -f {NFT_FILE}"],

@@ -10,6 +10,7 @@ from saf.network import cluster_interface, mtu_finding
 from saf.node_os import is_macos
 from saf.operations.stop import stop_host
 from saf.preflight import Verdict
+from saf.templating import unit_template_env
 
 mtu = host.data.mtu
 finding = mtu_finding(host)
@@ -30,6 +31,6 @@ elif interface:
     unit = files.template(name="Keep the MTU across reboots (saf-mtu.service)",
                           src="templates/saf-mtu.service.j2", dest="/etc/systemd/system/saf-mtu.service",
                           interface=interface.name, mtu=mtu, ip=host.get_fact(Which, command="ip") or "/usr/sbin/ip",
-                          mode="644", _sudo=True)
+                          mode="644", jinja_env_kwargs=unit_template_env(), _sudo=True)
     systemd.service(name="Enable saf-mtu.service", service="saf-mtu.service", enabled=True,
                     daemon_reload=unit.will_change, _sudo=True)

@@ -5,6 +5,8 @@ head first. A node's Ray restarts when its definition changed, or for a reason a
 recorded (saf/restarts.py: its venv or its auth token changed), and only then.
 """
 
+import shlex
+
 from pyinfra import host, logger
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
@@ -14,6 +16,7 @@ from saf.operations.launchd import job
 from saf.operations.plist import linted_plist
 from saf.restarts import ray_restart_reasons
 from saf.service import in_role_order, node_ray_service
+from saf.templating import unit_template_env
 
 service = node_ray_service(host)
 if is_macos(host) and host.data.macos_service == "daemon" and not service.system:
@@ -42,12 +45,13 @@ def systemd_service() -> None:
     """A system unit (with sudo) or a user unit with lingering (without)."""
     if not service.system:
         files.directory(name="User unit directory", path=service.unit_dir, present=True)
-        linger = host.get_fact(Command, command=f"loginctl show-user {service.user} -p Linger --value 2>/dev/null || true")
+        user = shlex.quote(service.user)
+        linger = host.get_fact(Command, command=f"loginctl show-user {user} -p Linger --value 2>/dev/null || true")
         if linger != "yes":
             server.shell(name="Let the user's services run without a login (linger)",
-                         commands=[f"loginctl enable-linger {service.user}"])
+                         commands=[f"loginctl enable-linger {user}"])
     unit = files.template(name=f"Ray {service.role} unit", src="templates/ray.service.j2", dest=service.unit_path,
-                          service=service, mode="644", _sudo=service.system)
+                          service=service, mode="644", jinja_env_kwargs=unit_template_env(), _sudo=service.system)
     changed = unit.will_change
     systemd.service(name=f"Ray {service.role} (systemd)", service=service.unit, running=True, enabled=True,
                     restarted=changed or bool(restart_reasons), daemon_reload=changed,

@@ -33,6 +33,6 @@ def test_ssh_outside_pyinfra_uses_the_nodes_key_known_hosts_port_and_user(write_
     alpha, beta = cluster.nodes
     assert ssh_argv(alpha, "uname", options=("-N",)) == [
         "ssh", "-N", "-o", "BatchMode=yes", "-i", str(key), "-o", f"UserKnownHostsFile={known}",
-        "-o", "StrictHostKeyChecking=yes", "-p", "2222", "arthur@10.0.0.1", "uname"]
+        "-o", "StrictHostKeyChecking=yes", "-p", "2222", "-l", "arthur", "--", "10.0.0.1", "uname"]
     assert ssh_options(alpha, port_flag="-P")[-2:] == ["-P", "2222"]
-    assert ssh_argv(beta) == ["ssh", "-o", "BatchMode=yes", "10.0.0.2"]
+    assert ssh_argv(beta) == ["ssh", "-o", "BatchMode=yes", "--", "10.0.0.2"]
