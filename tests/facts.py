@@ -16,6 +16,7 @@ from pyinfra.api.util import get_template
 
 from saf.venv_spec import current_venv_path, requirements, venv_name
 from saf.service import RayService, ray_service
+from tests.fixtures import macos_output
 from tests.planning import FromHostData, Raw
 from saf.build_deps import MAC_BUILD_DEPS
 from saf.spec import load_defaults
@@ -147,6 +148,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
         **mac_network(),
         **NO_RAY_MAC,
+        "service.RayServiceRun:*": ray_service_run("launchd", "/Users/arthurdell/saf/venv"),
     }
     facts.update(overrides)
     return facts
@@ -190,7 +192,35 @@ def converged_service(role: str, ip: str, head_ip: str, home: str = "/Users/arth
         f"files.Sha1File:{path}": hashlib.sha1(rendered_plist(role, ip, head_ip, home)).hexdigest(),
         f"files.Directory:{home}/Library/Logs/saf": {"mode": 755},
         f"launchd.LaunchdJob:system/{label}": {"state": "running", "pid": 4127, "path": path},
+        "service.RayServiceRun:*": ray_service_run("launchd", f"{home}/saf/venv", venv_for()[0], watched=(path,)),
     }
+
+
+# --- the Ray service's running state, as saf.facts.service.RayServiceRun's command prints it ---
+SERVICE_NOW = 1_765_000_000  # the node's `date +%s` in these fixtures: Ray started an hour before
+MAC_PS_VENV = "py3.9.23-ray2.49.1-mlx0.29.1-0a1b2c3d"  # the venv the macOS ps fixture names
+
+
+def ray_service_run(manager: str, venv_root: str, running: str | None = None, current: str | None = None,
+                    watched: tuple[str, ...] = (), changed: tuple[str, ...] = (),
+                    need_daemon_reload: bool = False) -> Raw:
+    """Ray's service (``launchd``: the raw launchctl print and ps fixtures; ``systemd``: as the lab
+    prints it) running for an hour from venv ``running`` (None: not running), ``current`` resolving
+    to ``current`` (default: the same); of the ``watched`` files, those in ``changed`` were modified a
+    minute ago, the others two hours ago."""
+    current = current or running
+    if manager == "launchd":
+        service = macos_output("launchctl-print.running.macos15.txt") if running else ""
+        process = (macos_output("ps-A-pid-ppid-etime.ray-head.macos15").replace(MAC_PS_VENV, running)
+                   .replace("/Users/arthurdell/saf/venv", venv_root)) if running else ""
+    else:
+        service = f"MainPID={4127 if running else 0}\nNeedDaemonReload={'yes' if need_daemon_reload else 'no'}\n"
+        process = (f" 4127     1    01:00:00 {venv_root}/{running}/bin/python {venv_root}/current/bin/ray start --block\n"
+                   f" 4152  4127    59:57 {venv_root}/{running}/lib/python3.11/site-packages/ray/core/src/ray/raylet/"
+                   "raylet --node_manager_port=6381\n") if running else ""
+    mtimes = "".join(f"{SERVICE_NOW - (60 if path in changed else 7200)} {path}\n" for path in watched)
+    return Raw(f"== service\n{manager}\n{service}== root\n{venv_root}\n== process\n{process}== current\n"
+               + (f"{venv_root}/{current}\n" if current else "") + f"== now\n{SERVICE_NOW}\n== mtime\n{mtimes}")
 
 
 def converged_mlx_hostfile(home: str, user: str) -> dict[str, Any]:
@@ -249,6 +279,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "systemd.SystemdEnabled:*": {},
         "firewall.NftRules": None,  # no table inet saf
         **NO_RAY_LINUX,
+        "service.RayServiceRun:*": ray_service_run("systemd", "/home/saf/saf/venv"),
     }
     facts.update(overrides)
     return facts
