@@ -3,6 +3,7 @@ what the deploy does about its MTU."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from pyinfra.api.host import Host
@@ -82,7 +83,8 @@ def mtu_finding(host: Host) -> Finding:
     if is_macos(host):
         return _mac_mtu_finding(host, interface, mtu)
     if interface.mtu != mtu:
-        return Finding("MTU", found, Verdict.WOULD_CHANGE, f"ip link set dev {interface.name} mtu {mtu}")
+        return Finding("MTU", found, Verdict.WOULD_CHANGE,
+                       f"ip link set dev {shlex.quote(interface.name)} mtu {int(mtu)}")
     return Finding("MTU", found)
 
 
@@ -96,5 +98,6 @@ def _mac_mtu_finding(host: Host, interface: ClusterInterface, mtu: int) -> Findi
                        f"not {mtu}: set `mtu:` within that range in the cluster file's settings, or use an "
                        "interface that supports jumbo frames.")
     if current != {"active": mtu, "setting": mtu}:
-        return Finding("MTU", found, Verdict.WOULD_CHANGE, f"networksetup -setMTU {interface.name} {mtu}")
+        return Finding("MTU", found, Verdict.WOULD_CHANGE,
+                       f"networksetup -setMTU {shlex.quote(interface.name)} {int(mtu)}")
     return Finding("MTU", found)

@@ -12,14 +12,17 @@ from enum import Enum
 
 from pyinfra.api.host import Host
 from pyinfra.facts.files import File
-from pyinfra.facts.server import Arch, Kernel, MacosVersion
+from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
 
 from saf.build_deps import BREW
 from saf.facts.gpu import AppleGPU
 from saf.facts.launchd import LaunchdDomain
+from saf.facts.roots import SafRoots
 from saf.facts.system import FreeDiskKiB, PasswordlessSudo, XcodeCommandLineTools
 from saf.node_os import is_macos_kernel
+from saf.paths import on_node
 from saf.service import node_ray_service
+from saf.venv_spec import ROOT_MARKER
 
 SUPPORTED_LINUX_ARCHS = ("x86_64", "aarch64")
 
@@ -144,6 +147,57 @@ def _sudo(host: Host) -> Finding:
                    "(a file in /etc/sudoers.d), or set use_sudo: false in the cluster file's settings.")
 
 
+def root_paths(host: Host) -> tuple[str, str]:
+    """The node's venv_root and pyenv_root, absolute."""
+    home = host.get_fact(Home)
+    return on_node(host.data.venv_root, home).rstrip("/"), on_node(host.data.pyenv_root, home).rstrip("/")
+
+
+def saf_roots(host: Host) -> tuple[str, str, dict]:
+    """The node's venv_root and pyenv_root (absolute) and whose they are (:class:`SafRoots`)."""
+    venv_root, pyenv_root = root_paths(host)
+    return venv_root, pyenv_root, host.get_fact(SafRoots, venv_root=venv_root, pyenv_root=pyenv_root)
+
+
+_FOUND = {"absent": "absent (SAF creates it)", "empty": "empty", "ours": "holds only SAF's venvs",
+          "pyenv": "a pyenv checkout"}
+
+
+def _venv_root(host: Host, path: str, found: dict) -> Finding:
+    """venv_root must be SAF's: SAF prunes venvs there and teardown removes them."""
+    if found["state"] == "notdir":
+        return Finding("venv_root", f"{path}: a file", Verdict.CANNOT,
+                       f"venv_root {path} on {host.name} is a file, not a folder: set venv_root in the cluster "
+                       "file's settings to a folder of its own (the default is ~/saf/venv), then re-run.")
+    if found["marked"]:
+        return Finding("venv_root", f"{path}: SAF's ({ROOT_MARKER})")
+    if found["state"] != "foreign":
+        return Finding("venv_root", f"{path}: {_FOUND.get(found['state'], found['state'])}")
+    return Finding("venv_root", f"{path}: holds {found['entry']}", Verdict.CANNOT,
+                   f"venv_root {path} on {host.name} already exists and holds {found['entry']!r}, which SAF did "
+                   "not make: SAF builds and prunes its venvs there and `saf teardown` removes them, so it does not "
+                   "take over a folder of yours. Set venv_root in the cluster file's settings to a folder of its "
+                   "own (the default is ~/saf/venv), or, if the folder is SAF's, create "
+                   f"{path}/{ROOT_MARKER} on {host.name}; then re-run.")
+
+
+def _pyenv_root(host: Host, path: str, found: dict) -> Finding:
+    """pyenv_root must be pyenv's (a checkout, or only what pyenv keeps there) or new."""
+    if found["state"] in ("foreign", "notdir"):
+        what = "is a file" if found["state"] == "notdir" else f"holds {found['entry']!r}"
+        return Finding("pyenv_root", f"{path}: {what}", Verdict.CANNOT,
+                       f"pyenv_root {path} on {host.name} {what} and is not a pyenv checkout (no bin/pyenv): SAF "
+                       "installs pyenv and builds Python there, so it does not write into a folder of yours. Set "
+                       "pyenv_root in the cluster file's settings to a pyenv checkout or a new folder (the default "
+                       "is ~/.pyenv), then re-run.")
+    return Finding("pyenv_root", f"{path}: {_FOUND.get(found['state'], found['state'])}")
+
+
+def _saf_folders(host: Host) -> list[Finding]:
+    venv_root, pyenv_root, roots = saf_roots(host)
+    return [_venv_root(host, venv_root, roots["venv_root"]), _pyenv_root(host, pyenv_root, roots["pyenv_root"])]
+
+
 def preflight_findings(host: Host) -> list[Finding]:
     """Every assumption the deploy makes about ``host`` before it changes anything."""
     kernel = host.get_fact(Kernel)
@@ -156,7 +210,7 @@ def preflight_findings(host: Host) -> list[Finding]:
     else:
         return [Finding("operating system", str(kernel), Verdict.CANNOT,
                         f"{host.name} runs {kernel}: SAF provisions macOS (Apple Silicon) and Linux nodes only.")]
-    return findings + [_free_disk(host), _sudo(host)]
+    return findings + [_free_disk(host), _sudo(host), *_saf_folders(host)]
 
 
 def preflight_problems(host: Host) -> list[str]:

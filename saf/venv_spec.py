@@ -8,6 +8,7 @@ venv's name in their definition, so switching venvs changes the definition and r
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from pyinfra.api.host import Host
@@ -19,6 +20,19 @@ from saf.paths import on_node
 
 CURRENT = "current"  # the link in venv_root naming the venv Ray runs
 PREVIOUS = "previous"  # the link naming the one before it (`saf rollback`)
+ROOT_MARKER = ".saf-venv-root"  # written in venv_root when SAF builds a venv there: the folder is SAF's
+# Exactly what venv_name makes (the spec pins every version as x.y.z): what teardown and the prune may
+# remove, and nothing else. Unanchored and in POSIX ERE ([0-9], not \d) so that the node's shell can
+# use it too (`grep -Eqx`); Python uses it with re.fullmatch. saf/node_scripts/venv_switch.py keeps a
+# copy (it runs on the node without SAF): tests/unit/test_venv_switch.py checks that they agree.
+VENV_NAME_PATTERN = r"py[0-9]+\.[0-9]+\.[0-9]+-ray[0-9]+\.[0-9]+\.[0-9]+-mlx[0-9]+\.[0-9]+\.[0-9]+-[0-9a-f]{8}"
+# files SAF leaves beside a venv while it builds one (removed afterwards, unless a run was cut short)
+VENV_SIDE_FILES = (".requirements.txt", ".pip.log")
+
+
+def is_venv_name(name: str) -> bool:
+    """Whether ``name`` is exactly a name :func:`venv_name` makes (never a look-alike)."""
+    return re.fullmatch(VENV_NAME_PATTERN, name) is not None
 
 
 def current_venv_path(venv_root: str, home: str) -> str:

@@ -9,6 +9,7 @@ every boot by the oneshot saf-firewall.service. macOS: the pf anchor com.apple/o
 (The macOS application firewall, which `firewall` does not govern, is tasks/app_firewall.py.)
 """
 
+import shlex
 from pathlib import Path
 
 from pyinfra import host, logger, state
@@ -79,7 +80,7 @@ def linux_firewall() -> None:
                           rules_file=NFT_FILE, mode="644", jinja_env_kwargs=unit_template_env(), _sudo=True)
     loaded = host.get_fact(NftRules, _sudo=True)
     if (loaded or {}).get("digest") != rules.digest:  # the file's first lines make this an atomic replace
-        server.shell(name="Load Ray's firewall rules (table inet saf)", commands=[f"{nft} -f {NFT_FILE}"],
+        server.shell(name="Load Ray's firewall rules (table inet saf)", commands=[f"{shlex.quote(nft)} -f {NFT_FILE}"],
                      _sudo=True)
     # the unit only loads them at boot (like saf-mtu.service): nothing is restarted by a deploy
     systemd.service(name=f"Enable {UNIT}", service=UNIT, running=None, enabled=True,

@@ -1,5 +1,6 @@
 """Teardown (`saf teardown`): stop Ray and remove its jobs/units on every node, workers first.
-The auth token goes too; the venvs stay unless the run sets `--data teardown_venvs=true`."""
+The auth token goes too; the venvs stay unless the run sets `--data teardown_venvs=true`, and then
+only SAF's venvs and links go: venv_root itself only if nothing of anyone else's is left in it."""
 
 from pyinfra import host
 from pyinfra.facts.server import Home
@@ -8,7 +9,9 @@ from pyinfra.operations import files, systemd
 from saf.auth import NODE_TOKEN_FILE
 from saf.node_os import is_macos
 from saf.operations.launchd import job
+from saf.operations.python import removed_venvs
 from saf.paths import on_node
+from saf.preflight import root_paths
 from saf.service import in_role_order, node_ray_service
 
 home = host.get_fact(Home)
@@ -35,4 +38,5 @@ in_role_order(host, remove_service, first="worker")
 files.file(name="Remove the Ray auth token", path=on_node(NODE_TOKEN_FILE, home), present=False)
 
 if str(host.data.get("teardown_venvs", "")).lower() in ("1", "true", "yes"):
-    files.directory(name="Remove the venvs", path=on_node(host.data.venv_root, home), present=False)
+    venv_root, pyenv_root = root_paths(host)
+    removed_venvs(name="Remove SAF's venvs", root=venv_root, pyenv_root=pyenv_root)

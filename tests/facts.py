@@ -19,6 +19,7 @@ from saf.service import RayService, ray_service
 from tests.fixtures import macos_output
 from tests.planning import FromHostData, Raw
 from saf.build_deps import MAC_BUILD_DEPS
+from saf.facts.roots import root_state
 from saf.spec import load_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -121,6 +122,13 @@ NO_RAY_LINUX = {"ray.RayProcessUnits": Raw(""), "ray.LinuxListeners": Raw(""), "
                 "ray.CrontabRayLines": Raw("")}
 
 
+def saf_roots(venv: str = "absent", pyenv: str = "absent", marked: bool = False,
+              entry: str | None = None) -> dict[str, Any]:
+    """roots.SafRoots: whose venv_root and pyenv_root are (``entry``: the foreign one's, where one is)."""
+    return {"roots.SafRoots:*": {"venv_root": root_state(venv, entry if venv == "foreign" else None, marked),
+                                 "pyenv_root": root_state(pyenv, entry if pyenv == "foreign" else None)}}
+
+
 def fresh_mac(**overrides: Any) -> dict[str, Any]:
     """A new Mac Studio (macOS 15.1, M3 Ultra) with the Command Line Tools and nothing of ours."""
     facts: dict[str, Any] = {
@@ -146,6 +154,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         "server.Which:nvidia-smi": None,
         "python.PythonInterpreter:*": None,
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
+        **saf_roots(),
         **mac_network(),
         **NO_RAY_MAC,
         "service.RayServiceRun:*": ray_service_run("launchd", "/Users/arthurdell/saf/venv"),
@@ -243,6 +252,7 @@ def converged_mac(home: str = "/Users/arthurdell", role: str = "head", ip: str =
         "brew.BrewPackages": {package: {"1.0"} for package in MAC_BUILD_DEPS},
         "python.PythonInterpreter:*": {"version": "3.9.23", "missing": []},
         "python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
+        **saf_roots(venv="ours", pyenv="ours", marked=True),
         f"python.VenvDistributions:{home}/saf/venv/{name}": installed(reqs),
         **mac_network(mtu=9000, ip=ip),
         **converged_service(role, ip, head_ip, home),
@@ -270,6 +280,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "files.Directory:/home/saf/.pyenv": None,
         "python.PythonInterpreter:*": None,
         "python.SafVenvs:*": {"venvs": {}, "current": None, "previous": None},
+        **saf_roots(),
         "network.LinuxInterfaces": Raw(IP_ADDR.replace("MTU", "1500")),
         "server.Which:ip": "/usr/sbin/ip",
         "server.TmpDir": "/tmp",

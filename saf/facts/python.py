@@ -9,6 +9,8 @@ import shlex
 from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.command import QuoteString
 
+from saf.venv_spec import is_venv_name
+
 # A Python built without these is broken even if it starts (no _ssl: pip fails later, at worst).
 REQUIRED_MODULES = ("ssl", "sqlite3", "lzma", "bz2", "ctypes", "readline")
 
@@ -66,7 +68,7 @@ class SafVenvs(FactBase[dict]):
         result = self.default()
         for line in output:
             parts = line.strip().split(" ", 2)
-            if len(parts) == 3 and parts[0] == "venv":
+            if len(parts) == 3 and parts[0] == "venv" and is_venv_name(parts[2]):  # the glob is loose
                 result["venvs"][parts[2]] = parts[1] == "complete"
             elif len(parts) == 3 and parts[0] == "link":
                 result[parts[1]] = parts[2].rstrip("/").rsplit("/", 1)[-1]

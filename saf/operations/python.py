@@ -22,14 +22,16 @@ from saf.facts.python import (
     SafVenvs,
     VenvDistributions,
 )
+from saf.facts.roots import SafRoots
 from saf.node_scripts import node_script
-from saf.venv_spec import VenvSpec
+from saf.venv_spec import ROOT_MARKER, VENV_NAME_PATTERN, VENV_SIDE_FILES, VenvSpec
 
 # node programs (saf/node_scripts/), sent inline with the commands that run them
 _MODULES = node_script("python_modules.py")
 _PROVE = node_script("venv_prove.py")
 _SWITCH = node_script("venv_switch.py")
 _PIP_INSTALL = node_script("pip_install.sh")
+_TEARDOWN = node_script("venv_teardown.sh")
 
 BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
 
@@ -87,7 +89,7 @@ def _build_python(found: dict | None, version: str, pyenv: str, pyenv_root: str,
     # would otherwise hold the session open, and the deploy would wait for it forever. On failure
     # the log's end is printed, so the run still shows why.
     log = f"{pyenv_root}/saf-build-{version}.log"
-    yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {version} </dev/null >{_q(log)} 2>&1 "
+    yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {_q(version)} </dev/null >{_q(log)} 2>&1 "
                         f"|| {{ tail -n 40 {_q(log)}; exit 1; }}")
     yield _module_check(f"{pyenv_root}/versions/{version}/bin/python", version)
 
@@ -186,7 +188,8 @@ def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | No
     """Build (or repair) the venv beside ``current`` and prove it; a failure removes what it made."""
     build = work is VenvWork.BUILD
     requirements_file = f"{spec.path}.requirements.txt"
-    yield f"mkdir -p {_q(wheel_dir)} {_q(spec.root)}"
+    # the marker says the root is SAF's (preflight, teardown): written whenever SAF builds there
+    yield f"mkdir -p {_q(wheel_dir)} {_q(spec.root)} && touch {_q(f'{spec.root}/{ROOT_MARKER}')}"
     for wheel in wheels or ():
         yield FileUploadCommand(wheel, f"{wheel_dir}/{Path(wheel).name}")
     yield FileUploadCommand(StringIO("\n".join(spec.requirements) + "\n"), requirements_file)
@@ -202,7 +205,7 @@ def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | No
         yield _create_venv(spec.path, python, cleanup, consequence)
     yield _pip_install(spec.path, requirements_file, pushed, cleanup, consequence)
     on_fail = f"rm -rf {_q(spec.path)}; " if build else ""
-    yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_pins(spec))} "
+    yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_q(pin) for pin in _pins(spec))} "
            f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}")
     if build:
         reqs = " ".join(_q(r) for r in spec.requirements)
@@ -223,3 +226,22 @@ def rolled_back_venv(root: str):
         host.noop(f"no previous venv under {root}: nothing to roll back to")
         return
     yield f"{_q(root)}/{_q(previous)}/bin/python -c {_q(_SWITCH)} {_q(root)} {_q(previous)}"
+
+
+@operation()
+def removed_venvs(root: str, pyenv_root: str):
+    """
+    Remove SAF's venvs, the files beside them and the ``current``/``previous`` links under a venv
+    root, then the root itself only if nothing else is left in it (saf/node_scripts/venv_teardown.sh):
+    a folder or file of the user's in it stays, and so does the root.
+
+    + root: the venv root (absolute)
+    + pyenv_root: the pyenv root (absolute; the fact that judges the root reads both)
+    """
+    venvs = host.get_fact(SafVenvs, root=root)
+    found = host.get_fact(SafRoots, venv_root=root, pyenv_root=pyenv_root)["venv_root"]
+    if not (venvs["venvs"] or venvs["current"] or venvs["previous"]) and found["state"] not in ("empty", "ours"):
+        host.noop(f"no venv of SAF's under {root}")
+        return
+    arguments = " ".join(_q(a) for a in (root, VENV_NAME_PATTERN, ROOT_MARKER, " ".join(VENV_SIDE_FILES)))
+    yield f"sh -c {_q(_TEARDOWN)} venv_teardown.sh {arguments}"
