@@ -96,7 +96,7 @@ def _sections(output: list[str], command: str) -> dict[str, list[str]]:
 
 def venv_in(command_line: str, venv_root: str) -> str | None:
     """The venv directory under ``venv_root`` a command line names (not ``current``/``previous``)."""
-    for found in re.finditer(re.escape(venv_root.rstrip("/")) + r"/([^/\s]+)/", command_line):
+    for found in re.finditer(r"(?:^|\s)" + re.escape(venv_root.rstrip("/")) + r"/([^/\s]+)/", command_line):
         if found.group(1) not in ("current", "previous"):
             return found.group(1)
     return None
