@@ -1,8 +1,8 @@
 """The ``saf`` command: what pyinfra's own CLI does not cover.
 
-``saf verify``, ``saf rollback``, ``saf teardown`` and ``saf rotate-token`` run the deploy's parts a
-user runs alone (task files of their own, through pyinfra); ``saf dashboard`` is a private way to
-the dashboard; ``saf lab`` (saf/lab/cli.py) is the local lab.
+``saf verify``, ``saf rollback``, ``saf teardown``, ``saf restore-launchers`` and ``saf rotate-token``
+run the deploy's parts a user runs alone (task files of their own, through pyinfra); ``saf
+dashboard`` is a private way to the dashboard; ``saf lab`` (saf/lab/cli.py) is the local lab.
 """
 
 from __future__ import annotations
@@ -85,6 +85,14 @@ def _load_cluster():
         raise UnusableClusterFile(str(error)) from None
 
 
+@click.command(name="restore-launchers")
+@click.option("--limit", "limit", metavar="NODE", help="Only this node (a name from the cluster file).")
+def restore_launchers(limit: str | None) -> None:
+    """Put back what `foreign_ray: stop` set aside on every node (or one): launchd jobs and systemd
+    units to their paths and enabled, crontab lines uncommented; nothing is started."""
+    _run_deploy_file("tasks/restore_launchers.py", *(["--limit", limit] if limit else []))
+
+
 @click.command(name="rotate-token")
 def rotate_token() -> None:
     """Replace the Ray auth token: a new one on the control machine, then a deploy that pushes it
@@ -131,5 +139,5 @@ def launch(names: str | None, command: tuple[str, ...]) -> None:
     sys.exit(status)
 
 
-for _command in (lab, doctor, verify, dashboard, rollback, teardown, rotate_token, launch):
+for _command in (lab, doctor, verify, dashboard, rollback, teardown, restore_launchers, rotate_token, launch):
     main.add_command(_command)

@@ -15,6 +15,7 @@ into :class:`ForeignRay`, and the ``*_commands`` functions say what the deploy r
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
@@ -40,6 +41,9 @@ from saf.ports import unnamed_listener_ports
 from saf.service import RayService, node_ray_service
 
 BACKUP_DIR = "~/.saf/foreign-ray-backup"
+SAVED_FILES = "files"  # <backup>/files/<the file's whole path>
+MANIFEST = "manifest.jsonl"  # <backup>/manifest.jsonl: one JSON object per thing set aside
+RESTORED_MANIFEST = "manifest.restored.jsonl"  # the manifest once `saf restore-launchers` has put it all back
 CRON_MARKER = "# SAF disabled (foreign Ray): "
 # one backup folder per run, named by its UTC start, the same on every node
 RUN_STAMP = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -312,18 +316,60 @@ def backup_dir(home: str) -> str:
     return on_node(f"{BACKUP_DIR}/{RUN_STAMP}", home)
 
 
+def saved_path(backup: str, path: str) -> str:
+    """Where a launcher's file is kept in ``backup``: its whole path under ``files/``, so that two
+    files of the same name never meet and the path they go back to is the path they are kept at."""
+    return f"{backup}/{SAVED_FILES}{path}"
+
+
+def backup_folder_command(backup: str) -> str:
+    """The run's backup folder and its manifest, the SSH user's (a sudo step appends to the
+    manifest then, and the next step, the user's own, still can)."""
+    folder = shlex.quote(backup)
+    return f"mkdir -p {folder}/{SAVED_FILES} && touch {folder}/{MANIFEST}"
+
+
+def manifest_command(backup: str, entry: dict) -> str:
+    """Append ``entry`` (what was set aside, from where, and how) to the run's manifest."""
+    line = json.dumps(entry, sort_keys=True)
+    return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(backup)}/{MANIFEST}"
+
+
+def _never_over(target: str, what: str) -> str:
+    """A shell test that stops the step when ``target`` exists (a file or a link, even broken)."""
+    quoted = shlex.quote(target)
+    message = shlex.quote(f"SAF: {target} exists already, and {what} is never written over it; move one of them "
+                          "away and re-run")
+    return f"if [ -e {quoted} ] || [ -L {quoted} ]; then echo {message} >&2; exit 1; fi"
+
+
+def move_aside_command(path: str, backup: str) -> str:
+    """Move ``path`` to its place under ``backup`` (folders made), never over a file there."""
+    target = saved_path(backup, path)
+    return (f"{_never_over(target, path)}; mkdir -p {shlex.quote(target.rsplit('/', 1)[0])} && "
+            f"mv -n -- {shlex.quote(path)} {shlex.quote(target)}")
+
+
+def launcher_entry(launcher: Launcher, backup: str) -> dict:
+    """The manifest's record of ``launcher``: enough to put it back as it was."""
+    return {"kind": launcher.kind, "name": launcher.name, "path": launcher.path,
+            "saved": saved_path(backup, launcher.path) if launcher.path else "", "domain": launcher.domain,
+            "sudo": launcher.needs_sudo, "program": launcher.program}
+
+
 def launcher_commands(launcher: Launcher, backup: str) -> list[str]:
-    """Stop and disable ``launcher``, and move its file into ``backup``."""
-    move = [f"mv -- {shlex.quote(launcher.path)} {shlex.quote(backup)}/"] if launcher.path else []
+    """Stop and disable ``launcher``, move its file under ``backup`` and record it in the manifest."""
+    move = [move_aside_command(launcher.path, backup)] if launcher.path else []
+    record = manifest_command(backup, launcher_entry(launcher, backup))
     if launcher.kind == "launchd job":
         target = shlex.quote(f"{launcher.domain}/{launcher.name}")
-        return [f"launchctl bootout {target} 2>/dev/null || true", f"launchctl disable {target}", *move]
+        return [f"launchctl bootout {target} 2>/dev/null || true", f"launchctl disable {target}", *move, record]
     systemctl = "systemctl --user" if launcher.kind == "user unit" else "systemctl"
     unit = shlex.quote(launcher.name)
     if not launcher.path:  # a running unit whose file is elsewhere (or none: a transient `systemd-run` unit)
         return [(f"if {systemctl} cat {unit} >/dev/null 2>&1; then "
-                 f"{systemctl} disable --now {unit} 2>/dev/null || {systemctl} stop {unit}; fi")]
-    return [f"{systemctl} disable --now {unit}", *move, f"{systemctl} daemon-reload"]
+                 f"{systemctl} disable --now {unit} 2>/dev/null || {systemctl} stop {unit}; fi"), record]
+    return [f"{systemctl} disable --now {unit}", *move, f"{systemctl} daemon-reload", record]
 
 
 def crontab_command(lines: list[tuple[int, str]], checksum: str, backup: str) -> str:
@@ -335,8 +381,15 @@ def crontab_command(lines: list[tuple[int, str]], checksum: str, backup: str) ->
     return ("c=$(crontab -l 2>/dev/null); "
             f"if [ \"$(printf '%s\\n' \"$c\" | cksum)\" != {shlex.quote(checksum)} ]; then "
             "echo 'SAF: the crontab changed since it was read; re-run the deploy' >&2; exit 1; fi; "
+            f"{_never_over(f'{backup}/crontab', 'the crontab')}; "
             f"printf '%s\\n' \"$c\" > {shlex.quote(backup)}/crontab && "
             f"printf '%s\\n' \"$c\" | awk {awk} | crontab -")
+
+
+def crontab_entry(user: str, lines: list[tuple[int, str]], backup: str) -> dict:
+    """The manifest's record of the crontab lines commented out."""
+    return {"kind": "crontab", "name": user, "lines": [[number, line] for number, line in lines],
+            "marker": CRON_MARKER, "saved": f"{backup}/crontab", "sudo": False}
 
 
 _STOP_SCRIPT = """\
@@ -373,6 +426,72 @@ def stop_processes_command(processes: list[dict], wait_s: int = TERM_WAIT_S, own
         not_safs = f' && ! grep -qsE {pattern} "/proc/$pid/cgroup"'
     guard = _job_guard(job_target, owner.job_pid) if job_target else ""
     return _STOP_SCRIPT.format(targets=targets, rounds=wait_s * 5, not_safs=not_safs, guard=guard)
+
+
+# --- putting back what was set aside (`saf restore-launchers`) --------------------------------------
+
+def backup_root(home: str) -> str:
+    """The folder holding every run's backup folder on a node."""
+    return on_node(BACKUP_DIR, home)
+
+
+def latest_entries(entries: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The manifest entries to put back (the newest run's, where two runs set aside the same file
+    or unit) and those left in their backup folders (older copies: nothing is written over one
+    that is back)."""
+    newest: dict[tuple, dict] = {}
+    for entry in sorted(entries, key=lambda e: e["run"], reverse=True):
+        key = ("crontab", entry["run"]) if entry["kind"] == "crontab" else (entry.get("path") or entry["name"],)
+        newest.setdefault(key, entry)
+    chosen = [entry for entry in entries if any(entry is kept for kept in newest.values())]
+    return chosen, [entry for entry in entries if not any(entry is kept for kept in chosen)]
+
+
+def put_back_command(saved: str, path: str) -> str:
+    """Move ``saved`` back to ``path``, never over a file there; done already (``saved`` gone,
+    ``path`` there) is fine, both gone stops the step."""
+    q_saved, q_path = shlex.quote(saved), shlex.quote(path)
+    gone = shlex.quote(f"SAF: neither {saved} nor {path} exists: nothing to put back")
+    return (f"if [ -e {q_saved} ] || [ -L {q_saved} ]; then {_never_over(path, saved)}; "
+            f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')} && mv -n -- {q_saved} {q_path}; "
+            f"elif [ ! -e {q_path} ] && [ ! -L {q_path} ]; then echo {gone} >&2; exit 1; fi")
+
+
+def restore_commands(entry: dict) -> list[str]:
+    """Put a set-aside launcher back where it was and enable it again, without starting it."""
+    if entry["kind"] == "launchd job":
+        target = shlex.quote(f"{entry['domain']}/{entry['name']}")
+        return [put_back_command(entry["saved"], entry["path"]), f"launchctl enable {target}"]
+    systemctl = "systemctl --user" if entry["kind"] == "user unit" else "systemctl"
+    unit = shlex.quote(entry["name"])
+    if not entry.get("path"):  # disabled by name, its file never moved
+        return [f"if {systemctl} cat {unit} >/dev/null 2>&1; then {systemctl} enable {unit}; fi"]
+    return [put_back_command(entry["saved"], entry["path"]), f"{systemctl} daemon-reload",
+            f"{systemctl} enable {unit}"]
+
+
+def uncomment_crontab_command(lines: list[str]) -> str:
+    """Take SAF's marker off exactly these crontab lines (as they were before it commented them out)."""
+    program = shlex.quote('BEGIN { m = ENVIRON["SAF_MARKER"]; n = split(ENVIRON["SAF_LINES"], l, "\\n"); '
+                          'for (i = 1; i <= n; i++) want[m l[i]] = 1 } '
+                          '($0 in want) { print substr($0, length(m) + 1); next } { print }')
+    return (f"c=$(crontab -l 2>/dev/null); printf '%s\\n' \"$c\" | SAF_MARKER={shlex.quote(CRON_MARKER)} "
+            f"SAF_LINES={shlex.quote(chr(10).join(lines))} awk {program} | crontab -")
+
+
+def restore_describe(entry: dict) -> str:
+    where = f" ({entry['path']})" if entry.get("path") else ""
+    return f"{entry['kind']} {entry['name']}{where}"
+
+
+def start_hint(entry: dict) -> str:
+    """How a person starts a put-back launcher now (the restore enables it, never starts it)."""
+    if entry["kind"] == "launchd job":
+        return f"`launchctl bootstrap {entry['domain']} {entry['path']}`"
+    if entry["kind"] == "crontab":
+        return "cron runs the lines at their next time (@reboot: at the next boot)"
+    user = "--user " if entry["kind"] == "user unit" else ""
+    return f"`systemctl {user}start {entry['name']}`"
 
 
 # --- what a person reads ------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ line taken out of service. Raw ps / lsof / ss output from tests/fixtures, parsed
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 
 import pytest
 
@@ -43,6 +45,21 @@ SEEDS_MAC = {
 }
 
 
+def recorded(command: str, backup: str) -> dict:
+    """The manifest entry a step appends to the run's manifest (its JSON, parsed)."""
+    words = shlex.split(command)
+    assert words[:2] == ["printf", "%s\\n"] and words[3:] == [">>", f"{backup}/manifest.jsonl"], command
+    return json.loads(words[2])
+
+
+def moved_aside(path: str, backup: str) -> str:
+    """The exact command that moves ``path`` under ``backup``/files, never over a file there."""
+    saved = f"{backup}/files{path}"
+    return (f"if [ -e {saved} ] || [ -L {saved} ]; then echo 'SAF: {saved} exists already, and {path} is never "
+            f"written over it; move one of them away and re-run' >&2; exit 1; fi; "
+            f"mkdir -p {saved.rsplit('/', 1)[0]} && mv -n -- {path} {saved}")
+
+
 def foreign_ops(host_plan):
     return [op for op in host_plan.ops if op.name.startswith("tasks/foreign_ray.py")]
 
@@ -60,16 +77,28 @@ def test_the_seeds_hand_run_ray_on_a_mac_is_stopped_with_the_exact_commands(plan
         f"Take the launchd job com.arthurdell.ray-head ({AGENT}) out of service (foreign Ray)",
         "Comment out crontab line(s) 2 that start Ray (foreign Ray)",
         "Stop the Ray not started by SAF: pids 2231, 2245, 2251, 2262"]
-    assert ops[0].commands == [f"mkdir -p {BACKUP}"]
-    assert ops[1].commands == ["launchctl bootout gui/501/com.arthurdell.ray-head 2>/dev/null || true",
-                               "launchctl disable gui/501/com.arthurdell.ray-head",
-                               f"mv -- {AGENT} {BACKUP}/"]
+    assert ops[0].commands == [f"mkdir -p {BACKUP}/files && touch {BACKUP}/manifest.jsonl"]
+    assert ops[1].commands[:3] == ["launchctl bootout gui/501/com.arthurdell.ray-head 2>/dev/null || true",
+                                   "launchctl disable gui/501/com.arthurdell.ray-head", moved_aside(AGENT, BACKUP)]
+    assert moved_aside(AGENT, BACKUP).endswith(
+        f"mv -n -- {AGENT} {BACKUP}/files/Users/arthurdell/Library/LaunchAgents/com.arthurdell.ray-head.plist")
+    assert recorded(ops[1].commands[3], BACKUP) == {
+        "kind": "launchd job", "name": "com.arthurdell.ray-head", "path": AGENT, "domain": "gui/501", "sudo": False,
+        "saved": f"{BACKUP}/files{AGENT}", "program": "/bin/zsh -lc source ~/saf-venv-39/bin/activate && "
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 ray start --head --port=6380 --dashboard-host=0.0.0.0"}
     assert not ops[1].sudo  # the user's own LaunchAgent
-    assert ops[2].commands == [(
+    saved_crontab = f"{BACKUP}/crontab"
+    assert ops[2].commands[0] == (
         "c=$(crontab -l 2>/dev/null); if [ \"$(printf '%s\\n' \"$c\" | cksum)\" != '3107512639 180' ]; then "
         "echo 'SAF: the crontab changed since it was read; re-run the deploy' >&2; exit 1; fi; "
+        f"if [ -e {saved_crontab} ] || [ -L {saved_crontab} ]; then echo 'SAF: {saved_crontab} exists already, and "
+        "the crontab is never written over it; move one of them away and re-run' >&2; exit 1; fi; "
         f"printf '%s\\n' \"$c\" > {BACKUP}/crontab && printf '%s\\n' \"$c\" | "
-        "awk 'NR == 2 { print \"# SAF disabled (foreign Ray): \" $0; next } { print }' | crontab -")]
+        "awk 'NR == 2 { print \"# SAF disabled (foreign Ray): \" $0; next } { print }' | crontab -")
+    assert recorded(ops[2].commands[1], BACKUP) == {
+        "kind": "crontab", "name": "arthurdell", "marker": "# SAF disabled (foreign Ray): ", "sudo": False,
+        "lines": [[2, "@reboot /Users/arthurdell/saf-venv-39/bin/ray start --head --port=6380 "
+                      "--dashboard-host=0.0.0.0"]], "saved": saved_crontab}
     stop = ops[3].commands[0]
     assert ops[3].commands == [saf.foreign_ray.stop_processes_command([
         {"pid": 2231, "user": "arthurdell", "command": "/Users/arthurdell/saf-venv-39/lib/python3.9/site-packages/"
@@ -188,8 +217,12 @@ def test_a_debian_host_s_own_user_unit_is_disabled_and_moved_aside_then_its_ray_
         f"Take the user unit ray-worker.service ({unit}) out of service (foreign Ray)",
         "Stop the Ray not started by SAF: pids 26, 27"]
     assert "launchctl" not in ops[2].commands[0] and ops[2].commands[0].startswith("alive() {")  # no launchd guard
-    assert ops[1].commands == ["systemctl --user disable --now ray-worker.service",
-                               f"mv -- {unit} {DEBIAN_BACKUP}/", "systemctl --user daemon-reload"]
+    assert ops[1].commands[:3] == ["systemctl --user disable --now ray-worker.service",
+                                   moved_aside(unit, DEBIAN_BACKUP), "systemctl --user daemon-reload"]
+    assert recorded(ops[1].commands[3], DEBIAN_BACKUP) == {
+        "kind": "user unit", "name": "ray-worker.service", "path": unit, "saved": f"{DEBIAN_BACKUP}/files{unit}",
+        "domain": "", "sudo": False, "program": "ExecStart=/home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380 "
+                                                "--block"}
     assert not ops[1].sudo and not ops[2].sudo
 
 
@@ -205,9 +238,10 @@ def test_a_debian_host_s_crontab_line_is_commented_out_and_a_system_unit_needs_s
         "Folder for what SAF sets aside (foreign Ray)",
         "Take the system unit ray.service (/etc/systemd/system/ray.service) out of service (foreign Ray)",
         "Comment out crontab line(s) 1 that start Ray (foreign Ray)"]  # nothing runs: nothing to stop
-    assert ops[1].sudo and ops[1].commands == ["systemctl disable --now ray.service",
-                                               f"mv -- /etc/systemd/system/ray.service {DEBIAN_BACKUP}/",
-                                               "systemctl daemon-reload"]
+    assert ops[1].sudo and ops[1].commands[:3] == [
+        "systemctl disable --now ray.service", moved_aside("/etc/systemd/system/ray.service", DEBIAN_BACKUP),
+        "systemctl daemon-reload"]
+    assert recorded(ops[1].commands[3], DEBIAN_BACKUP)["sudo"] is True
     assert "NR == 1 { print" in ops[2].commands[0] and not ops[2].sudo
 
 
@@ -246,12 +280,15 @@ def test_a_running_unit_whose_file_was_not_found_is_still_taken_out_of_service(p
         "Take the user unit ray-worker.service out of service (foreign Ray)",
         "Take the system unit ray-head.service out of service (foreign Ray)",  # not ssh.service: a login's
         "Stop the Ray not started by SAF: pids 26, 40, 42, 41"]  # one launcher per unit, however many run in it
-    assert ops[1].commands == ["if systemctl --user cat ray-worker.service >/dev/null 2>&1; then systemctl --user "
-                               "disable --now ray-worker.service 2>/dev/null || systemctl --user stop "
-                               "ray-worker.service; fi"]
+    assert ops[1].commands[0] == ("if systemctl --user cat ray-worker.service >/dev/null 2>&1; then systemctl --user "
+                                  "disable --now ray-worker.service 2>/dev/null || systemctl --user stop "
+                                  "ray-worker.service; fi")
+    assert recorded(ops[1].commands[1], DEBIAN_BACKUP) == {  # disabled by name: nothing moved, no file to bring back
+        "kind": "user unit", "name": "ray-worker.service", "path": "", "saved": "", "domain": "", "sudo": False,
+        "program": ""}
     assert not ops[1].sudo and ops[2].sudo
-    assert ops[2].commands == ["if systemctl cat ray-head.service >/dev/null 2>&1; then systemctl disable --now "
-                               "ray-head.service 2>/dev/null || systemctl stop ray-head.service; fi"]
+    assert ops[2].commands[0] == ("if systemctl cat ray-head.service >/dev/null 2>&1; then systemctl disable --now "
+                                  "ray-head.service 2>/dev/null || systemctl stop ray-head.service; fi")
 
 
 def test_refuse_on_debian_names_each_unit_and_the_crontab_lines_in_the_fix(plan):
@@ -278,6 +315,100 @@ def test_a_hand_made_launch_daemon_is_booted_out_of_the_system_domain_with_sudo(
                '"--block"]}\n\n')
     alpha = plan({"alpha": fresh_mac(**{**SEEDS_MAC, "ray.LaunchdRayJobs:*": jobs})}, cluster=ONE_MAC)["alpha"]
     take = alpha.op("Take the launchd job com.lab.ray-worker")
-    assert take.commands == ["launchctl bootout system/com.lab.ray-worker 2>/dev/null || true",
-                             "launchctl disable system/com.lab.ray-worker", f"mv -- {daemon} {BACKUP}/"]
+    assert take.commands[:3] == ["launchctl bootout system/com.lab.ray-worker 2>/dev/null || true",
+                                 "launchctl disable system/com.lab.ray-worker", moved_aside(daemon, BACKUP)]
+    assert recorded(take.commands[3], BACKUP)["domain"] == "system"
     assert take.sudo
+
+
+# --- saf restore-launchers: what the stop set aside, put back (tasks/restore_launchers.py) ----------
+
+OLDER_RUN = "20250101T000000Z"
+
+
+def manifest_output(ops, backup: str) -> str:
+    """What the SetAsideLaunchers fact reads after the deploy ran ``ops``: the manifest lines they append."""
+    lines = [shlex.split(command)[2] for op in ops for command in op.commands if command.startswith("printf '%s\\n' ")]
+    assert lines
+    return f"== {backup}/manifest.jsonl\n" + "\n".join(lines) + "\n"
+
+
+def restore_plan(plan, name: str, facts: dict, cluster: dict, limit=None):
+    return plan({name: facts}, cluster=cluster, limit=limit, deploy_file="tasks/restore_launchers.py")[name]
+
+
+def put_back(saved: str, path: str) -> str:
+    return (f"if [ -e {saved} ] || [ -L {saved} ]; then if [ -e {path} ] || [ -L {path} ]; then echo 'SAF: {path} "
+            f"exists already, and {saved} is never written over it; move one of them away and re-run' >&2; exit 1; "
+            f"fi; mkdir -p {path.rsplit('/', 1)[0]} && mv -n -- {saved} {path}; elif [ ! -e {path} ] && "
+            f"[ ! -L {path} ]; then echo 'SAF: neither {saved} nor {path} exists: nothing to put back' >&2; exit 1; fi")
+
+
+def test_restore_on_debian_puts_the_unit_back_enables_it_and_uncomments_the_crontab_without_starting(plan, caplog):
+    unit = "/etc/systemd/system/ray.service"
+    gamma = lab_debian("10.77.0.13", **{
+        "ray.CrontabRayLines": Raw("377055398 67\n@reboot /home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380\n"),
+        "ray.SystemdRayUnits:*": Raw(f"{unit}:ExecStart=/usr/bin/python3 -m ray.scripts.scripts start --head --block\n")})
+    stopped = foreign_ops(plan({"gamma": gamma}, cluster=LAB_DEBIAN, limit=["gamma"])["gamma"])
+    older = f"/home/saf/.saf/foreign-ray-backup/{OLDER_RUN}"
+    older_entry = json.dumps({"kind": "system unit", "name": "ray.service", "path": unit, "saved": f"{older}/files{unit}",
+                              "domain": "", "sudo": True, "program": ""})
+    manifests = f"== {older}/manifest.jsonl\n{older_entry}\n" + manifest_output(stopped, DEBIAN_BACKUP)
+    facts = {"server.Home": "/home/saf", "set_aside.SetAsideLaunchers:*": Raw(manifests)}
+    with caplog.at_level(logging.WARNING):
+        ops = restore_plan(plan, "gamma", facts, LAB_DEBIAN, limit=["gamma"]).ops
+    assert [op.name for op in ops] == [
+        f"Put back the system unit ray.service ({unit}) and enable it (not started)",
+        "Uncomment the 1 crontab line(s) SAF commented out",
+        f"Mark {OLDER_RUN}'s set-aside launchers restored",
+        f"Mark {saf.foreign_ray.RUN_STAMP}'s set-aside launchers restored"]
+    assert ops[0].sudo and ops[0].commands == [put_back(f"{DEBIAN_BACKUP}/files{unit}", unit),
+                                               "systemctl daemon-reload", "systemctl enable ray.service"]
+    assert not ops[1].sudo and ops[1].commands == [
+        "c=$(crontab -l 2>/dev/null); printf '%s\\n' \"$c\" | SAF_MARKER='# SAF disabled (foreign Ray): ' "
+        "SAF_LINES='@reboot /home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380' awk 'BEGIN { m = "
+        "ENVIRON[\"SAF_MARKER\"]; n = split(ENVIRON[\"SAF_LINES\"], l, \"\\n\"); for (i = 1; i <= n; i++) want[m l[i]] "
+        "= 1 } ($0 in want) { print substr($0, length(m) + 1); next } { print }' | crontab -"]
+    assert ops[3].commands == [f"mv -- {DEBIAN_BACKUP}/manifest.jsonl {DEBIAN_BACKUP}/manifest.restored.jsonl"]
+    assert not any(word in command for op in ops for command in op.commands
+                   for word in ("systemctl start", "--now", "restart"))  # nothing started
+    assert "[gamma] put back, not started: the system unit ray.service (/etc/systemd/system/ray.service); to start " \
+           "it now: `systemctl start ray.service`" in caplog.text
+    assert f"[gamma] left in {older}/files{unit}: an older copy of the system unit ray.service" in caplog.text
+
+
+def test_restore_enables_a_unit_disabled_by_name_only_if_it_is_still_there(plan):
+    in_units = ("root 1 0 init.scope - /sbin/init\n"
+                "saf 26 1 user@1000.service ray-worker.service /home/saf/ray-venv/lib/python3.11/site-packages/ray/"
+                "core/src/ray/raylet/raylet --node_manager_port=0\n")
+    gamma = lab_debian("10.77.0.13", **{"ray.RayProcessUnits": Raw(in_units)})
+    stopped = foreign_ops(plan({"gamma": gamma}, cluster=LAB_DEBIAN, limit=["gamma"])["gamma"])
+    facts = {"server.Home": "/home/saf", "set_aside.SetAsideLaunchers:*": Raw(manifest_output(stopped, DEBIAN_BACKUP))}
+    put = restore_plan(plan, "gamma", facts, LAB_DEBIAN, limit=["gamma"]).op("Put back the user unit ray-worker")
+    assert put.commands == ["if systemctl --user cat ray-worker.service >/dev/null 2>&1; then "
+                            "systemctl --user enable ray-worker.service; fi"] and not put.sudo
+
+
+def test_restore_on_a_mac_moves_the_agent_and_the_daemon_back_and_enables_them_in_their_domains(plan):
+    daemon = "/Library/LaunchDaemons/com.lab.ray-worker.plist"
+    jobs = Raw(LAUNCHD_JOBS.output + f"== {daemon}\n"
+               '{"Label":"com.lab.ray-worker","ProgramArguments":["/opt/ray/bin/ray","start","--block"]}\n\n')
+    stopped = foreign_ops(plan({"alpha": fresh_mac(**{**SEEDS_MAC, "ray.LaunchdRayJobs:*": jobs})},
+                               cluster=ONE_MAC)["alpha"])
+    facts = {"server.Home": HOME, "set_aside.SetAsideLaunchers:*": Raw(manifest_output(stopped, BACKUP))}
+    ops = restore_plan(plan, "alpha", facts, ONE_MAC).ops
+    assert [op.name for op in ops] == [
+        f"Put back the launchd job com.arthurdell.ray-head ({AGENT}) and enable it (not started)",
+        f"Put back the launchd job com.lab.ray-worker ({daemon}) and enable it (not started)",
+        "Uncomment the 1 crontab line(s) SAF commented out",
+        f"Mark {saf.foreign_ray.RUN_STAMP}'s set-aside launchers restored"]
+    assert ops[0].commands == [put_back(f"{BACKUP}/files{AGENT}", AGENT),
+                               "launchctl enable gui/501/com.arthurdell.ray-head"] and not ops[0].sudo
+    assert ops[1].commands == [put_back(f"{BACKUP}/files{daemon}", daemon),
+                               "launchctl enable system/com.lab.ray-worker"] and ops[1].sudo
+    assert not any("bootstrap" in command for op in ops for command in op.commands)  # enabled, not started
+
+
+def test_restore_with_nothing_set_aside_changes_nothing(plan):
+    facts = {"server.Home": "/home/saf", "set_aside.SetAsideLaunchers:*": Raw("")}
+    assert restore_plan(plan, "gamma", facts, LAB_DEBIAN, limit=["gamma"]).ops == []

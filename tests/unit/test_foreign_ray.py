@@ -1,7 +1,8 @@
 """Ray not started by SAF (saf/foreign_ray.py, saf/facts/ray.py): the facts read from raw ps / ss /
 lsof / grep / plutil / crontab output (tests/fixtures), the ownership judgement the deploy, the
-doctor and the verification share, and the node commands run for real: the crontab rewrite against
-a stand-in crontab, the process stop against real processes."""
+doctor and the verification share, and the node commands run for real: the crontab rewrite and its
+undoing against a stand-in crontab, launcher files moved aside and back (never over another), the
+process stop against real processes."""
 
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ from saf.facts.ray import (
     SystemdRayUnits,
 )
 from saf.facts.unexpected import UnexpectedOutput
+from saf.facts.set_aside import SetAsideLaunchers
 from saf.foreign_ray import (
     CRON_MARKER,
     Launcher,
     Owner,
     crontab_command,
+    latest_entries,
+    move_aside_command,
+    put_back_command,
+    saved_path,
+    uncomment_crontab_command,
     describe_listener,
     foreign_listeners,
     foreign_processes,
@@ -217,6 +224,83 @@ def test_the_crontab_rewrite_refuses_a_crontab_changed_since_it_was_read(crontab
                             check=False, capture_output=True, text=True)
     assert result.returncode == 1 and "the crontab changed since it was read" in result.stderr
     assert crontab.read_text() == "# edited meanwhile\n@reboot ray start --head\n"
+
+
+def test_restore_uncomments_exactly_the_lines_saf_commented_out(crontab, tmp_path):
+    original = ("SHELL=/bin/sh\n@reboot /home/saf/ray-venv/bin/ray start --address=10.77.0.11:6380 # it's 100%\n"
+                f"{CRON_MARKER}@reboot ray start --head\n"  # a line SAF did not comment out in this run: left
+                "*/5 * * * * echo 'not ray' \"quoted\" \\\\ x\n")
+    crontab.write_text(original)
+    cron = read_crontab_fact(crontab)
+    subprocess.run(["sh", "-c", crontab_command(cron["lines"], cron["checksum"], str(tmp_path))], check=True)
+    assert crontab.read_text() != original
+    restore = uncomment_crontab_command([line for _, line in cron["lines"]])
+    subprocess.run(["sh", "-c", restore], check=True)
+    assert crontab.read_text() == original
+    subprocess.run(["sh", "-c", restore], check=True)  # again: nothing marked is left to take off
+    assert crontab.read_text() == original
+
+
+def sh(command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+
+
+def test_launchers_of_the_same_name_are_kept_apart_by_path_and_never_written_over(tmp_path):
+    backup = str(tmp_path / "backup")
+    first, second = tmp_path / "etc" / "ray.service", tmp_path / "home" / "ray.service"
+    for path in (first, second):
+        path.parent.mkdir(parents=True)
+        path.write_text(f"unit at {path}")
+    assert sh(move_aside_command(str(first), backup)).returncode == 0
+    assert sh(move_aside_command(str(second), backup)).returncode == 0
+    assert Path(saved_path(backup, str(first))).read_text() == f"unit at {first}"
+    assert Path(saved_path(backup, str(second))).read_text() == f"unit at {second}"
+    assert saved_path(backup, str(first)) == f"{backup}/files{first}"
+    first.write_text("a new unit, written after the first was set aside")
+    again = sh(move_aside_command(str(first), backup))  # same run, same path: refused, both kept
+    assert again.returncode == 1 and "exists already" in again.stderr and "never written over" in again.stderr
+    assert first.read_text().startswith("a new unit") and Path(saved_path(backup, str(first))).read_text() == \
+        f"unit at {first}"
+
+
+def test_putting_back_never_writes_over_a_file_and_is_done_once(tmp_path):
+    backup, unit = str(tmp_path / "backup"), tmp_path / "etc" / "systemd" / "ray.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("the user's unit")
+    assert sh(move_aside_command(str(unit), backup)).returncode == 0 and not unit.exists()
+    unit.write_text("another file meanwhile")
+    refused = sh(put_back_command(saved_path(backup, str(unit)), str(unit)))
+    assert refused.returncode == 1 and f"SAF: {unit} exists already" in refused.stderr
+    assert unit.read_text() == "another file meanwhile"
+    unit.unlink()
+    unit.parent.rmdir()  # its folder gone too: made again
+    assert sh(put_back_command(saved_path(backup, str(unit)), str(unit))).returncode == 0
+    assert unit.read_text() == "the user's unit" and not Path(saved_path(backup, str(unit))).exists()
+    assert sh(put_back_command(saved_path(backup, str(unit)), str(unit))).returncode == 0  # done: fine
+    unit.unlink()
+    gone = sh(put_back_command(saved_path(backup, str(unit)), str(unit)))
+    assert gone.returncode == 1 and "nothing to put back" in gone.stderr
+
+
+def test_set_aside_manifests_are_read_with_their_run_and_the_newest_copy_wins():
+    output = ("== /home/saf/.saf/foreign-ray-backup/20250101T000000Z/manifest.jsonl\n"
+              '{"kind": "system unit", "name": "ray.service", "path": "/etc/systemd/system/ray.service"}\n'
+              '{"kind": "crontab", "name": "saf", "lines": [[1, "@reboot ray start"]]}\n'
+              "== /home/saf/.saf/foreign-ray-backup/20260101T000000Z/manifest.jsonl\n"
+              '{"kind": "system unit", "name": "ray.service", "path": "/etc/systemd/system/ray.service"}\n'
+              '{"kind": "user unit", "name": "ray-worker.service", "path": ""}\n')
+    entries = parsed(SetAsideLaunchers, output)
+    assert [(entry["run"], entry["kind"]) for entry in entries] == [
+        ("20250101T000000Z", "system unit"), ("20250101T000000Z", "crontab"), ("20260101T000000Z", "system unit"),
+        ("20260101T000000Z", "user unit")]
+    assert entries[0]["manifest"] == "/home/saf/.saf/foreign-ray-backup/20250101T000000Z/manifest.jsonl"
+    restored, left = latest_entries(entries)
+    assert restored == entries[1:] and left == entries[:1]
+    with pytest.raises(UnexpectedOutput):
+        parsed(SetAsideLaunchers, "== /x/r/manifest.jsonl\nnot json\n")
+    with pytest.raises(UnexpectedOutput):
+        parsed(SetAsideLaunchers, '{"kind": "crontab", "name": "saf"}\n')  # no manifest named before it
+    assert parsed(SetAsideLaunchers, "") == []
 
 
 def _spawn(*argv: str) -> subprocess.Popen:
