@@ -1,16 +1,21 @@
 """One venv, at the same path on every node, with the pinned Ray and MLX: built beside the
-current one, proven, then switched to; drifted pins are repaired."""
+current one, proven, then switched to; drifted pins are repaired. A venv root that holds only SAF's
+venvs but no marker (made before SAF marked its roots) is marked, so that it stays SAF's."""
+
+import shlex
 
 from pyinfra import host, state
+from pyinfra.operations import server
 from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
 
 from saf.facts.python import GlibcVersion
 from saf.node_os import is_macos_kernel
 from saf.operations.python import pinned_venv, venv_changes_current, venv_work
 from saf.paths import on_control, on_node
+from saf.preflight import saf_roots
 from saf.progress import long_step
 from saf.restarts import RestartReason, restart_ray_because
-from saf.venv_spec import node_venv
+from saf.venv_spec import ROOT_MARKER, node_venv
 from saf.wheelhouse import (
     check_pins_available,
     ensure_wheels,
@@ -23,6 +28,10 @@ spec = node_venv(host, home)
 python = f"{on_node(host.data.pyenv_root, home)}/versions/{spec.python_version}/bin/python"
 
 wheels = None
+venv_root = saf_roots(host)[2]["venv_root"]
+if venv_root["state"] == "ours" and not venv_root["marked"] and venv_work(spec) not in ("build", "repair"):
+    server.shell(name=f"Mark {spec.root} as SAF's venv root ({ROOT_MARKER})",
+                 commands=[f"touch {shlex.quote(f'{spec.root}/{ROOT_MARKER}')}"])
 if venv_work(spec) in ("build", "repair"):
     # While the deploy is prepared, before any change: a pin with no wheel for this node's
     # platform and Python stops the whole run, naming the nearest pins that would work.

@@ -52,15 +52,16 @@ def pin_checks(monkeypatch) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def plan(write_cluster, pin_checks) -> Callable[..., dict[str, HostPlan]]:
-    """plan(facts_by_host, cluster=THREE_MACS, limit=None): the deploy planned against fixtures."""
+    """plan(facts_by_host, cluster=THREE_MACS, limit=None, data=None): the deploy planned against fixtures
+    (``data``: as ``pyinfra --data``)."""
 
     def run(facts: dict[str, dict[str, Any]], cluster: Any = None, limit=None,
-            deploy_file: str = "deploy.py") -> dict[str, HostPlan]:
+            deploy_file: str = "deploy.py", data: dict[str, Any] | None = None) -> dict[str, HostPlan]:
         cluster = copy.deepcopy(cluster if cluster is not None else THREE_MACS)
         # no downloads in plan tests: install from the index unless the test names a wheelhouse
         # (the index check of the pins is recorded by `pin_checks`, not sent)
         cluster.setdefault("settings", {}).setdefault("wheelhouse", "")
         path = write_cluster(cluster)
-        return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit, deploy_file=deploy_file)
+        return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit, deploy_file=deploy_file, data=data)
 
     return run

@@ -169,11 +169,12 @@ def _inject_facts(host: Host, fixtures: Mapping[str, Any]) -> None:
     host.connected = True
 
 
-def _build_state(project_dir: Path, cluster_path: Path | None, limit: Iterable[str] | None) -> State:
+def _build_state(project_dir: Path, cluster_path: Path | None, limit: Iterable[str] | None,
+                 data: Mapping[str, Any] | None = None) -> State:
     cluster = load_cluster(project_dir, cluster_path)
     groups = inventory_groups(cluster)
     names = [entry for hosts, _ in groups.values() for entry in hosts]
-    inventory = Inventory((names, {}), **groups)
+    inventory = Inventory((names, {}), override_data=dict(data or {}), **groups)  # `pyinfra --data`
     state = State(check_for_changes=True)
     limit_hosts = [inventory.get_host(name) for name in limit] if limit else None
     state.init(inventory, Config(), initial_limit=limit_hosts)
@@ -187,16 +188,18 @@ def plan_deploy(
     cluster_path: Path | str | None = None,
     limit: Iterable[str] | None = None,
     deploy_file: str = "deploy.py",
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, HostPlan]:
     """Run ``deploy_file`` for every (limited) host with fact fixtures; return the plan per host.
 
-    ``facts`` maps a host name to its fixtures; hosts outside ``limit`` are not planned.
+    ``facts`` maps a host name to its fixtures; hosts outside ``limit`` are not planned; ``data``
+    is what ``pyinfra --data KEY=VALUE`` would set (``saf teardown --venvs``: teardown_venvs).
     """
     from pyinfra_cli.exceptions import UnexpectedExternalError
     from pyinfra_cli.util import exec_file
 
     project_dir = Path(project_dir).resolve()
-    state = _build_state(project_dir, Path(cluster_path) if cluster_path else None, limit)
+    state = _build_state(project_dir, Path(cluster_path) if cluster_path else None, limit, data)
     hosts = [host for host in state.inventory if state.is_host_in_limit(host)]
     with _cli_mode(), ctx_state.use(state), ctx_inventory.use(state.inventory), ctx_config.use(state.config):
         state.current_stage = StateStage.Prepare

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.facts import fresh_debian, fresh_mac
+from tests.facts import converged_mac, fresh_debian, fresh_mac, saf_roots
 from tests.planning import Raw
 
 XCODE_MISSING = Raw("")  # `xcode-select -p` printed nothing on stdout (exit 2, message on stderr)
@@ -92,3 +92,51 @@ def test_debian_and_unsupported_systems(plan):
 def test_limit_plans_only_the_limited_node(plan):
     plans = plan({"gamma": fresh_mac()}, limit=["gamma"])
     assert list(plans) == ["gamma"]
+
+
+# --- venv_root and pyenv_root: SAF's, or refused before anything changes ----------------------------
+
+
+def test_fresh_and_converged_nodes_own_their_folders(plan):
+    plans = plan({"alpha": fresh_mac(), "beta": converged_mac(role="worker", ip="192.168.1.42"),
+                  "gamma": fresh_mac(**saf_roots(venv="empty", pyenv="empty"))})
+    assert not any("Preflight" in op.name for host_plan in plans.values() for op in host_plan.ops)
+
+
+def test_a_root_of_only_saf_s_venvs_from_before_the_marker_is_adopted_and_marked(plan):
+    adopted = converged_mac(**saf_roots(venv="ours", pyenv="ours"))
+    alpha = plan({"alpha": adopted, "beta": fresh_mac(), "gamma": fresh_mac()})["alpha"]
+    assert not any("Preflight" in op.name for op in alpha.ops)
+    mark = alpha.op("as SAF's venv root")
+    assert mark.commands == ["touch /Users/arthurdell/saf/venv/.saf-venv-root"]
+
+
+def test_a_venv_root_of_the_user_s_is_refused_before_anything_changes_with_the_fix(plan):
+    foreign = fresh_mac(**saf_roots(venv="foreign", entry="Documents"))
+    alpha = plan({"alpha": foreign, "beta": fresh_mac(), "gamma": fresh_mac()})["alpha"]
+    reason = alpha.op("Preflight").commands[0]
+    assert ("venv_root /Users/arthurdell/saf/venv on alpha already exists and holds 'Documents', which SAF did "
+            "not make") in reason
+    assert "Set venv_root in the cluster file's settings" in reason and ".saf-venv-root" in reason
+    assert [op.name for op in alpha.changing_ops] == [op.name for op in alpha.ops if "Preflight" in op.name]
+
+
+def test_a_marked_venv_root_holding_the_user_s_folder_is_still_saf_s(plan):
+    kept = converged_mac(**saf_roots(venv="foreign", entry="notes", pyenv="ours", marked=True))
+    alpha = plan({"alpha": kept, "beta": fresh_mac(), "gamma": fresh_mac()})["alpha"]
+    assert not any("Preflight" in op.name for op in alpha.ops)
+
+
+def test_a_pyenv_root_that_is_not_pyenv_s_is_refused(plan):
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
+    facts = fresh_debian(**saf_roots(pyenv="foreign", entry="projects"))
+    reason = plan({"alpha": facts}, cluster=cluster)["alpha"].op("Preflight").commands[0]
+    assert "pyenv_root /home/saf/.pyenv on alpha holds 'projects' and is not a pyenv checkout" in reason
+    assert "Set pyenv_root in the cluster file's settings" in reason
+
+
+def test_a_file_in_place_of_venv_root_is_refused(plan):
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
+    reason = plan({"alpha": fresh_debian(**saf_roots(venv="notdir"))}, cluster=cluster)["alpha"].op(
+        "Preflight").commands[0]
+    assert "venv_root /home/saf/saf/venv on alpha is a file, not a folder" in reason

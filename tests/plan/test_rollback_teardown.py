@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.facts import converged_mac, fresh_mac, venv_for
+import shlex
+
+from saf.node_scripts import node_script
+from saf.venv_spec import ROOT_MARKER, VENV_NAME_PATTERN
+from tests.facts import converged_mac, fresh_debian, fresh_mac, saf_roots, venv_for
 
 ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
 TWO_MACS = {"nodes": [*ONE_MAC["nodes"],
@@ -68,3 +72,42 @@ def test_teardown_of_a_launch_agent_uses_the_user_domain_and_path(plan):
     stop = alpha.op("Stop Ray head (launchd)")
     assert stop.commands == ["launchctl bootout gui/501/org.saf.ray-head"] and not stop.sudo
     assert alpha.op("Remove the Ray head job definition").commands == [f"rm -f {path}"]
+
+
+VENVS = {"teardown_venvs": "true"}
+
+
+def teardown_command(root: str) -> str:
+    return (f"sh -c {shlex.quote(node_script('venv_teardown.sh'))} venv_teardown.sh {root} "
+            f"{shlex.quote(VENV_NAME_PATTERN)} {ROOT_MARKER} '.requirements.txt .pip.log'")
+
+
+def test_teardown_with_venvs_removes_only_saf_s_venvs_and_links_by_the_node_script(plan):
+    alpha = plan({"alpha": converged_mac()}, cluster=ONE_MAC, deploy_file="tasks/teardown.py", data=VENVS)["alpha"]
+    assert alpha.op("Remove SAF's venvs").commands == [teardown_command(f"{HOME}/saf/venv")]
+    others = [command for op in alpha.changing_ops if op.name != "Remove SAF's venvs" for command in op.commands]
+    assert others and not any("rm -rf" in command or "saf/venv" in command for command in others)
+
+
+def test_teardown_with_venvs_on_linux_names_the_linux_root(plan):
+    name, _ = venv_for()
+    facts = fresh_debian(**{"python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
+                            **saf_roots(venv="ours", marked=True)})
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "saf"}]}
+    alpha = plan({"alpha": facts}, cluster=cluster, deploy_file="tasks/teardown.py", data=VENVS)["alpha"]
+    assert alpha.op("Remove SAF's venvs").commands == [teardown_command("/home/saf/saf/venv")]
+
+
+def test_teardown_with_venvs_where_no_venv_of_saf_s_is_left_changes_nothing(plan):
+    # after an earlier teardown that kept the user's folder (and so the root and its marker)
+    kept = fresh_mac(**saf_roots(venv="foreign", entry="notes", marked=True))
+    alpha = plan({"alpha": kept}, cluster=ONE_MAC, deploy_file="tasks/teardown.py", data=VENVS)["alpha"]
+    assert alpha.changing_ops == []
+    gone = plan({"alpha": fresh_mac()}, cluster=ONE_MAC, deploy_file="tasks/teardown.py", data=VENVS)["alpha"]
+    assert gone.changing_ops == []
+
+
+def test_teardown_with_venvs_removes_an_empty_root(plan):
+    empty = fresh_mac(**saf_roots(venv="ours", marked=True))  # only the marker left
+    alpha = plan({"alpha": empty}, cluster=ONE_MAC, deploy_file="tasks/teardown.py", data=VENVS)["alpha"]
+    assert alpha.op("Remove SAF's venvs").commands == [teardown_command(f"{HOME}/saf/venv")]

@@ -93,3 +93,41 @@ def test_a_venv_root_that_is_not_a_directory_of_its_own_is_refused(write_cluster
                           "settings": {"venv_root": root}})
     with pytest.raises(ClusterFileError, match="key settings.venv_root: .* is not a directory of its own"):
         load_cluster(PROJECT_DIR, path)
+
+
+LOOK_ALIKES = ("py3.11.2-ray2.49.1-mlx0.29.1-aaaaaaaa-mine", "py3.11.2-ray2.49.1-mlx0.29.1-AAAAAAAA",
+               "py3.11-ray2.49.1-mlx0.29.1-aaaaaaaa", "py3.11.2-ray2.49.1-mlx0.29.1-aaaaaaa",
+               "py3.11.2-ray2.49.1-mlx0.29.1-aaaaaaaa\n", "py3.11.2-ray-mlx-notes", "xpy3.11.2-ray2.49.1-mlx0.29.1-aaaaaaaa",
+               "py3.11.2-ray2.49.1-mlx0.29.1-aaaaaaaa.bak")
+
+
+def test_the_prune_matches_only_the_exact_venv_name_form_and_look_alikes_survive(tmp_path):
+    for name in (OLD, *LOOK_ALIKES):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("the user's")
+    venvs(tmp_path, NEW)
+    switch(tmp_path, NEW)
+    assert not (tmp_path / OLD).exists()
+    assert all((tmp_path / name / "keep.txt").read_text() == "the user's" for name in LOOK_ALIKES)
+
+
+def test_the_prune_never_follows_a_link_into_what_it_points_to(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("x")
+    root = tmp_path / "root"
+    root.mkdir()
+    venvs(root, NEW, OLD)
+    os.symlink(outside, root / OLD / "link")  # inside a venv that goes: the link goes, not its target
+    os.symlink(outside, root / MID)  # named like a venv: not ours
+    switch(root, NEW)
+    assert not (root / OLD).exists() and (root / MID).is_symlink() and (outside / "precious").read_text() == "x"
+
+
+def test_the_node_copy_of_the_venv_name_pattern_is_saf_s_and_matches_what_saf_names():
+    from saf.node_scripts import venv_switch
+    from saf.venv_spec import VENV_NAME_PATTERN, is_venv_name, requirements, venv_name
+
+    assert venv_switch.OURS.pattern == VENV_NAME_PATTERN
+    assert is_venv_name(venv_name("3.9.23", requirements("2.49.1", "0.29.1", "cpu", ["numpy==2.0.2"])))
+    assert not any(is_venv_name(name) for name in LOOK_ALIKES)
