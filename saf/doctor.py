@@ -16,6 +16,7 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Command, Home, Kernel
 
 from saf.app_firewall import BLOCKS_ALL, app_firewall_state
+from saf.auth import protection
 from saf.build_deps import BREW
 from saf.facts.gpu import NvidiaGPUs
 from saf.facts.launchd import LaunchdJob
@@ -106,6 +107,30 @@ def _existing_ray(host: Host) -> Finding:
                    f"what starts it again: {named}" + (f". {autoscalers}" if autoscalers else ""))
 
 
+PROTECTION_FIX = {
+    "token auth and firewall": "Ray asks every caller for the cluster's token, and only the cluster's nodes reach "
+                               "its ports",
+    "token auth": "Ray asks every caller for the cluster's token (firewall: false: anyone on the network reaches "
+                  "its ports)",
+    "firewall": "only the cluster's nodes reach Ray's ports; whoever runs code on a node can use Ray's job API "
+                "(Ray before 2.52 has no token auth)",
+    "none: trusted network": "nothing keeps others from Ray's job API, which runs any code sent to it: "
+                             "trusted_network: true says no one else is on this network (if that changes, set "
+                             "firewall: true, or a ray_version of 2.52.0 or later for token auth)",
+}
+
+
+def _protection(host: Host) -> Finding:
+    """Shown on every node: what keeps strangers from Ray's job API (the cluster file's choice, which
+    its validation made sure is one of these)."""
+    found = protection(host.data)
+    if found in PROTECTION_FIX:
+        return Finding("Ray protection", found, fix=PROTECTION_FIX[found])
+    return Finding("Ray protection", found, Verdict.ATTENTION,  # the cluster file's validation refuses it first
+                   "anyone on the network could run code through Ray's job API: set firewall: true, or a ray_version "
+                   "of 2.52.0 or later for token auth, or trusted_network: true if no one else is on this network")
+
+
 def _raw_datagram_cap(host: Host) -> Finding:
     """Shown, not judged: it caps ``ping -D -s`` below 9000-byte frames on a stock Mac, which is why
     the verification's path check sends UDP instead."""
@@ -158,8 +183,9 @@ def _gpu_on_linux(host: Host) -> Finding:
 
 
 MAC_CHECKS: tuple[Check, ...] = (_homebrew, _python, _venv, mtu_finding, _raw_datagram_cap, _rdma, _app_firewall,
-                                 _existing_ray, _ray_service)
-LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service)
+                                 _existing_ray, _ray_service, _protection)
+LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service,
+                                   _protection)
 
 
 def _checked(host: Host, check: Callable[[Host], Finding | list[Finding]]) -> list[Finding]:

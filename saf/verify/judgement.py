@@ -36,6 +36,8 @@ def judge(observed: dict[str, Any], expect: dict[str, Any],
                               "problems": list(observed.get("problems", [])), "transfer": []}
     if observed.get("step_seconds"):
         report["step_seconds"] = observed["step_seconds"]  # where the verification's time went
+    if expect.get("protection"):
+        report["protection"] = expect["protection"]  # what keeps strangers from Ray's job API (saf.auth.protection)
     nodes = {node["name"]: node for node in report["nodes"]}
     if not nodes:  # the driver never got as far as the nodes: its own problem says why
         return report

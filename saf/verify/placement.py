@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from saf.auth import protection
 from saf.verify.strays import census_commands
 
 
@@ -23,4 +24,5 @@ def expectation(data: Any) -> dict:
         "mtu": data.mtu if data.manage_mtu else 1500,
         "slow_ratio": data.verify_slow_ratio,
         "collective": {"backend": data.mlx_backend, "port": data.mlx_ring_port},
+        "protection": protection(data),  # said by the report, not checked by the driver
     }

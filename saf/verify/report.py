@@ -59,8 +59,14 @@ def table(report: dict) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = all_problems(report)
     verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
-    return "\n".join([*lines, *collective_lines(report), *step_lines(report), *(f"  - {problem}" for problem in problems),
-                      verdict])
+    return "\n".join([*lines, *collective_lines(report), *step_lines(report), *protection_lines(report),
+                      *(f"  - {problem}" for problem in problems), verdict])
+
+
+def protection_lines(report: dict) -> list[str]:
+    """``Ray protection: token auth and firewall``: what keeps strangers from Ray's job API, as the
+    cluster file sets it (``token auth``, ``firewall``, ``none: trusted network``...)."""
+    return [f"Ray protection: {report['protection']}"] if report.get("protection") else []
 
 
 def step_lines(report: dict) -> list[str]:

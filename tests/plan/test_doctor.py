@@ -12,8 +12,10 @@ from tests.facts import converged_mac, fresh_debian, fresh_mac
 from tests.fixtures import macos_output
 from tests.planning import Raw
 
-ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}]}
-ONE_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}]}
+PROTECTED = {"firewall": True}  # Ray 2.49.1 has no token auth: the cluster file must choose its protection
+ONE_MAC = {"nodes": [{"name": "alpha", "role": "head", "address": "192.168.1.172", "ssh_user": "arthurdell"}],
+           "settings": PROTECTED}
+ONE_DEBIAN = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}], "settings": PROTECTED}
 def rdma_output(status: str, devices: str = "") -> Raw:
     """The RDMA fact's output: ``rdma_ctl status`` (or ``absent``), then ``ibv_devices``."""
     return Raw(f"--- rdma_ctl status\n{status}\n--- ibv_devices\n{devices}")
@@ -76,7 +78,7 @@ def test_a_mac_with_the_seeds_hand_run_ray_is_named_as_what_the_deploy_stops(pla
 
 def test_a_mac_with_the_seeds_hand_run_ray_cannot_under_foreign_ray_refuse(plan, caplog):
     leftovers = {"ray.RayProcesses": Raw(macos_output("ps-A.seed-leftovers.macos14.txt"))}
-    cluster = {**ONE_MAC, "settings": {"foreign_ray": "refuse"}}
+    cluster = {**ONE_MAC, "settings": {**PROTECTED, "foreign_ray": "refuse"}}
     alpha, rows = doctor(plan, caplog, {**fresh_mac(), **leftovers}, cluster=cluster)
     found, verdict, fix = rows["Ray processes"]
     assert (found, verdict) == ("4 not started by SAF", "cannot")
@@ -178,3 +180,26 @@ def test_the_rdma_fact_asks_both_tools_and_reads_only_device_rows():
     text = rdma_output("enabled", macos_output("ibv_devices.m4-pro-mini.macos26-2.txt")).output
     assert fact.process(text.splitlines()) == {"rdma_ctl": "enabled", "devices": ["rdma_en2", "rdma_en3", "rdma_en4"]}
     assert fact.process([]) == {"rdma_ctl": "absent", "devices": []}
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ({"ray_version": "2.52.0", "python_version": "3.11.2", "firewall": True}, "token auth and firewall"),
+    ({"ray_version": "2.52.0", "python_version": "3.11.2"}, "token auth"),
+    ({"firewall": True}, "firewall"),  # the default Ray (2.49.1) has no token auth
+    ({"trusted_network": True}, "none: trusted network"),
+])
+def test_every_node_s_table_says_which_protection_is_in_force(plan, caplog, settings, said):
+    converged = converged_mac(**{"macos.MacMTU:en0": {"active": 9000, "setting": 9000}})
+    _, rows = doctor(plan, caplog, converged, cluster={**ONE_MAC, "settings": settings})
+    found, verdict, fix = rows["Ray protection"]
+    assert (found, verdict) == (said, "OK")  # the cluster file's own choice, shown; its validation judged it
+    if said.startswith("none"):
+        assert fix.startswith("nothing keeps others from Ray's job API, which runs any code sent to it: "
+                              "trusted_network: true says no one else is on this network")
+
+
+def test_a_debian_node_s_table_says_it_too(plan, caplog):
+    facts = fresh_debian(**{"gpu.NvidiaGPUs": Raw(""), "network.LinuxInterfaces": Raw("[]"),
+                            "server.Command:systemctl is-active saf-ray-head.service 2>/dev/null || true": "inactive"})
+    _, rows = doctor(plan, caplog, facts, cluster=ONE_DEBIAN)
+    assert rows["Ray protection"][:2] == ("firewall", "OK")

@@ -6,6 +6,8 @@ import json
 import re
 from datetime import datetime, timezone
 
+import pytest
+
 from saf.operations.stop import fail_host
 from saf.verify import job, judgement, report
 from saf.verify.fact import ClusterVerification
@@ -68,6 +70,33 @@ def test_table_and_files(tmp_path):
     assert (tmp_path / "latest.json").read_text() == path.read_text()
 
 
+@pytest.mark.parametrize(("ray_version", "ray_auth", "firewall", "trusted", "said"), [
+    ("2.52.0", "auto", True, False, "token auth and firewall"),
+    ("2.52.0", "token", False, False, "token auth"),
+    ("2.52.0", "off", True, False, "firewall"),  # off means off: the firewall alone
+    ("2.49.1", "auto", True, False, "firewall"),  # a Ray without token auth
+    ("2.49.1", "auto", False, True, "none: trusted network"),
+])
+def test_the_report_says_which_protection_is_in_force_in_its_table_and_json(tmp_path, ray_version, ray_auth,
+                                                                             firewall, trusted, said):
+    class Data:
+        cluster_nodes, mtu, manage_mtu, verify_slow_ratio = NODES[:1], 1500, False, 0.5
+        python_version, mlx_version, use_sudo, macos_service = "3.11.2", "0.29.1", True, "daemon"
+        mlx_backend, mlx_ring_port, trusted_network = "ring", 7100, trusted
+    Data.ray_version, Data.ray_auth, Data.firewall = ray_version, ray_auth, firewall
+    observed = {"address": "1:6380", "nodes": [{"name": "alpha", "role": "head", "ip": "1", "alive": True}]}
+    result = judgement.judge(observed, expectation(Data))
+    assert result["protection"] == said
+    text = report.table(result)
+    assert f"\nRay protection: {said}\n" in text  # before the problems and the verdict line
+    assert json.loads(report.write(result, tmp_path).read_text())["protection"] == said
+    assert result["ok"] == judgement.judge(observed, {**expectation(Data), "protection": None})["ok"]  # not judged
+
+
+def test_a_report_without_the_protection_says_nothing_of_it():
+    assert "protection" not in report.table({"ok": True, "nodes": [], "problems": []})
+
+
 class FakeState:
     def __init__(self, limit):
         self.limit_hosts = limit
@@ -98,10 +127,12 @@ def test_expectation_covers_the_whole_cluster():
         mtu, manage_mtu, verify_slow_ratio = 9000, True, 0.5
         use_sudo, macos_service = True, "daemon"
         mlx_backend, mlx_ring_port = "ring", 7100
+        ray_auth, firewall, trusted_network = "auto", True, False
     expected = expectation(Data)
     census = [node.pop("census") for node in expected["nodes"]]
     assert expected == {"nodes": NODES, "pins": {"python": "3.9.23", "ray": "2.49.1", "mlx": "0.29.1"},
-                        "mtu": 9000, "slow_ratio": 0.5, "collective": {"backend": "ring", "port": 7100}}
+                        "mtu": 9000, "slow_ratio": 0.5, "collective": {"backend": "ring", "port": 7100},
+                        "protection": "firewall"}
     assert expectation(Data)["nodes"][0] is not NODES[0]  # a copy: the driver's JSON, not host data
     # each node is told what to print for the stray check, by its role: the head's launchd job is the head's
     assert census[0]["darwin"]["job"] == "launchctl print system/org.saf.ray-head 2>/dev/null || true"
