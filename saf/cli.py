@@ -18,6 +18,7 @@ from saf.auth import auth_mode, rotate_control_token
 from saf.lab.cli import lab
 from saf.launch import LaunchError
 from saf.launch import launch as run_launch
+from saf.lock import take_or_exit
 from saf.mlx_ring import UnknownNodes
 from saf.paths import on_control
 from saf.spec import ClusterFileError, load_cluster
@@ -97,11 +98,15 @@ def restore_launchers(limit: str | None) -> None:
 def rotate_token() -> None:
     """Replace the Ray auth token: a new one on the control machine, then a deploy that pushes it
     to every node and restarts Ray, head first, and verifies the cluster."""
-    settings = _load_cluster().settings
+    cluster = _load_cluster()
+    settings = cluster.settings
     if auth_mode(settings.ray_auth, settings.ray_version) != "token":
         raise click.ClickException(
             f"this cluster runs without token authentication (ray_auth: {settings.ray_auth}, ray_version: "
             f"{settings.ray_version}); there is no token to rotate")
+    # the deploy lock before the new token exists: a deploy running now would push the old one
+    # (saf/lock.py; the deploy below runs under this lock)
+    take_or_exit(cluster.head, "saf rotate-token")
     path = rotate_control_token(on_control(settings.ray_auth_token_file, _project_dir()))
     click.echo(f"saf: new Ray auth token in {path}; deploying it (head first)")
     _run_deploy_file("deploy.py")

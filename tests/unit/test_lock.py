@@ -182,3 +182,24 @@ def test_a_pyinfra_run_holds_the_lock_and_releases_it_when_it_ends(head_home, wr
     assert "Connecting" in run.stdout + run.stderr  # it got past the lock
     assert "sh -c" in (tmp_path / "ssh.log").read_text()  # the lock was asked of the head
     assert not (head_home / LOCK_DIR).exists()  # and released at exit
+
+
+def test_rotate_token_takes_the_lock_before_it_writes_a_new_token(head_home, write_cluster, tmp_path):
+    token_file = tmp_path / "ray-auth-token"
+    token_file.write_text("0" * 64 + "\n")
+    token_file.chmod(0o600)
+    path = write_cluster({"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
+                          "settings": {"python_version": "3.12.8", "ray_version": "2.60.0", "mlx_version": "0.32.4",
+                                       "ray_auth_token_file": str(token_file)}})
+    first = DeployLock(HEAD, "pyinfra inventory.py deploy.py -y")
+    first.acquire()
+    try:
+        env = {key: value for key, value in os.environ.items() if key != lock.ENV_HELD}
+        saf = Path(sys.executable).parent / "saf"
+        rotated = subprocess.run([str(saf), "rotate-token"], cwd=PROJECT_DIR, env={**env, "SAF_CLUSTER": str(path)},
+                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    finally:
+        first.release()
+    assert rotated.returncode == lock.LOCK_HELD_STATUS, rotated.stderr
+    assert "another deploy is running on this cluster" in rotated.stderr
+    assert token_file.read_text() == "0" * 64 + "\n"  # no new token while another run deploys
