@@ -80,8 +80,13 @@ def systemd_word(value: Any) -> str:
 
 
 def systemd_words(values: Any) -> str:
-    """Arguments of an Exec line, each quoted by :func:`systemd_word`, joined by spaces."""
-    return " ".join(systemd_word(value) for value in values)
+    """An Exec line: the program, an absolute path (a first word starting with ``+``, ``-``, ``@``, ``:``
+    or ``!`` would be read as a prefix: ``+`` runs it as root), then its arguments, each quoted by
+    :func:`systemd_word`, joined by spaces."""
+    words = [str(value) for value in values]
+    if not words or not words[0].startswith("/"):
+        raise _refuse(words[0] if words else "", "Exec line", "the program it runs must be an absolute path")
+    return " ".join(systemd_word(word) for word in words)
 
 
 def systemd_environment(pair: Any) -> str:

@@ -93,20 +93,27 @@ BENIGN_UNIT = ray_unit("/home/saf/saf/venv/current", environment=(("EXTRA", "x")
 
 @pytest.mark.parametrize("value", [v for v in HOSTILE if v != ";"])  # a lone ';' is refused: see below
 def test_a_hostile_venv_path_or_argument_keeps_the_units_lines_and_stays_one_argument(value):
-    unit = ray_unit(value, argument=value, environment=(("EXTRA", value),))
+    venv = f"/v/{value}"
+    unit = ray_unit(venv, argument=value, environment=(("EXTRA", value),))
     lines, benign = unit_lines(unit), unit_lines(BENIGN_UNIT)
     assert [key for key, _ in lines] == [key for key, _ in benign]
     values = dict(lines)
-    assert systemd_words(values["ExecStart"]) == [f"{value}/bin/ray", "start", "--address=10.0.0.1:6380", value]
-    assert systemd_words(values["ExecStop"]) == [f"{value}/bin/ray", "stop"]
+    assert systemd_words(values["ExecStart"]) == [f"{venv}/bin/ray", "start", "--address=10.0.0.1:6380", value]
+    assert systemd_words(values["ExecStop"]) == [f"{venv}/bin/ray", "stop"]
     environment = [systemd_words(v) for k, v in lines if k == "Environment"]
-    assert environment == [["HOME=/home/saf"], [f"PATH={value}/bin:/usr/bin"], [f"EXTRA={value}"]]
+    assert environment == [["HOME=/home/saf"], [f"PATH={venv}/bin:/usr/bin"], [f"EXTRA={value}"]]
 
 
 def test_ordinary_values_are_written_bare_as_before():
     values = dict(unit_lines(BENIGN_UNIT))
     assert values["ExecStart"] == "/home/saf/saf/venv/current/bin/ray start --address=10.0.0.1:6380 --block"
     assert "Environment=PATH=/home/saf/saf/venv/current/bin:/usr/bin" in BENIGN_UNIT
+
+
+@pytest.mark.parametrize("venv", ["+/opt/venv", "-/opt/venv", "@/opt/venv", "!!/opt/venv", "opt/venv", "~/venv"])
+def test_a_program_that_is_not_an_absolute_path_is_refused_never_read_as_a_prefix(venv):
+    with pytest.raises(UnsafeValueError, match="must be an absolute path"):
+        ray_unit(venv)
 
 
 def test_a_lone_semicolon_argument_is_refused():
