@@ -216,3 +216,24 @@ def test_teardown_leaves_no_ray_process_and_no_unit(lab, clusters):
         assert lab.exec(name, ["pgrep", "-f", "raylet|gcs_server|bin/ray start"], check=False).stdout.strip() == ""
         assert lab.exec(name, ["sh", "-c", "ls /etc/systemd/system/saf-ray-*"], check=False).returncode != 0
         assert venv_report(lab, name)["pins"]["mlx"] == "0.29.1"  # venvs stay
+
+
+def test_teardown_with_venvs_removes_saf_s_venvs_and_keeps_the_user_s_folder(lab, clusters):
+    root = f"/home/{NODE_USER}/saf/venv"
+    for name in NODES:
+        lab.exec(name, ["sh", "-c", f"mkdir -p {root}/my-notes && echo mine > {root}/my-notes/todo.txt"], user=NODE_USER)
+        before = lab.exec(name, ["ls", "-A", root], user=NODE_USER).stdout.split()
+        assert {"current", "previous", ".saf-venv-root", "my-notes"} <= set(before)
+        assert len([entry for entry in before if entry.startswith("py3.11.2-ray2.49.1-mlx")]) == 2, before
+    teardown = deploy(clusters["three"], "--data", "teardown_venvs=true", deploy_file="tasks/teardown.py")
+    assert teardown.returncode == 0, teardown.log[-3000:]
+    for name in NODES:
+        # SAF's venvs and links gone; the user's folder, its file and so venv_root (and SAF's marker in it) stay
+        after = lab.exec(name, ["ls", "-A", root], user=NODE_USER).stdout.split()
+        assert sorted(after) == [".saf-venv-root", "my-notes"], after
+        assert lab.exec(name, ["cat", f"{root}/my-notes/todo.txt"], user=NODE_USER).stdout == "mine\n"
+    again = deploy(clusters["three"], "--data", "teardown_venvs=true", deploy_file="tasks/teardown.py")
+    assert again.returncode == 0, again.log[-3000:]
+    assert not [op["name"] for op in again.results["operations"] if op["success"] and "venvs" in op["name"]]
+    for name in NODES:  # leave the lab as a teardown of SAF's alone would
+        lab.exec(name, ["rm", "-r", f"{root}/my-notes"], user=NODE_USER)
