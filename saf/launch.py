@@ -153,7 +153,8 @@ def shipment(workdir: Path) -> Shipment:
                 walked.append(name)
         dirs[:] = walked
         for name in sorted(files + links):
-            reason = _reason(base + name, False, ignored)
+            # a link to a folder is shipped as a link; still never one named as a credentials folder
+            reason = (name in links and _reason(base + name, True, ignored)) or _reason(base + name, False, ignored)
             if reason:
                 shipped.leave_out(reason, base + name)
                 continue

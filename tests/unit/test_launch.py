@@ -41,7 +41,8 @@ THREE = [{"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "s
 
 
 def cluster(write_cluster, **settings):
-    return load_cluster(PROJECT_DIR, write_cluster({"nodes": THREE, "settings": settings}))
+    # Ray 2.49.1 has no token auth: the firewall is the cluster file's protection unless a test says otherwise
+    return load_cluster(PROJECT_DIR, write_cluster({"nodes": THREE, "settings": {"firewall": True, **settings}}))
 
 
 def test_the_working_directory_is_shipped_without_vcs_venvs_or_caches(tmp_path):
@@ -95,6 +96,18 @@ def shipped_names(workdir: Path) -> set[str]:
 def test_credentials_keys_and_what_gitignore_ignores_are_never_shipped(tmp_path):
     workdir = make_tree(tmp_path / "project")
     assert shipped_names(workdir) == SHIPPED  # .ssh/ as a whole (its config too): never shipped
+
+
+def test_links_are_shipped_as_links_never_followed_and_never_as_a_credentials_folder(tmp_path):
+    outside = make_tree(tmp_path / "outside", {"id_ed25519": SECRET, "notes.txt": "x"})
+    workdir = make_tree(tmp_path / "project", {"train.py": "x"})
+    (workdir / ".ssh").symlink_to(outside)  # a link to a folder, named as a credentials folder
+    (workdir / "shared").symlink_to(outside)  # a link to a folder: the link itself, not what it holds
+    (workdir / "model.bin").symlink_to(outside / "notes.txt")
+    with tarfile.open(fileobj=io.BytesIO(pack(workdir)), mode="r:gz") as tar:
+        links = {member.name: member.linkname for member in tar.getmembers() if member.issym()}
+    assert links == {"work/shared": str(outside), "work/model.bin": str(outside / "notes.txt")}
+    assert shipped_names(workdir) == {"train.py", "shared", "model.bin"}
 
 
 def test_git_s_own_answer_and_the_gitignore_reader_agree(tmp_path):
@@ -207,11 +220,12 @@ def test_the_driver_runs_with_the_venv_s_python_for_the_chosen_nodes_in_cluster_
 
 
 def test_token_auth_reaches_the_driver_as_a_path_never_the_token(write_cluster, tmp_path):
-    line = driver_command(cluster(write_cluster, ray_version="2.52.0", ray_auth_token_file=str(tmp_path / "t")),
-                          None, "d", ["true"])
+    line = driver_command(cluster(write_cluster, ray_version="2.52.0", python_version="3.11.2",
+                                  ray_auth_token_file=str(tmp_path / "t")), None, "d", ["true"])
     assert 'env RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$HOME"/.saf/ray/auth-token ' in line
     assert "exec env  " in driver_command(cluster(write_cluster), None, "d", ["true"])  # Ray 2.49.1: no auth
-    off = driver_command(cluster(write_cluster, ray_version="2.52.0", ray_auth="off"), None, "d", ["true"])
+    off = driver_command(cluster(write_cluster, ray_version="2.52.0", python_version="3.11.2", ray_auth="off"),
+                         None, "d", ["true"])
     assert "exec env RAY_AUTH_MODE=disabled " in off  # off means off, on a Ray that has it
 
 
