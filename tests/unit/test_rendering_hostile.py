@@ -272,3 +272,78 @@ def test_scp_takes_the_user_as_an_option_value_and_the_sources_after_the_end_of_
     argv = scp_argv(hostile_node(ssh_user=PROXY, address="fe80::1"), ["-oProxyCommand=x"], "/tmp/d")
     assert argv[argv.index("--") + 1:] == ["-oProxyCommand=x", "[fe80::1]:/tmp/d"]
     assert f"User={PROXY}" in argv and argv[argv.index(f"User={PROXY}") - 1] == "-o"
+
+
+# --- the deploy itself, with values that got past the cluster file ------------------------------------
+
+
+@pytest.fixture
+def past_the_spec(monkeypatch):
+    """plan() over a cluster whose head node is changed after validation (``model_copy`` does not
+    validate): as if a hostile value had got past the cluster file's checks."""
+    import dataclasses
+
+    import tests.planning as planning
+
+    def install(**node_fields):
+        real = planning.load_cluster
+
+        def load(project_dir, path=None):
+            cluster = real(project_dir, path)
+            nodes = tuple(node.model_copy(update=node_fields) if node.role == "head" else node
+                          for node in cluster.nodes)
+            return dataclasses.replace(cluster, nodes=nodes)
+
+        monkeypatch.setattr(planning, "load_cluster", load)
+
+    return install
+
+
+def test_a_hostile_ssh_user_is_one_shell_word_for_loginctl_and_a_bare_value_in_the_user_unit(plan, past_the_spec):
+    from tests.facts import fresh_debian
+
+    user = "saf; touch /tmp/owned #"
+    past_the_spec(ssh_user=user)
+    quoted = "'saf; touch /tmp/owned #'"
+    facts = fresh_debian(**{f"server.Command:loginctl show-user {quoted} -p Linger --value 2>/dev/null || true": "",
+                            "server.Command:*": ""})
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "saf"}],
+               "settings": {"use_sudo": False}}
+    alpha = plan({"alpha": facts}, cluster=cluster, deploy_file="tasks/ray_service.py")["alpha"]
+    assert alpha.op("linger").commands == [f"loginctl enable-linger {quoted}"]
+    unit = alpha.op("Ray head unit").uploads["/home/saf/.config/systemd/user/saf-ray-head.service"].decode()
+    assert dict(unit_lines(unit))["User"] == user  # one value: systemd refuses the name, nothing runs
+    assert [key for key, _ in unit_lines(unit)].count("ExecStart") == 1
+
+
+def test_a_hostile_venv_root_past_the_spec_stays_inside_the_unit_s_words(plan, monkeypatch):
+    import dataclasses
+
+    import tests.planning as planning
+    from tests.facts import fresh_debian
+
+    real = planning.load_cluster
+    hostile = "~/saf/venv\nExecStartPre=+/bin/sh -c id"
+
+    def load(project_dir, path=None):
+        cluster = real(project_dir, path)
+        return dataclasses.replace(cluster, settings=cluster.settings.model_copy(update={"venv_root": hostile}))
+
+    monkeypatch.setattr(planning, "load_cluster", load)
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "saf"}]}
+    alpha = plan({"alpha": fresh_debian(**{"server.Command:*": ""})}, cluster=cluster,
+                 deploy_file="tasks/ray_service.py")["alpha"]
+    unit = alpha.op("Ray head unit").uploads["/etc/systemd/system/saf-ray-head.service"].decode()
+    keys = [key for key, _ in unit_lines(unit)]
+    assert "ExecStartPre" not in keys and keys.count("ExecStart") == 1
+    assert systemd_words(dict(unit_lines(unit))["ExecStart"])[0] == (
+        "/home/saf/saf/venv\nExecStartPre=+/bin/sh -c id/current/bin/ray")
+
+
+def test_a_home_with_a_newline_stops_the_run_before_any_host_with_the_fix(plan):
+    from tests.facts import fresh_debian
+
+    cluster = {"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "saf"}]}
+    facts = fresh_debian(**{"server.Home": "/home/saf\nExecStartPre=+/bin/sh -c id", "server.Command:*": ""})
+    with pytest.raises(UnsafeValueError, match="into a systemd unit's WorkingDirectory=: it holds a newline"):
+        plan({"alpha": facts}, cluster=cluster, deploy_file="tasks/ray_service.py")
