@@ -8,12 +8,14 @@ on it, and the other tasks are included only for nodes that pass.
 
 from pathlib import Path
 
-from pyinfra import host, local
+from pyinfra import host, local, state
 
 from saf.fact_cache import share_fact_reads
+from saf.interrupt import stop_between_operations
 from saf.preflight import preflight_problems
 
 share_fact_reads(host, Path(__file__).parent)  # a converged node's facts in one round trip (saf/fact_cache.py)
+stop_between_operations(state)  # Ctrl-C: the step in flight finishes, no other starts (saf/interrupt.py)
 
 # One include per line: pyinfra identifies an operation by the line numbers of its call stack,
 # so a loop over task files would give operations of different files the same identity.

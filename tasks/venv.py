@@ -47,8 +47,11 @@ if venv_work(spec) in ("build", "repair"):
     else:
         check_pins_available(spec.requirements, **node_platform)
 
+# on a terminal: when the connection closes (a second Ctrl-C, a killed run) the node's shell and pip
+# get SIGHUP and stop, instead of running on orphaned and removing what the next run uploads
+# (saf/interrupt.py); a half-built venv has no completion marker and is built afresh
 venv = pinned_venv(name=f"Venv {spec.name}", spec=spec, python=python, wheels=wheels,
-                   wheel_dir=f"{home}/.saf/wheels/{spec.name}")
+                   wheel_dir=f"{home}/.saf/wheels/{spec.name}", _get_pty=venv_work(spec) in ("build", "repair"))
 if venv_work(spec) in ("build", "repair"):  # not for pruning leftovers, which takes a second
     long_step(state, host.name, venv, f"Building the venv {spec.name} (Ray, MLX and the pins)",
               "about 1 to 3 minutes (pip installs some 60 packages, from the pushed wheelhouse or the index)")
