@@ -1,6 +1,7 @@
 """MLX distributed on the lab: `saf launch` runs one rank per node through Ray from the control
-machine (output by node, the worst rank's exit status, --nodes, Ctrl-C stops every rank), and every
-node holds the hostfile `mlx.launch` reads.
+machine (output by node, the worst rank's exit status, --nodes, Ctrl-C stops every rank), ships the
+project and never a home's credentials (run from a folder holding .ssh/, .aws/, .env and a data
+file, every node's rank sees the data file only), and every node holds the hostfile `mlx.launch` reads.
 
 Named to run after test_flow_firewall.py (file order), whose last test leaves the three nodes
 deployed without the firewall; the first test here deploys again anyway (a converged re-run).
@@ -68,6 +69,35 @@ def test_named_nodes_form_a_smaller_ring_in_cluster_order(cluster):
         unknown.stderr
 
 
+LIST_FILES = ("import os; print(sorted(os.path.relpath(os.path.join(top, name)) for top, _, names in os.walk('.') "
+              "for name in names))")
+
+
+def test_a_launch_from_a_folder_with_credentials_ships_only_the_data(cluster, tmp_path):
+    folder = tmp_path / "careless"
+    for relative, text in {".ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----", ".aws/credentials": "[default]",
+                           ".env": "TOKEN=never-shipped", "data.csv": "1,2,3\n", ".gitignore": "*.tmp\n",
+                           "scratch.tmp": "x"}.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text)
+    run = subprocess.run([SAF, "launch", "--", "python", "-c", LIST_FILES], cwd=folder, capture_output=True, text=True,
+                         env={**os.environ, "SAF_CLUSTER": str(cluster)}, stdin=subprocess.DEVNULL, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen = sorted(line for line in run.stdout.splitlines() if " | " in line)
+    assert seen == [f"{name.ljust(5)} | ['.gitignore', 'data.csv']" for name in NODES], run.stdout  # every node's rank
+    assert "left out: 3 credentials and keys (.aws/, .env, .ssh/); 1 ignored by .gitignore (scratch.tmp)" in run.stderr
+    assert "never-shipped" not in run.stdout + run.stderr
+
+
+def test_a_launch_from_the_home_folder_is_refused(cluster, tmp_path):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    run = subprocess.run([SAF, "launch", "--", "true"], cwd=home, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SAF_CLUSTER": str(cluster), "HOME": str(home)}, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "is your home folder" in run.stderr and "cd into the program's own project" in \
+        run.stderr
+
+
 def sleepers(lab, name: str) -> str:
     return lab.exec(name, ["pgrep", "-af", "saf-launch-test"], check=False).stdout.strip()
 
@@ -78,7 +108,11 @@ def test_ctrl_c_stops_every_rank_on_every_node(lab, cluster):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 text=True, start_new_session=True)
     try:
-        up = [launched.stdout.readline() for _ in NODES]
+        up = []
+        while len(up) < len(NODES):  # the ranks' lines (stderr's "saf launch: shipping ..." comes first)
+            line = launched.stdout.readline()
+            assert line, f"the launch ended before every rank was up: {up}"
+            up += [line] if " | " in line else []
         assert sorted(line.split(" | ")[1].strip() for line in up) == ["up 0", "up 1", "up 2"], up
         assert all(sleepers(lab, name) for name in NODES)
         os.killpg(launched.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
