@@ -337,6 +337,13 @@ def shaped_events(steps: Iterator[Tuple[str, Optional[str], int, int]], stops: L
     yield Event(scanner.flush(), "stop", prompt_tokens, completion_tokens)
 
 
+def merged(events: List[Event]) -> Event:
+    """Consecutive events as one: their text, the last one's end and counts."""
+    last = events[-1]
+    return Event("".join(event.text for event in events), last.finish_reason, last.prompt_tokens,
+                 last.completion_tokens)
+
+
 # --- the model (mlx-lm), in one thread per replica ------------------------------------------------
 
 
@@ -480,15 +487,22 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
                     loop.call_soon_threadsafe(queue.put_nowait, done)
 
             async def events() -> Any:
+                # What the model made while the last chunk was on its way goes out as one chunk: a
+                # model faster than the HTTP path is not slowed to one round of it per token.
                 self.worker.submit(job)
                 try:
-                    while True:
-                        item = await queue.get()
-                        if item is done:
-                            return
-                        if isinstance(item, BaseException):
-                            raise item
-                        yield item
+                    finished = False
+                    while not finished:
+                        items = [await queue.get()]
+                        while not queue.empty():
+                            items.append(queue.get_nowait())
+                        if done in items:
+                            finished, items = True, items[:items.index(done)]
+                        for item in items:
+                            if isinstance(item, BaseException):
+                                raise item
+                        if items:
+                            yield merged(items)
                 finally:
                     cancel.set()
 
@@ -590,8 +604,18 @@ def serve_http_differs(host: str, port: int) -> bool:
 
 
 def config_digest(config: Dict[str, Any], digest: Optional[str]) -> str:
-    """What a running application was deployed with (the key as its digest): equal means nothing to redeploy."""
-    return hashlib.sha256(json.dumps([config, digest], sort_keys=True).encode()).hexdigest()
+    """What a running application was deployed with (this program's text, the config, the key's digest):
+    equal means nothing to redeploy."""
+    return hashlib.sha256(json.dumps([own_source(), config, digest], sort_keys=True).encode()).hexdigest()
+
+
+def own_source() -> str:
+    """This program's text ("" when run from ``python -c``: the deployer's ``version`` in the config tells then)."""
+    try:
+        with open(__file__, encoding="utf-8") as stream:
+            return stream.read()
+    except (NameError, OSError):
+        return ""
 
 
 def deployed_digest(name: str) -> Optional[str]:
@@ -680,10 +704,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"SAF-SERVE: {error}", file=sys.stderr)
         return 2
     digest = key_digest(key) if key is not None else None
-    stopping = threading.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stopping.set())
     deploy(config, digest)
+    stopping = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which sets its own SIGTERM handler
+        signal.signal(number, lambda *_: stopping.set())
     code = watch(config, stopping)
     if stopping.is_set():
         remove(config)
