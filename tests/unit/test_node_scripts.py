@@ -63,7 +63,8 @@ def stand_ins(tmp_path) -> Path:
 
 
 def prove(site: Path, *pins: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", node_script("venv_prove.py"), *pins], check=False, capture_output=True,
+    # -S: only the stand-ins, not this venv's site-packages (which has the real mlx with the serve extra)
+    return subprocess.run([sys.executable, "-S", "-c", node_script("venv_prove.py"), *pins], check=False, capture_output=True,
                           text=True, env=clean_env(PYTHONPATH=str(site)))
 
 
