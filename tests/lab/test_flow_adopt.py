@@ -5,9 +5,12 @@ site before its first deploy. Ray is started by hand as the seeds did (seeds/004
 with the dashboard on 0.0.0.0, from a venv of its own; a worker on beta from another interpreter
 (Debian's python3, a venv with a pip-installed Ray) joined to it. The deploy (foreign_ray: stop,
 the default) stops both, SAF's services take over, nothing listens on 0.0.0.0:8265, the
-verification is OK and a re-run changes nothing. Then a Ray process started outside SAF on a
+verification is OK and a re-run changes nothing. beta also holds a systemd unit of its own that
+runs `ray start` (enabled, not started): the deploy disables it and keeps its file under the run's
+backup folder at its whole path, with a manifest. Then a Ray process started outside SAF on a
 converged cluster fails `saf verify` for that node by name, and `foreign_ray: refuse` stops a node
-with the list and the fix, changing nothing on it.
+with the list and the fix, changing nothing on it. Last, `saf restore-launchers --limit beta` puts
+the unit back at its path, enabled and not started.
 
 The tests share one lab and build on each other, in order.
 """
@@ -15,8 +18,12 @@ The tests share one lab and build on each other, in order.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +39,9 @@ PYENV_PYTHON = f"/home/{NODE_USER}/.pyenv/versions/3.11.2/bin/python"  # the lab
 DEBIAN_PYTHON = "/usr/bin/python3"
 SAF_UNIT = {"alpha": "saf-ray-head.service", "beta": "saf-ray-worker.service", "gamma": "saf-ray-worker.service"}
 HEAD = "10.77.0.11"
+HAND_UNIT = "/etc/systemd/system/ray-by-hand.service"  # beta's own launcher, as a site may have written it
+BACKUPS = f"/home/{NODE_USER}/.saf/foreign-ray-backup"
+SAF = str(Path(sys.executable).parent / "saf")  # the venv's saf command
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +122,23 @@ def test_a_hand_run_cluster_before_the_first_deploy(lab):
         return any("/raylet " in p["command"] and HAND_VENV in p["command"] for p in ray_processes(lab, "beta"))
     assert wait_until(beta_raylet_by_hand), lab.exec("beta", ["tail", "-5", f"/home/{NODE_USER}/ray-by-hand.log"]).stdout
     assert outside_saf(lab, "alpha") and outside_saf(lab, "beta")
+    write_hand_unit(lab)
+
+
+def write_hand_unit(lab) -> None:
+    """beta's own unit that would start its worker at boot: enabled, not started (Ray runs by hand now)."""
+    unit = (f"[Unit]\nDescription=Ray worker (by hand)\n[Service]\nUser={NODE_USER}\n"
+            f"ExecStart={HAND_VENV}/bin/ray start --address={HEAD}:6380 --block\n[Install]\nWantedBy=multi-user.target\n")
+    (lab.layout.node_dir("beta") / "root" / HAND_UNIT.lstrip("/")).write_text(unit)
+    lab.exec("beta", ["systemctl", "daemon-reload"])
+    lab.exec("beta", ["systemctl", "enable", "ray-by-hand.service"])
+    assert lab.exec("beta", ["systemctl", "is-enabled", "ray-by-hand.service"]).stdout.strip() == "enabled"
+
+
+def set_aside(lab) -> list[dict]:
+    """beta's manifest entries of the deploy runs that set something aside, oldest run first."""
+    out = lab.exec("beta", ["sh", "-c", f"cat {BACKUPS}/*/manifest.jsonl 2>/dev/null || true"]).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def test_the_deploy_stops_the_hand_run_ray_and_saf_s_services_take_over(lab, cluster):
@@ -125,6 +152,12 @@ def test_the_deploy_stops_the_hand_run_ray_and_saf_s_services_take_over(lab, clu
     assert not listens(lab, "alpha", "0.0.0.0", 8265) and listens(lab, "alpha", "127.0.0.1", 8265)
     report = latest_report()
     assert report["ok"] and [node["name"] for node in report["nodes"]] == list(NODES)
+    # beta's own unit: disabled, its file kept at its whole path under the run's folder, and recorded
+    [entry] = [entry for entry in set_aside(lab) if entry["name"] == "ray-by-hand.service"]
+    assert entry["kind"] == "system unit" and entry["path"] == HAND_UNIT
+    assert entry["saved"].startswith(f"{BACKUPS}/") and entry["saved"].endswith(f"/files{HAND_UNIT}")
+    assert lab.exec("beta", ["test", "-f", entry["saved"]], check=False).returncode == 0
+    assert lab.exec("beta", ["test", "-e", HAND_UNIT], check=False).returncode == 1
 
 
 def test_a_re_run_on_the_adopted_cluster_changes_nothing(lab, cluster):
@@ -164,3 +197,27 @@ def test_refuse_stops_the_node_with_the_list_and_leaves_its_ray_as_it_was(lab, c
     assert adopted.returncode == 0, adopted.log[-3000:]
     assert outside_saf(lab, "beta") == set() and not listens(lab, "beta", "0.0.0.0", 8265)
     assert deploy(cluster).changes == 0
+
+
+def restore_launchers(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([SAF, "restore-launchers", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                          env={**os.environ, "SAF_CLUSTER": str(cluster)}, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def test_restore_puts_beta_s_unit_back_enabled_and_not_started(lab, cluster):
+    [saved] = [entry["saved"] for entry in set_aside(lab) if entry["name"] == "ray-by-hand.service"]
+    restored = restore_launchers(cluster, "--limit", "beta")
+    try:
+        assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+        assert "put back, not started: the system unit ray-by-hand.service" in restored.stdout + restored.stderr
+        assert lab.exec("beta", ["test", "-f", HAND_UNIT], check=False).returncode == 0
+        assert lab.exec("beta", ["test", "-e", saved], check=False).returncode == 1
+        assert lab.exec("beta", ["systemctl", "is-enabled", "ray-by-hand.service"]).stdout.strip() == "enabled"
+        assert lab.exec("beta", ["systemctl", "is-active", "ray-by-hand.service"], check=False).stdout.strip() \
+            == "inactive"  # enabled for the next boot, not started
+        assert set_aside(lab) == []  # every manifest read is marked restored: a second run has nothing to do
+        again = restore_launchers(cluster, "--limit", "beta")
+        assert again.returncode == 0 and "nothing set aside by SAF to put back" in again.stdout + again.stderr
+    finally:  # leave beta as the other modules expect it: no launcher of its own
+        lab.exec("beta", ["sh", "-c", f"systemctl disable ray-by-hand.service; rm -f {HAND_UNIT}; "
+                                      "systemctl daemon-reload"], check=False)
