@@ -41,7 +41,10 @@ DEFAULTS = {
     "port": 8000,
     "replicas": 1,
     "resource": "saf_serve",  # "" places replicas on any node (still at most one per node)
-    "max_ongoing_requests": 16,  # per replica; requests beyond the first wait in it (one generation at a time)
+    # Per replica. 1: a replica generates one answer at a time anyway, and Serve's proxy prefers the
+    # replica on its own node (the head) until that one is full: beyond 1, the head's replica would
+    # queue requests while the other nodes' sit idle. The others wait in the proxy for a free replica.
+    "max_ongoing_requests": 1,
     "default_max_tokens": 256,
     "max_tokens_limit": 4096,
     "ready_timeout_s": 600,
@@ -442,7 +445,9 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
     class MLXModel:
         def __init__(self, config: Dict[str, Any], digest: Optional[str]) -> None:
             self.config, self.digest, self.model_id = config, digest, config["model_id"]
-            self.node = socket.gethostname()
+            import ray
+
+            self.node, self.node_id = socket.gethostname(), ray.get_runtime_context().get_node_id()
             self.created = int(time.time())
             self.worker = Worker(config["model_path"])
 
@@ -509,7 +514,7 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
             return events()
 
         def _headers(self) -> Dict[str, str]:
-            return {"x-saf-replica": self.node}
+            return {"x-saf-replica": self.node, "x-saf-node-id": self.node_id}
 
         @api.get("/v1/models")
         async def models(self, request: Request) -> Any:
