@@ -1,6 +1,6 @@
 """Is the verification's GFLOPS figure right? Compare it with a best-effort MLX matmul benchmark.
 
-The verification's own measurement (``saf.verify.job.measure_throughput``: the size found for
+The verification's own measurement (``saf.verify.node.measure.measure_throughput``: the size found for
 the device, warm-up, mx.eval, median) beside a standalone benchmark that tries harder: every
 square size from 256 up (while one product takes under a second and its operands fit in a
 quarter of the device's memory), 3 warm-ups and 15 timed runs each, the best median. Float32 and
@@ -25,15 +25,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from saf.verify import job  # noqa: E402
-
-# The driver's source, loaded on the node as a module (not __main__, so its main() does not run)
-LOAD_JOB = """
-import sys, types
-job = types.ModuleType("saf_verify_job")
-sys.modules[job.__name__] = job
-exec(compile({source!r}, "saf/verify/job.py", "exec"), job.__dict__)
-"""
+from saf.verify.shipping import SHIPPED_PACKAGE, program  # noqa: E402
 
 BENCH = """
 import json, statistics, time
@@ -41,7 +33,7 @@ import mlx.core as mx
 
 def best_effort(dtype, itemsize, memory):
     rates, n = {}, 256
-    while n <= job.MAX_SIZE and 3 * n * n * itemsize <= memory // 4:
+    while n <= measure.MAX_SIZE and 3 * n * n * itemsize <= memory // 4:
         a = mx.random.normal((n, n)).astype(dtype); b = mx.random.normal((n, n)).astype(dtype); mx.eval(a, b)
         t = time.perf_counter(); mx.eval(a @ b); first = time.perf_counter() - t
         for _ in range(3):
@@ -56,16 +48,16 @@ def best_effort(dtype, itemsize, memory):
         n *= 2
     return rates
 
-kind = job._device_kind(mx.default_device())
-info = job._mlx_device_info(mx) if kind == "gpu" else {}
-memory = job.device_memory(info)
-result = {"device": kind, "device_name": job.device_name(kind, info), "mlx": mx.__version__,
+kind = measure.device_kind(mx.default_device())
+info = measure.mlx_device_info(mx) if kind == "gpu" else {}
+memory = measure.device_memory(info)
+result = {"device": kind, "device_name": measure.device_name(kind, info), "mlx": mx.__version__,
           "device_info": {k: v for k, v in info.items() if isinstance(v, (int, str))}, "runs": {}}
 for label, dtype, itemsize in (("f32", mx.float32, 4), ("f16", mx.float16, 2)):
     runs = result["runs"][label] = {"verification": [], "seconds": [], "best": []}
     for _ in range(3):
         t = time.perf_counter()
-        runs["verification"].append(job.measure_throughput(mx, dtype, itemsize, memory // job.MEMORY_SHARE))
+        runs["verification"].append(measure.measure_throughput(mx, dtype, itemsize, memory // measure.MEMORY_DIVISOR))
         runs["seconds"].append(time.perf_counter() - t)
         runs["best"].append(best_effort(dtype, itemsize, memory))
 print("BENCH " + json.dumps(result))
@@ -85,14 +77,14 @@ def _over_ssh(cluster_file: str, node_name: str) -> str:
         ssh += ["-o", f"UserKnownHostsFile={node.ssh_known_hosts_file}"]
     target = f"{node.ssh_user}@{node.address}" if node.ssh_user else node.address
     python = f"{on_node(cluster.settings.venv_root, '$HOME')}/current/bin/python"
-    script = LOAD_JOB.format(source=Path(job.__file__).read_text()) + BENCH
+    script = program(f"from {SHIPPED_PACKAGE} import measure\n" + BENCH)  # the node has no SAF: shipped
     return subprocess.run([*ssh, target, f"{python} -"], input=script, capture_output=True, text=True,
                           check=True, timeout=1800).stdout
 
 
 def _here() -> str:
     path = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-c", "from saf.verify import job\n" + BENCH], stdout=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-c", "from saf.verify.node import measure\n" + BENCH], stdout=subprocess.PIPE,
                           text=True, check=True, timeout=1800, cwd=PROJECT, env={**os.environ, "PYTHONPATH": path}).stdout
 
 

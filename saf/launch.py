@@ -33,9 +33,9 @@ from saf.mlx_ring import launch_nodes
 from saf.node_scripts import node_script
 from saf.spec import Cluster
 from saf.ssh import ssh_argv
+from saf.verify.shipping import package_files
 
 LAUNCH_ROOT = ".saf/launch"  # under the head's SSH user's home; each launch's own directory, removed after
-JOB = Path(__file__).resolve().parent / "verify" / "job.py"
 # never shipped: version control, virtual environments, SAF's own state, caches
 EXCLUDED = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".saf", "__pycache__", ".pytest_cache",
                       ".mypy_cache", ".ruff_cache", "node_modules"})
@@ -168,14 +168,14 @@ def shipment(workdir: Path) -> Shipment:
 
 
 def pack(workdir: Path, shipped: Shipment | None = None) -> bytes:
-    """A gzip tar of ``work/`` (the shipment's files of ``workdir``), the driver and the
-    verification module it reuses; LaunchError when the directory is too large to ship."""
+    """A gzip tar of ``work/`` (the shipment's files of ``workdir``), the driver and the verification's
+    node-side package (its ring and scheduling helpers); LaunchError when the directory is too large to ship."""
     shipped = shipped or shipment(workdir)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for relative in shipped.files:
             tar.add(str(workdir / relative), arcname=f"work/{relative}", recursive=False)
-        for name, text in (("driver.py", node_script("launch_driver.py")), ("saf_verify_job.py", JOB.read_text())):
+        for name, text in (("driver.py", node_script("launch_driver.py")), *package_files().items()):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644

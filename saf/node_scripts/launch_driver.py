@@ -4,9 +4,9 @@
                             --port 6390 --backend ring -- COMMAND ARGS...
 
 It sits in a launch directory that ``saf launch`` unpacked over SSH: ``work/`` (the user's working
-directory, shipped to every node by Ray's ``runtime_env``) and ``saf_verify_job.py`` (the
-verification driver, whose ring and placement helpers this reuses). Each rank is an actor pinned
-hard to its node that runs COMMAND there in the shipped directory, with ``MLX_RANK`` and
+directory, shipped to every node by Ray's ``runtime_env``) and ``saf_verify_node/`` (the
+verification's node-side package, whose ring and scheduling helpers this reuses). Each rank is an
+actor pinned hard to its node that runs COMMAND there in the shipped directory, with ``MLX_RANK`` and
 ``MLX_HOSTFILE`` (rank r on port + r) and the venv first on PATH; its output streams back here
 line by line, prefixed with the node's name. Ctrl-C (SIGINT), a lost SSH session (SIGHUP) or
 SIGTERM stop every rank. The exit status is the worst rank's; the launch directory is removed.
@@ -137,22 +137,23 @@ def main() -> int:
 
 def launch(address: str, nodes: list, port: int, command: list) -> int:
     import ray
-    import ray.util.scheduling_strategies  # noqa: F401 - job.pinned reaches it as an attribute
+    import ray.util.scheduling_strategies  # noqa: F401 - on_node reaches it as an attribute
 
-    sys.path.insert(0, str(HERE))
-    import saf_verify_job as job  # shipped beside this file: the verification's ring and placement helpers
+    sys.path.insert(0, str(HERE))  # saf_verify_node/ is shipped beside this file
+    from saf_verify_node.ring import ring_hosts
+    from saf_verify_node.scheduling import on_node, wait_for_nodes
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False,
              runtime_env={"working_dir": str(HERE / "work")})
-    alive = job._wait_for_nodes(ray, [node["ip"] for node in nodes], JOIN_PATIENCE_S)
+    alive = wait_for_nodes(ray, [node["ip"] for node in nodes], JOIN_PATIENCE_S)
     absent = [node["name"] for node in nodes if len(alive.get(node["ip"], [])) != 1]
     if absent:
         print(f"saf launch: not one Ray node alive at the address of {', '.join(absent)}; run `saf verify` "
               "to see why", file=sys.stderr, flush=True)
         return 2
-    hosts = job.ring_hosts([node["ip"] for node in nodes], port)
+    hosts = ring_hosts([node["ip"] for node in nodes], port)
     actor = ray.remote(num_cpus=0, max_concurrency=2)(Rank)
-    ranks = {node["name"]: actor.options(scheduling_strategy=job.pinned(ray, alive[node["ip"]][0])).remote()
+    ranks = {node["name"]: actor.options(scheduling_strategy=on_node(ray, alive[node["ip"]][0])).remote()
              for node in nodes}
     try:
         return _run(ray, ranks, hosts, command)

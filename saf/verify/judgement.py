@@ -2,7 +2,7 @@
 cluster file expects.
 
 Plain Python (standard library only), run on the control machine by the operation; the driver
-(``job.py``) only observes. Every problem is worded here, with its likely cause and fix, and
+(``node/driver.py``) only observes. Every problem is worded here, with its likely cause and fix, and
 :func:`problems` is the one place the report's problems are flattened into a list.
 """
 
@@ -23,6 +23,11 @@ CPU_ON_CUDA = (
     "found no usable GPU (an NVIDIA driver older than the CUDA mlx-cuda is built for, or CUDA_VISIBLE_DEVICES "
     "hiding it); check `nvidia-smi` and `python -c 'import mlx.core as mx; print(mx.default_device())'` "
     "in the venv, update the driver, then re-run the deploy")
+NOTHING_OBSERVED = (
+    "the verification driver reported no node and no problem of its own: nothing was verified; run `saf verify` "
+    "to see the driver's output, and check that Ray is running on the head")
+UNNAMED_FAILURE = ("the verification report says it failed but names no problem: it cannot be trusted; run "
+                   "`saf verify` again and read its JSON report")
 
 
 def judge(observed: dict[str, Any], expect: dict[str, Any],
@@ -39,7 +44,8 @@ def judge(observed: dict[str, Any], expect: dict[str, Any],
     if expect.get("protection"):
         report["protection"] = expect["protection"]  # what keeps strangers from Ray's job API (saf.auth.protection)
     nodes = {node["name"]: node for node in report["nodes"]}
-    if not nodes:  # the driver never got as far as the nodes: its own problem says why
+    if not nodes:  # the driver never got as far as the nodes: its own problem says why, or this one does
+        report["problems"] = report["problems"] or [NOTHING_OBSERVED]
         return report
     check_alive(nodes, report.get("address"))
     check_versions(nodes, expect)
@@ -67,6 +73,14 @@ def problems(report: dict[str, Any]) -> list[str]:
 def passed(report: dict[str, Any]) -> bool:
     """True only for a report that says ok and holds no problem (a missing or empty one fails)."""
     return report.get("ok") is True and not problems(report)
+
+
+def failure_reasons(report: dict[str, Any]) -> list[str]:
+    """Why the report fails, never empty for one that does ([] for one that passes): its problems,
+    or, for a report that does not pass yet names none, that it names none."""
+    if passed(report):
+        return []
+    return problems(report) or [UNNAMED_FAILURE]
 
 
 def check_alive(nodes: dict[str, dict], address: str | None) -> None:

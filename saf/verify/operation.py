@@ -17,7 +17,7 @@ from pyinfra.api import FunctionCommand, operation
 from saf.operations.stop import fail_host
 from saf.verify import report as reports
 from saf.verify.fact import ClusterVerification
-from saf.verify.judgement import judge, passed, problems
+from saf.verify.judgement import failure_reasons, judge
 from saf.verify.strays import stray_check
 
 
@@ -48,7 +48,9 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
 
 
 def verdict_commands(result: dict) -> list[FunctionCommand]:
-    """Nothing for a sound cluster (no change); else one command that fails this host with every problem."""
-    if passed(result):
+    """Nothing for a sound cluster (no change); else one command that fails this host with every
+    problem (a report that fails without naming one says so: the host never fails for no reason)."""
+    reasons = failure_reasons(result)
+    if not reasons:
         return []
-    return [FunctionCommand(fail_host, ("cluster verification failed: " + "; ".join(problems(result)),), {})]
+    return [FunctionCommand(fail_host, ("cluster verification failed: " + "; ".join(reasons),), {})]

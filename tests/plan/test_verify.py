@@ -11,6 +11,7 @@ from pyinfra.context import ctx_host, ctx_state
 
 from saf.operations.stop import fail_host
 from saf.verify.fact import MARKER, ClusterVerification
+from saf.verify.judgement import NOTHING_OBSERVED
 from saf.verify.operation import cluster_verified
 from tests.facts import converged_mac
 
@@ -98,6 +99,13 @@ def test_executed_with_a_mac_on_its_cpu_it_fails_the_host_naming_that_node(tmp_p
     assert reason.startswith("cluster verification failed: beta: MLX computed on the CPU, not the Mac's GPU")
     report = json.loads((tmp_path / "latest.json").read_text())
     assert report["ok"] is False and [n["ok"] for n in report["nodes"]] == [True, False, True]
+
+
+def test_executed_with_a_report_of_nothing_it_fails_the_host_saying_so(tmp_path):
+    [command] = executed(driver_output([]), tmp_path)
+    assert command.function is fail_host
+    assert command.args == ("cluster verification failed: " + NOTHING_OBSERVED,)
+    assert json.loads((tmp_path / "latest.json").read_text())["problems"] == [NOTHING_OBSERVED]
 
 
 def test_executed_without_a_report_it_fails_the_host(tmp_path):

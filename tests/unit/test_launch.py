@@ -54,10 +54,25 @@ def test_the_working_directory_is_shipped_without_vcs_venvs_or_caches(tmp_path):
         (tmp_path / name / "big").write_bytes(b"0" * 1000)
     with tarfile.open(fileobj=io.BytesIO(pack(tmp_path)), mode="r:gz") as tar:
         names = set(tar.getnames())
-        assert tar.extractfile("saf_verify_job.py").read().decode().startswith('"""The verification driver')
         assert tar.getmember("driver.py").mode == 0o644
-    assert {"work/train.py", "work/data/small.txt", "driver.py", "saf_verify_job.py"} <= names
+    assert {"work/train.py", "work/data/small.txt", "driver.py", "saf_verify_node/ring.py"} <= names
     assert not any(set(Path(name).parts) & EXCLUDED for name in names)
+
+
+def test_the_driver_finds_the_ring_helpers_it_was_shipped_with(tmp_path):
+    """Unpacked as the head unpacks it, the launch directory holds the verification's node-side
+    package, importable without SAF (an isolated Python, run elsewhere) as the driver imports it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("print('hi')\n")
+    with tarfile.open(fileobj=io.BytesIO(pack(project)), mode="r:gz") as tar:
+        tar.extractall(tmp_path / "launch")
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from saf_verify_node.ring import ring_hosts; "
+              "from saf_verify_node.scheduling import on_node, wait_for_nodes; "
+              "print(ring_hosts(['10.0.0.1', '10.0.0.2'], 6390))")
+    shown = subprocess.run([sys.executable, "-I", "-c", script, str(tmp_path / "launch")], capture_output=True,
+                           text=True, cwd="/", timeout=30)
+    assert shown.stdout == "[['10.0.0.1:6390'], ['10.0.0.2:6391']]\n", shown.stderr
 
 
 SECRET = "AKIA-NEVER-SHIPPED"
@@ -89,7 +104,7 @@ def shipped_names(workdir: Path) -> set[str]:
         contents = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
         names = set(tar.getnames())
     assert SECRET.encode() not in contents
-    assert {"driver.py", "saf_verify_job.py"} <= names
+    assert {"driver.py", "saf_verify_node/ring.py"} <= names
     return {name[len("work/"):] for name in names if name.startswith("work/")}
 
 

@@ -22,7 +22,7 @@ from saf.facts.network import MacHardwarePorts, MacInterfaces, MacMTU, MacValidM
 from saf.facts.ray import RayProcesses
 from saf.facts.system import FreeDiskKiB, PasswordlessSudo, XcodeCommandLineTools
 from saf.preflight import version_tuple
-from saf.verify.job import speed_from_ifconfig
+from saf.verify.node.transfer import speed_from_ifconfig
 from tests.fixtures import load_fixture, macos_fixtures, macos_output
 from tests.planning import Raw
 

@@ -1,9 +1,9 @@
-"""The verification driver (saf/verify/job.py) piece by piece, without MLX, NumPy or Ray on this machine.
+"""The verification driver and its jobs (saf/verify/node/) piece by piece, without MLX, NumPy or Ray here.
 
 What a node runs is run here for real where it can be: the path check and the TCP throughput over
 loopback sockets, the commands that name a device or a link as scripts of the same name put first on
 PATH (each checks the arguments it was given), the census through the shell. MLX, NumPy and Ray are
-small stand-ins; the driver's ``run`` works against a stand-in for Ray that places each task on its
+small stand-ins; the driver's ``observe_cluster`` works against a stand-in for Ray that places each task on its
 node and answers it, tolerant of tasks it does not know. Every wait asserted is a bound a user relies
 on: a node that does not answer is reported, never a hang.
 """
@@ -25,9 +25,11 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from saf.verify import job
+from saf.verify.node import agent, census, driver, measure, netprobe, ring, scheduling, system, transfer
 from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
-from tests.unit.test_verify_probe import FakeMx, measure, timed_repeats
+from tests.unit.test_verify_probe import FakeMx, measure_on, timed_repeats
+
+NODE_MODULES = (agent, census, driver, measure, netprobe, ring, scheduling, system, transfer)
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -65,12 +67,14 @@ def runs(monkeypatch):
 
 
 def on(monkeypatch, platform_name: str) -> None:
-    """The module under test believes it runs on ``platform_name`` ("darwin" or "linux")."""
-    monkeypatch.setattr(job, "sys", SimpleNamespace(platform=platform_name))
+    """The node-side modules believe they run on ``platform_name`` ("darwin" or "linux")."""
+    for module in NODE_MODULES:
+        if hasattr(module, "sys"):
+            monkeypatch.setattr(module, "sys", SimpleNamespace(platform=platform_name))
 
 
 def files(monkeypatch, contents: dict) -> list:
-    """``open`` in the module under test reads ``contents`` (path: text, or an exception to raise)."""
+    """``open`` in the node-side modules reads ``contents`` (path: text, or an exception to raise)."""
     opened = []
 
     def fake_open(path, *args, **kwargs):
@@ -80,7 +84,8 @@ def files(monkeypatch, contents: dict) -> list:
             raise content
         return io.StringIO(content)
 
-    monkeypatch.setattr(job, "open", fake_open, raising=False)
+    for module in NODE_MODULES:
+        monkeypatch.setattr(module, "open", fake_open, raising=False)
     return opened
 
 
@@ -138,17 +143,17 @@ class Peer:
 
 
 def echo_reply(data: bytes) -> bytes:
-    return data[:job.TOKEN_BYTES] + len(data).to_bytes(4, "big")
+    return data[:netprobe.TOKEN_BYTES] + len(data).to_bytes(4, "big")
 
 
 @pytest.fixture
 def short_waits(monkeypatch):
-    monkeypatch.setattr(job, "PROBE_WAIT_S", 0.05)
+    monkeypatch.setattr(netprobe, "PROBE_WAIT_S", 0.05)
 
 
 def prober() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(*job.dont_fragment("linux", socket.AF_INET))
+    sock.setsockopt(*netprobe.dont_fragment("linux", socket.AF_INET))
     return sock
 
 
@@ -162,7 +167,7 @@ CPUINFO = ("processor\t: 0\nvendor_id\t: ARM\nmodel name\t: Ampere: Altra Q80-30
 def test_a_linux_cpu_is_named_by_the_first_model_name_of_proc_cpuinfo(monkeypatch):
     on(monkeypatch, "linux")
     opened = files(monkeypatch, {"/proc/cpuinfo": CPUINFO})
-    assert job._cpu_model() == "Ampere: Altra Q80-30"  # everything after the first colon, stripped
+    assert measure._cpu_model() == "Ampere: Altra Q80-30"  # everything after the first colon, stripped
     assert opened == ["/proc/cpuinfo"]
 
 
@@ -170,23 +175,23 @@ def test_a_linux_cpu_is_named_by_the_first_model_name_of_proc_cpuinfo(monkeypatc
 def test_a_cpu_without_a_model_name_is_named_by_the_platform(monkeypatch, cpuinfo):
     on(monkeypatch, "linux")
     files(monkeypatch, {"/proc/cpuinfo": cpuinfo})
-    monkeypatch.setattr(job.platform, "processor", lambda: "")
-    monkeypatch.setattr(job.platform, "machine", lambda: "aarch64")
-    assert job._cpu_model() == "aarch64"
-    monkeypatch.setattr(job.platform, "processor", lambda: "x86_64-proc")
-    assert job._cpu_model() == "x86_64-proc"
+    monkeypatch.setattr(measure.platform, "processor", lambda: "")
+    monkeypatch.setattr(measure.platform, "machine", lambda: "aarch64")
+    assert measure._cpu_model() == "aarch64"
+    monkeypatch.setattr(measure.platform, "processor", lambda: "x86_64-proc")
+    assert measure._cpu_model() == "x86_64-proc"
 
 
 def test_a_mac_s_cpu_is_named_by_sysctl_within_a_few_seconds(monkeypatch, commands, runs):
     on(monkeypatch, "darwin")
     commands("sysctl", "-n machdep.cpu.brand_string", "Apple M3 Ultra\n")
-    assert job._cpu_model() == "Apple M3 Ultra"
+    assert measure._cpu_model() == "Apple M3 Ultra"
     [(argv, options)] = runs
     assert argv == ["sysctl", "-n", "machdep.cpu.brand_string"] and 0 < options["timeout"] <= 5
 
 
 def test_the_device_kind_is_mlx_s_own_word():
-    assert job._device_kind(SimpleNamespace(type=SimpleNamespace(name="gpu"))) == "gpu"
+    assert measure.device_kind(SimpleNamespace(type=SimpleNamespace(name="gpu"))) == "gpu"
 
     class Unnamed:
         type = "DeviceType.cpu"
@@ -194,39 +199,39 @@ def test_the_device_kind_is_mlx_s_own_word():
         def __str__(self) -> str:
             return "Device(cpu, 0)"
 
-    assert job._device_kind(Unnamed()) == "Device(cpu, 0)"
+    assert measure.device_kind(Unnamed()) == "Device(cpu, 0)"
 
     class Bare:
         def __str__(self) -> str:
             return "Device(gpu, 0)"
 
-    assert job._device_kind(Bare()) == "Device(gpu, 0)"  # no type attribute at all: still named
+    assert measure.device_kind(Bare()) == "Device(gpu, 0)"  # no type attribute at all: still named
 
 
 def test_mlx_s_device_info_is_taken_from_the_first_api_that_tells_something():
     metal = SimpleNamespace(device_info=lambda: {"device_name": "Apple M3 Ultra"})
-    assert job._mlx_device_info(SimpleNamespace(device_info=lambda: {}, metal=metal)) == {"device_name": "Apple M3 Ultra"}
-    assert job._mlx_device_info(SimpleNamespace(device_info=None, metal=metal)) == {"device_name": "Apple M3 Ultra"}
-    assert job._mlx_device_info(SimpleNamespace()) == {}
+    assert measure.mlx_device_info(SimpleNamespace(device_info=lambda: {}, metal=metal)) == {"device_name": "Apple M3 Ultra"}
+    assert measure.mlx_device_info(SimpleNamespace(device_info=None, metal=metal)) == {"device_name": "Apple M3 Ultra"}
+    assert measure.mlx_device_info(SimpleNamespace()) == {}
 
     def no_device_info():
         raise RuntimeError("mx.device_info is not available on this backend")
 
-    assert job._mlx_device_info(SimpleNamespace(device_info=no_device_info, metal=metal)) == {
+    assert measure.mlx_device_info(SimpleNamespace(device_info=no_device_info, metal=metal)) == {
         "device_name": "Apple M3 Ultra"}
 
 
 def test_gpu_cores_are_read_from_ioreg_however_it_spaces_them():
-    assert job.gpu_cores_from_ioreg('"gpu-core-count"=10') == 10
-    assert job.gpu_cores_from_ioreg('  "model" = "M4"\n  "gpu-core-count"   =   40\n') == 40
-    assert job.gpu_cores_from_ioreg('"gpu-core-count" = "many"') is None
+    assert measure.gpu_cores_from_ioreg('"gpu-core-count"=10') == 10
+    assert measure.gpu_cores_from_ioreg('  "model" = "M4"\n  "gpu-core-count"   =   40\n') == 40
+    assert measure.gpu_cores_from_ioreg('"gpu-core-count" = "many"') is None
 
 
 def test_a_command_s_output_is_read_within_a_few_seconds_and_a_missing_one_reads_empty(commands, runs):
     commands("nvidia-smi", "-L", "GPU 0: NVIDIA H200\n")
-    assert job._command_output(["nvidia-smi", "-L"]) == "GPU 0: NVIDIA H200\n"
+    assert system.command_output(["nvidia-smi", "-L"]) == "GPU 0: NVIDIA H200\n"
     assert 0 < runs[0][1]["timeout"] <= 5
-    assert job._command_output(["ioreg", "-l"]) == ""  # not on PATH: no output, no error
+    assert system.command_output(["ioreg", "-l"]) == ""  # not on PATH: no output, no error
 
 
 IOREG = '+-o AGXAcceleratorG15X  <class AGXAcceleratorG15X>\n    "gpu-core-count" = 80\n'
@@ -234,26 +239,26 @@ IOREG = '+-o AGXAcceleratorG15X  <class AGXAcceleratorG15X>\n    "gpu-core-count
 
 def test_a_mac_gpu_is_named_with_its_cores_from_ioreg(monkeypatch, commands):
     commands("ioreg", "-r -c AGXAccelerator -d 1", IOREG)
-    assert job.device_name("gpu", {"device_name": "Apple M3 Ultra"}, "darwin") == "Apple M3 Ultra (80-core GPU)"
-    assert job.device_name("gpu", {}, "darwin") == "Apple GPU (80-core GPU)"
+    assert measure.device_name("gpu", {"device_name": "Apple M3 Ultra"}, "darwin") == "Apple M3 Ultra (80-core GPU)"
+    assert measure.device_name("gpu", {}, "darwin") == "Apple GPU (80-core GPU)"
 
 
 def test_a_mac_gpu_without_ioreg_s_cores_is_named_by_mlx_or_plainly(commands):
-    assert job.device_name("gpu", {"device_name": "Apple M3 Ultra"}, "darwin") == "Apple M3 Ultra"
-    assert job.device_name("gpu", {}, "darwin") == "Apple GPU"
+    assert measure.device_name("gpu", {"device_name": "Apple M3 Ultra"}, "darwin") == "Apple M3 Ultra"
+    assert measure.device_name("gpu", {}, "darwin") == "Apple GPU"
 
 
 def test_a_cuda_gpu_is_named_by_mlx_else_by_nvidia_smi_else_plainly(commands):
-    assert job.device_name("gpu", {}, "linux") == "GPU"  # no nvidia-smi
+    assert measure.device_name("gpu", {}, "linux") == "GPU"  # no nvidia-smi
     commands("nvidia-smi", "--query-gpu=name --format=csv,noheader", " NVIDIA H200 \nNVIDIA H100\n")
-    assert job.device_name("gpu", {}, "linux") == "NVIDIA H200"
-    assert job.device_name("gpu", {"device_name": "NVIDIA GH200"}, "linux") == "NVIDIA GH200"
+    assert measure.device_name("gpu", {}, "linux") == "NVIDIA H200"
+    assert measure.device_name("gpu", {"device_name": "NVIDIA GH200"}, "linux") == "NVIDIA GH200"
 
 
 def test_a_cpu_device_is_named_by_the_cpu_model_whatever_mlx_says(monkeypatch):
     on(monkeypatch, "linux")
     files(monkeypatch, {"/proc/cpuinfo": CPUINFO})
-    assert job.device_name("cpu", {"device_name": "NVIDIA H200"}, "linux") == "Ampere: Altra Q80-30"
+    assert measure.device_name("cpu", {"device_name": "NVIDIA H200"}, "linux") == "Ampere: Altra Q80-30"
 
 
 @pytest.mark.parametrize("names, found", [
@@ -267,73 +272,73 @@ def test_mlx_s_cuda_backend_is_found_among_the_installed_distributions(monkeypat
 
     dists = [SimpleNamespace(metadata={"Name": name}) for name in names]
     monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
-    assert job._has_mlx_cuda() is found
+    assert measure._has_mlx_cuda() is found
 
 
 def test_device_memory_takes_only_a_positive_count_metal_s_first():
-    assert job.device_memory({"memory_size": 1, "total_memory": 5}) == 1
-    assert job.device_memory({"memory_size": 0, "total_memory": 5}) == 5
-    assert job.device_memory({"memory_size": "96 GB"}) == job.DEFAULT_MEMORY
-    assert job.device_memory({"total_memory": -1}) == job.DEFAULT_MEMORY
+    assert measure.device_memory({"memory_size": 1, "total_memory": 5}) == 1
+    assert measure.device_memory({"memory_size": 0, "total_memory": 5}) == 5
+    assert measure.device_memory({"memory_size": "96 GB"}) == measure.DEFAULT_MEMORY
+    assert measure.device_memory({"total_memory": -1}) == measure.DEFAULT_MEMORY
 
 
 def test_operands_fit_while_both_and_the_products_fit_the_bound():
     n, itemsize = 1024, 2
     exact = (2 + 3) * n * n * itemsize
-    assert job._fits(n, 3, itemsize, exact) and not job._fits(n, 3, itemsize, exact - 1)
+    assert measure._fits(n, 3, itemsize, exact) and not measure._fits(n, 3, itemsize, exact - 1)
 
 
 # --- throughput at the bounds: products of exact binary durations on FakeMx's clock -------------------
 
 
 def test_a_step_exactly_long_enough_is_not_doubled_and_the_figure_is_the_device_s_rate(monkeypatch):
-    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 16)
+    monkeypatch.setattr(measure, "LONG_ENOUGH_S", 1 / 16)
     rate = lambda n: 2 * n ** 3 * 64  # noqa: E731 - every product takes 1/64 s
-    result = measure(FakeMx(rate=rate))
-    assert result["size"] == job.MAX_SIZE and result["batch"] == 4  # 4 products: 1/16 s, long enough
-    assert result["gflops"] == rate(job.MAX_SIZE) / 1e9
+    result = measure_on(FakeMx(rate=rate))
+    assert result["size"] == measure.MAX_SIZE and result["batch"] == 4  # 4 products: 1/16 s, long enough
+    assert result["gflops"] == rate(measure.MAX_SIZE) / 1e9
 
 
 def test_the_timed_steps_stop_once_the_budget_is_spent_exactly(monkeypatch):
-    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 16)
-    monkeypatch.setattr(job, "MEASURE_BUDGET_S", 4 / 16)  # four steps of four 1/64 s products
+    monkeypatch.setattr(measure, "LONG_ENOUGH_S", 1 / 16)
+    monkeypatch.setattr(measure, "MEASURE_BUDGET_S", 4 / 16)  # four steps of four 1/64 s products
     mx = FakeMx(rate=lambda n: 2 * n ** 3 * 64)
-    measure(mx)
+    measure_on(mx)
     assert timed_repeats(mx) == 4
 
 
 def test_a_device_too_fast_to_time_gets_the_largest_batch_and_no_more():
-    result = measure(FakeMx(rate=lambda n: 1e18), memory=1 << 40)
-    assert result["size"] == job.MAX_SIZE and result["batch"] == job.MAX_BATCH
+    result = measure_on(FakeMx(rate=lambda n: 1e18), memory=1 << 40)
+    assert result["size"] == measure.MAX_SIZE and result["batch"] == measure.MAX_BATCH
 
 
 def test_growth_stops_when_the_next_size_would_overspend_a_budget_spent_exactly(monkeypatch):
-    monkeypatch.setattr(job, "GROWTH_BUDGET_S", 18 / 64)  # 256's two products, then 16 of its steps
+    monkeypatch.setattr(measure, "GROWTH_BUDGET_S", 18 / 64)  # 256's two products, then 16 of its steps
     mx = FakeMx(rate=lambda n: 2 * n ** 3 * 64)
-    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
+    assert measure.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
 
 
 def test_a_step_exactly_long_enough_at_a_flat_rate_ends_the_growth(monkeypatch):
-    monkeypatch.setattr(job, "LONG_ENOUGH_S", 1 / 64)
+    monkeypatch.setattr(measure, "LONG_ENOUGH_S", 1 / 64)
     mx = FakeMx(rate=lambda n: 2.0 ** 34)  # 256: 1/512 s, 512: 1/64 s
-    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
+    assert measure.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 512
 
 
 @pytest.mark.parametrize("rates, long_enough, size", [
     ({256: 2.0 ** 33, 512: 2.0 ** 34, 1024: 2.0 ** 34}, 1 / 64, 512),  # exactly RISING times the last: not rising
-    ({256: 2.0 ** 33, 512: 2.0 ** 32}, job.LONG_ENOUGH_S, 512),  # exactly the best over RISING: still near it
+    ({256: 2.0 ** 33, 512: 2.0 ** 32}, measure.LONG_ENOUGH_S, 512),  # exactly the best over RISING: still near it
 ])
 def test_the_rising_factor_bounds_growth_strictly_and_the_choice_inclusively(monkeypatch, rates, long_enough, size):
-    monkeypatch.setattr(job, "RISING", 2.0)  # a factor that binary floats hold exactly
-    monkeypatch.setattr(job, "LONG_ENOUGH_S", long_enough)
+    monkeypatch.setattr(measure, "SIGNIFICANT_GAIN", 2.0)  # a factor that binary floats hold exactly
+    monkeypatch.setattr(measure, "LONG_ENOUGH_S", long_enough)
     mx = FakeMx(rate=rates.__getitem__)
-    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == size
+    assert measure.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == size
 
 
 def test_the_first_product_of_each_size_is_left_out_of_its_timing(monkeypatch):
-    monkeypatch.setattr(job, "GROWTH_BUDGET_S", 1000.0)
+    monkeypatch.setattr(measure, "GROWTH_BUDGET_S", 1000.0)
     mx = FakeMx(rate=lambda n: 1e12, cold_s=5.0, cold_evals=1)  # a kernel compiled for each new size
-    assert job.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 4096  # as without the cold start
+    assert measure.find_size(mx, "float32", 4, 64 << 30, clock=mx.clock) == 4096  # as without the cold start
 
 
 # --- node_probe, with stand-ins for MLX, NumPy and Ray -----------------------------------------------
@@ -394,11 +399,11 @@ def node(monkeypatch, commands):
 
     asked, drawn = [], []
 
-    def measure(mx, dtype, itemsize, memory_bound, clock=None, size=None):
+    def measure_throughput(mx, dtype, itemsize, memory_bound, clock=None, size=None):
         asked.append((getattr(mx, "__name__", None), dtype, itemsize, memory_bound, *([size] if size else [])))
         return {"gflops": 1234.5678 * itemsize, "size": size or 1024 * itemsize, "batch": itemsize // 2}
 
-    monkeypatch.setattr(job, "measure_throughput", measure)
+    monkeypatch.setattr(measure, "measure_throughput", measure_throughput)
     monkeypatch.setattr(importlib.metadata, "version", lambda name: {"mlx": "0.29.1"}[name])
     monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter([]))
     monkeypatch.setitem(sys.modules, "numpy", fake_numpy(drawn))
@@ -410,7 +415,7 @@ def node(monkeypatch, commands):
         core = fake_mlx(kind, error, info)
         monkeypatch.setitem(sys.modules, "mlx", SimpleNamespace(core=core))
         monkeypatch.setitem(sys.modules, "mlx.core", core)
-        return job.node_probe(sizes) if sizes else job.node_probe()
+        return measure.node_probe(sizes) if sizes else measure.node_probe()
 
     return SimpleNamespace(probe=probe, asked=asked, drawn=drawn, commands=commands)
 
@@ -419,12 +424,12 @@ def test_a_cuda_node_reports_its_identity_device_and_both_throughputs(node):
     node.commands("nvidia-smi", "--query-gpu=name --format=csv,noheader", "NVIDIA H200\n")
     result = node.probe("gpu", info={"device_name": "NVIDIA H200", "total_memory": 64 << 30})
     assert result == {
-        "hostname": socket.gethostname(), "python": job.platform.python_version(), "ray": "2.49.1",
+        "hostname": socket.gethostname(), "python": measure.platform.python_version(), "ray": "2.49.1",
         "mlx": "0.29.1", "os": "linux", "nvidia_smi": True, "mlx_cuda": False, "device": "gpu",
         "device_name": "NVIDIA H200", "hardware": "NVIDIA H200 / gpu", "mlx_correct": True,
         "gflops_f32": 4938.3, "size_f32": 4096, "batch_f32": 2, "gflops_f16": 2469.1, "size_f16": 2048,
         "batch_f16": 1}
-    bound = (64 << 30) // job.MEMORY_SHARE
+    bound = (64 << 30) // measure.MEMORY_DIVISOR
     assert node.asked == [("mlx.core", "mx.float32", 4, bound), ("mlx.core", "mx.float16", 2, bound)]
     assert node.drawn == [((64, 64), "np.float32")] * 2
 
@@ -432,7 +437,7 @@ def test_a_cuda_node_reports_its_identity_device_and_both_throughputs(node):
 def test_sizes_found_on_a_peer_are_measured_as_given(node):
     result = node.probe("gpu", info={"device_name": "NVIDIA H200", "total_memory": 64 << 30},
                         sizes={"f32": 8192, "f16": 512})
-    bound = (64 << 30) // job.MEMORY_SHARE
+    bound = (64 << 30) // measure.MEMORY_DIVISOR
     assert node.asked == [("mlx.core", "mx.float32", 4, bound, 8192), ("mlx.core", "mx.float16", 2, bound, 512)]
     assert (result["size_f32"], result["size_f16"]) == (8192, 512)
 
@@ -442,7 +447,7 @@ def test_a_cpu_node_is_named_by_its_cpu_and_bounded_by_the_default_memory(node):
     assert (result["device"], result["device_name"], result["hardware"]) == (
         "cpu", "Ampere: Altra Q80-30", "Ampere: Altra Q80-30 / cpu")
     assert result["nvidia_smi"] is False  # not on PATH
-    assert {bound for _, _, _, bound in node.asked} == {job.DEFAULT_MEMORY // job.MEMORY_SHARE}
+    assert {bound for _, _, _, bound in node.asked} == {measure.DEFAULT_MEMORY // measure.MEMORY_DIVISOR}
 
 
 @pytest.mark.parametrize("error, correct", [(0.0, True), (5e-4, True), (1e-5, True), (0.01, False)])
@@ -454,15 +459,15 @@ def test_mlx_is_correct_within_numpy_s_tolerances(node, error, correct):
 
 
 def test_dont_fragment_on_linux_over_ipv6_and_on_any_os_not_darwin():
-    assert job.dont_fragment("linux", socket.AF_INET6) == (socket.IPPROTO_IPV6, 62, 1)
+    assert netprobe.dont_fragment("linux", socket.AF_INET6) == (socket.IPPROTO_IPV6, 62, 1)
     if hasattr(socket, "IPV6_DONTFRAG"):
-        assert job.dont_fragment("linux", socket.AF_INET6)[1] == socket.IPV6_DONTFRAG
-    assert job.dont_fragment("freebsd14", socket.AF_INET) == job.dont_fragment("linux", socket.AF_INET)
+        assert netprobe.dont_fragment("linux", socket.AF_INET6)[1] == socket.IPV6_DONTFRAG
+    assert netprobe.dont_fragment("freebsd14", socket.AF_INET) == netprobe.dont_fragment("linux", socket.AF_INET)
 
 
 def test_the_echo_answers_each_datagram_with_its_token_and_length_however_long_it_waited(monkeypatch):
-    monkeypatch.setattr(job, "PROBE_WAIT_S", 0.05)
-    echo = job.UdpEcho()
+    monkeypatch.setattr(netprobe, "PROBE_WAIT_S", 0.05)
+    echo = netprobe.UdpEcho()
     port = echo.listen("127.0.0.1")
     try:
         assert echo.thread.daemon  # an echo never keeps its worker process alive
@@ -478,7 +483,7 @@ def test_the_echo_answers_each_datagram_with_its_token_and_length_however_long_i
 
 
 def test_echoes_and_sinks_on_one_address_each_get_a_free_port_of_their_own():
-    echoes, sinks = [job.UdpEcho(), job.UdpEcho()], [job.TcpSink(), job.TcpSink()]
+    echoes, sinks = [netprobe.UdpEcho(), netprobe.UdpEcho()], [transfer.TcpSink(), transfer.TcpSink()]
     try:
         echo_ports = [echo.listen("127.0.0.1") for echo in echoes]
         sink_ports = [sink.listen("127.0.0.1") for sink in sinks]
@@ -494,13 +499,13 @@ def test_echoes_and_sinks_on_one_address_each_get_a_free_port_of_their_own():
 
 
 def test_closing_an_echo_waits_at_most_two_of_its_waits(monkeypatch):
-    echo = job.UdpEcho()
+    echo = netprobe.UdpEcho()
     echo.listen("127.0.0.1")
     joined = []
     thread = echo.thread
     echo.thread = SimpleNamespace(join=lambda timeout=None: (joined.append(timeout), thread.join(timeout)))
     echo.close()
-    assert joined and joined[0] is not None and 0 < joined[0] <= 2 * job.PROBE_WAIT_S
+    assert joined and joined[0] is not None and 0 < joined[0] <= 2 * netprobe.PROBE_WAIT_S
 
 
 def test_a_size_fails_after_three_unanswered_datagrams_of_that_size(short_waits):
@@ -508,10 +513,10 @@ def test_a_size_fails_after_three_unanswered_datagrams_of_that_size(short_waits)
     try:
         with prober() as sock:
             started = time.monotonic()
-            assert job._echoed(sock, peer.address, 1000) is False
+            assert netprobe._echoed(sock, peer.address, 1000) is False
             elapsed = time.monotonic() - started
         time.sleep(0.05)
-        assert peer.sizes == [1000] * job.PROBE_ATTEMPTS == [1000] * 3
+        assert peer.sizes == [1000] * netprobe.PROBE_ATTEMPTS == [1000] * 3
         assert 3 * 0.05 * 0.9 <= elapsed < 0.6  # each attempt waits its time, and no longer
     finally:
         peer.close()
@@ -521,7 +526,7 @@ def test_the_third_datagram_of_a_size_may_pass(short_waits):
     peer = Peer(lambda i, data: echo_reply(data) if i == 2 else None)
     try:
         with prober() as sock:
-            assert job._echoed(sock, peer.address, 500) is True
+            assert netprobe._echoed(sock, peer.address, 500) is True
     finally:
         peer.close()
     assert peer.sizes == [500] * 3
@@ -529,15 +534,15 @@ def test_the_third_datagram_of_a_size_may_pass(short_waits):
 
 def test_only_a_reply_with_the_token_and_the_whole_length_counts(short_waits):
     def wrong(i, data):
-        token, length = data[:job.TOKEN_BYTES], len(data)
-        return [b"x" * job.TOKEN_BYTES + length.to_bytes(4, "big"),  # another token
+        token, length = data[:netprobe.TOKEN_BYTES], len(data)
+        return [b"x" * netprobe.TOKEN_BYTES + length.to_bytes(4, "big"),  # another token
                 token + (length - 1).to_bytes(4, "big"),  # part of it arrived
                 token + length.to_bytes(4, "big") + b"!"][i]  # not the echo's format
 
     peer = Peer(wrong)
     try:
         with prober() as sock:
-            assert job._echoed(sock, peer.address, 300) is False
+            assert netprobe._echoed(sock, peer.address, 300) is False
     finally:
         peer.close()
 
@@ -546,7 +551,7 @@ def test_a_slow_echo_is_waited_for_without_sending_again():
     peer = Peer(lambda i, data: echo_reply(data), delay=0.15)
     try:
         with prober() as sock:
-            assert job._echoed(sock, peer.address, 1200) is True
+            assert netprobe._echoed(sock, peer.address, 1200) is True
     finally:
         peer.close()
     assert peer.sizes == [1200]
@@ -557,21 +562,21 @@ def test_a_datagram_larger_than_udp_allows_fails_at_once():
     try:
         with prober() as sock:
             started = time.monotonic()
-            assert job._echoed(sock, peer.address, 70000) is False
-            assert time.monotonic() - started < job.PROBE_WAIT_S  # no wait for a reply to what was never sent
+            assert netprobe._echoed(sock, peer.address, 70000) is False
+            assert time.monotonic() - started < netprobe.PROBE_WAIT_S  # no wait for a reply to what was never sent
     finally:
         peer.close()
     assert peer.sizes == []
 
 
 def test_the_probe_forbids_fragments_and_makes_room_for_a_jumbo_frame(monkeypatch, recording):
-    echo = job.UdpEcho()
+    echo = netprobe.UdpEcho()
     port = echo.listen("127.0.0.1")
     try:
         for platform_name, dont in (("linux", (socket.IPPROTO_IP, 10, 2)), ("darwin", (socket.IPPROTO_IP, 28, 1))):
             on(monkeypatch, platform_name)
             recording.clear()
-            assert job.path_probe([("127.0.0.1", port)], 9000)["127.0.0.1"]["ok"] is True
+            assert netprobe.path_probe([("127.0.0.1", port)], 9000)["127.0.0.1"]["ok"] is True
             options = [entry[1:] for entry in recording if entry[0] == "setsockopt"]
             assert dont in options
             [buffer] = [value for level, option, value in options if (level, option) == (socket.SOL_SOCKET,
@@ -582,17 +587,17 @@ def test_the_probe_forbids_fragments_and_makes_room_for_a_jumbo_frame(monkeypatc
 
 
 def test_each_peer_is_probed_and_a_narrow_path_gets_its_largest_payload(monkeypatch):
-    monkeypatch.setattr(job, "PROBE_WAIT_S", 0.02)
+    monkeypatch.setattr(netprobe, "PROBE_WAIT_S", 0.02)
     narrow = Peer(lambda i, data: echo_reply(data) if len(data) <= 1000 else None, ip="127.0.0.2")
     wide = Peer(lambda i, data: echo_reply(data))
     try:
-        result = job.path_probe([(narrow.address[0], narrow.address[1]), ("127.0.0.1", wide.address[1])], 1500)
+        result = netprobe.path_probe([(narrow.address[0], narrow.address[1]), ("127.0.0.1", wide.address[1])], 1500)
     finally:
         narrow.close()
         wide.close()
     assert result == {"127.0.0.2": {"ok": False, "largest": 1000, "headers": 28},
                       "127.0.0.1": {"ok": True, "largest": 1472, "headers": 28}}
-    assert min(narrow.sizes) == job.TOKEN_BYTES  # the bisection starts from the smallest probe
+    assert min(narrow.sizes) == netprobe.TOKEN_BYTES  # the bisection starts from the smallest probe
 
 
 def test_bisection_asks_the_low_end_first_and_never_the_failed_high_end():
@@ -602,9 +607,9 @@ def test_bisection_asks_the_low_end_first_and_never_the_failed_high_end():
         asked.append(size)
         return size <= 100
 
-    assert job.largest_passing(passes, 8, 101) == 100
+    assert netprobe.largest_passing(passes, 8, 101) == 100
     assert asked[0] == 8 and 101 not in asked
-    assert job.largest_passing(lambda size: True, 8, 9) == 8
+    assert netprobe.largest_passing(lambda size: True, 8, 9) == 8
 
 
 # --- the link's speed --------------------------------------------------------------------------------
@@ -618,9 +623,9 @@ IP_ADDR = json.dumps([
 
 
 def test_the_interface_of_an_address_is_found_in_ip_s_json():
-    assert job.interface_of(IP_ADDR, "10.0.0.2") == "enp1s0"
-    assert job.interface_of(IP_ADDR, "10.0.0.9") is None
-    assert job.interface_of("", "10.0.0.2") is None
+    assert transfer.interface_of(IP_ADDR, "10.0.0.2") == "enp1s0"
+    assert transfer.interface_of(IP_ADDR, "10.0.0.9") is None
+    assert transfer.interface_of("", "10.0.0.2") is None
 
 
 IFCONFIG = """lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 16384
@@ -648,13 +653,13 @@ en5: flags=8863<UP,BROADCAST,SMART,RUNNING,SIMPLEX,MULTICAST> mtu 1500
 @pytest.mark.parametrize("ip, speed", [("10.0.0.21", 10.0), ("10.0.0.2", 1.0), ("10.0.0.3", 2.5), ("10.0.0.4", None),
                                        ("10.0.0.5", 10.0), ("10.0.0.9", None), ("127.0.0.1", None)])
 def test_a_mac_s_link_speed_is_the_media_line_of_the_interface_carrying_the_address(ip, speed):
-    assert job.speed_from_ifconfig(IFCONFIG, ip) == speed
+    assert transfer.speed_from_ifconfig(IFCONFIG, ip) == speed
 
 
 def test_a_mac_s_link_speed_is_read_from_ifconfig(monkeypatch, commands, runs):
     on(monkeypatch, "darwin")
     commands("ifconfig", "", IFCONFIG)
-    assert job.link_speed_gbit("10.0.0.3") == 2.5
+    assert transfer.link_speed_gbit("10.0.0.3") == 2.5
     assert runs[0][0] == ["ifconfig"] and 0 < runs[0][1]["timeout"] <= 5
 
 
@@ -665,7 +670,7 @@ def test_a_linux_link_speed_is_read_from_sysfs_for_the_interface_carrying_the_ad
     on(monkeypatch, "linux")
     commands("ip", "-j addr", IP_ADDR)
     opened = files(monkeypatch, {"/sys/class/net/enp1s0/speed": speed})
-    assert job.link_speed_gbit("10.0.0.2") == gbit
+    assert transfer.link_speed_gbit("10.0.0.2") == gbit
     assert opened == ["/sys/class/net/enp1s0/speed"]
     assert runs[0][0] == ["ip", "-j", "addr"] and 0 < runs[0][1]["timeout"] <= 5
 
@@ -674,7 +679,7 @@ def test_a_linux_address_on_no_interface_has_no_speed_and_reads_nothing(monkeypa
     on(monkeypatch, "linux")
     commands("ip", "-j addr", IP_ADDR)
     opened = files(monkeypatch, {})
-    assert job.link_speed_gbit("10.0.0.9") is None and opened == []
+    assert transfer.link_speed_gbit("10.0.0.9") is None and opened == []
 
 
 # --- the transfer ------------------------------------------------------------------------------------
@@ -695,23 +700,23 @@ def test_the_payload_is_that_many_mebibytes_of_random_bytes(monkeypatch):
     np.uint8 = "uint8"
     np.random = SimpleNamespace(default_rng=Generator)
     monkeypatch.setitem(sys.modules, "numpy", np)
-    assert job.make_payload(3).nbytes == 3 * 1024 * 1024
+    assert transfer.make_payload(3).nbytes == 3 * 1024 * 1024
     [(seed, low, high, dtype)] = made
     assert dtype == "uint8" and 0 <= low < high <= 256 and high - low > 128  # random bytes, most values
 
 
 def test_a_checksum_is_the_sha256_of_the_object_s_bytes():
     content = bytes(range(256)) * 4
-    assert job.checksum(SimpleNamespace(tobytes=lambda: content)) == hashlib.sha256(content).hexdigest()
+    assert transfer.checksum(SimpleNamespace(tobytes=lambda: content)) == hashlib.sha256(content).hexdigest()
 
 
 def test_the_tcp_check_is_bounded_at_every_wait(recording):
-    sink = job.TcpSink()
+    sink = transfer.TcpSink()
     port = sink.listen("127.0.0.1")
     joined = []
     thread = sink.thread
     sink.thread = SimpleNamespace(join=lambda timeout=None: (joined.append(timeout), thread.join(timeout)))
-    sent = job.tcp_send("127.0.0.1", port, 0.05)
+    sent = transfer.tcp_send("127.0.0.1", port, 0.05)
     assert sink.received_bytes() == sent["bytes"] > 0
     timeouts = [value for what, _, value in recording if what == "settimeout"]
     assert len(timeouts) == 3 and all(value is not None and value > 0 for value in timeouts)
@@ -721,7 +726,7 @@ def test_the_tcp_check_is_bounded_at_every_wait(recording):
 
 
 def test_a_sink_that_no_sender_reached_counts_nothing():
-    sink = job.TcpSink()
+    sink = transfer.TcpSink()
     sink.listen("127.0.0.1")
     assert sink.thread.daemon
     sink.server.shutdown(socket.SHUT_RDWR)  # accept fails at once, as its timeout would after 15 s
@@ -729,16 +734,16 @@ def test_a_sink_that_no_sender_reached_counts_nothing():
 
 
 def test_a_sender_with_no_time_sends_nothing():
-    sink = job.TcpSink()
+    sink = transfer.TcpSink()
     port = sink.listen("127.0.0.1")
-    sent = job.tcp_send("127.0.0.1", port, 0)
+    sent = transfer.tcp_send("127.0.0.1", port, 0)
     assert sent["bytes"] == 0 and sink.received_bytes() == 0
 
 
 def test_the_sender_pushes_megabyte_blocks_for_the_time_given():
-    sink = job.TcpSink()
+    sink = transfer.TcpSink()
     port = sink.listen("127.0.0.1")
-    sent = job.tcp_send("127.0.0.1", port, 0.1)
+    sent = transfer.tcp_send("127.0.0.1", port, 0.1)
     assert sink.received_bytes() == sent["bytes"]
     assert sent["bytes"] % (1 << 20) == 0 and 0.1 <= sent["seconds"] < 1.0
 
@@ -749,12 +754,12 @@ def test_the_sender_pushes_megabyte_blocks_for_the_time_given():
 def test_the_census_runs_its_os_s_commands_through_the_shell_within_a_bound(monkeypatch, runs):
     commands = {"linux": {"ps": "echo linux-ps", "listeners": "echo a; echo b"}, "darwin": {"ps": "echo darwin-ps"}}
     on(monkeypatch, "linux")
-    assert job.ray_census(commands) == {"os": "linux", "ps": "linux-ps\n", "listeners": "a\nb\n"}
+    assert census.ray_census(commands) == {"os": "linux", "ps": "linux-ps\n", "listeners": "a\nb\n"}
     assert all(options["shell"] is True and 0 < options["timeout"] <= 15 for _, options in runs)
     on(monkeypatch, "darwin")
-    assert job.ray_census(commands) == {"os": "darwin", "ps": "darwin-ps\n"}
+    assert census.ray_census(commands) == {"os": "darwin", "ps": "darwin-ps\n"}
     on(monkeypatch, "sunos5")
-    assert job.ray_census(commands)["os"] == "linux"
+    assert census.ray_census(commands)["os"] == "linux"
 
 
 def test_a_census_command_that_times_out_is_named_with_the_error(monkeypatch):
@@ -765,20 +770,20 @@ def test_a_census_command_that_times_out_is_named_with_the_error(monkeypatch):
 
     on(monkeypatch, "linux")
     monkeypatch.setattr(subprocess, "run", run)
-    census = job.ray_census({"linux": {"ps": "slow ps", "listeners": "ss"}})
-    assert census["listeners"] == "fine\n" and "ps" not in census
-    assert census["error"].startswith("slow ps: Command 'slow ps' timed out after ")
+    observed = census.ray_census({"linux": {"ps": "slow ps", "listeners": "ss"}})
+    assert observed["listeners"] == "fine\n" and "ps" not in observed
+    assert observed["error"].startswith("slow ps: Command 'slow ps' timed out after ")
 
 
 def test_the_driver_s_ancestry_includes_every_ancestor_above_init():
-    assert job.ancestry("5 2\n2 0\n", 5) == [5, 2]
-    assert job.ancestry("7 6\n6 1\nbad line here\n6x 3\n", 7) == [7, 6]
-    assert job.ancestry("5 4\n", 5) == [5, 4]  # a parent that ps did not list (it exited) ends the chain
+    assert census.ancestry("5 2\n2 0\n", 5) == [5, 2]
+    assert census.ancestry("7 6\n6 1\nbad line here\n6x 3\n", 7) == [7, 6]
+    assert census.ancestry("5 4\n", 5) == [5, 4]  # a parent that ps did not list (it exited) ends the chain
 
 
 def test_the_driver_names_its_own_process_and_its_parent(commands):
     commands("ps", "-A -o pid= -o ppid=", f"{os.getpid()} {os.getppid()}\n{os.getppid()} 1\n")
-    assert job.own_ancestry() == [os.getpid(), os.getppid()]
+    assert census.own_ancestry() == [os.getpid(), os.getppid()]
 
 
 # --- run(): the driver against a stand-in for Ray --------------------------------------------------
@@ -804,7 +809,7 @@ def expect(nodes=NODES, census=True, collective=None) -> dict:
 
 
 class Ray:
-    """Ray as job.run uses it: tasks and actors run where they are pinned; ``answers[(what, node)]``
+    """Ray as driver.observe_cluster uses it: tasks and actors run where they are pinned; ``answers[(what, node)]``
     is what that task answers there (a value, an exception raised by ray.get, or a function of the
     task's arguments); a task it does not know answers {}."""
 
@@ -919,13 +924,15 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(job, "time", fake)
-    monkeypatch.setattr(job, "own_ancestry", lambda: [4242, 4241])
+    for module in NODE_MODULES:
+        if hasattr(module, "time"):
+            monkeypatch.setattr(module, "time", fake)
+    monkeypatch.setattr(census, "own_ancestry", lambda: [4242, 4241])
     return fake
 
 
 def drive(ray: Ray, timeout: float = 30, nodes=NODES, census=True, collective=None) -> dict:
-    return job.run("10.0.0.1:6380", expect(nodes, census, collective), timeout, ray=ray)
+    return driver.observe_cluster("10.0.0.1:6380", expect(nodes, census, collective), timeout, ray=ray)
 
 
 def by_name(observed: dict) -> dict:
@@ -1040,10 +1047,10 @@ def test_an_object_moves_from_the_head_to_each_worker_and_both_checksums_are_rep
     nodes = by_name(observed)
     assert "transfer" not in nodes["alpha"]
     for name in ("beta", "gamma"):
-        assert nodes[name]["transfer"] == {"mb": job.TRANSFER_MB, "received": f"{name}-sum", "sent": "head-sum",
+        assert nodes[name]["transfer"] == {"mb": transfer.TRANSFER_MB, "received": f"{name}-sum", "sent": "head-sum",
                                            "seconds": 0.0}
     assert [(node, args) for what, node, args in ray.placed if what == "make_payload"] == [
-        ("alpha", (job.TRANSFER_MB,))]  # one payload, sent to every worker at once
+        ("alpha", (transfer.TRANSFER_MB,))]  # one payload, sent to every worker at once
     assert [node for what, node, _ in ray.placed if what == "checksum"] == ["alpha", "beta", "gamma"]
     order = [what for what, _, _ in ray.placed]
     assert max(i for i, what in enumerate(order) if what == "checksum") < order.index("tcp_send")  # moves, then TCP
@@ -1076,7 +1083,7 @@ def test_tcp_throughput_is_what_the_worker_received_over_what_the_head_took_to_s
     listens = [(node, args) for what, node, args in ray.placed if what == "tcp_listen"]
     assert listens == [("beta", ("10.0.0.2",)), ("gamma", ("10.0.0.3",))]  # each worker's sink, on its ip
     sends = [(node, args) for what, node, args in ray.placed if what == "tcp_send"]
-    assert sends[0] == ("alpha", ("10.0.0.2", 45678, job.TCP_SECONDS))
+    assert sends[0] == ("alpha", ("10.0.0.2", 45678, transfer.TCP_SECONDS))
     assert [(node, args) for what, node, args in ray.placed if what == "link_speed_gbit"][:2] == [
         ("alpha", ("10.0.0.1",)), ("beta", ("10.0.0.2",))]
     assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
@@ -1120,7 +1127,7 @@ def test_the_census_runs_on_every_live_node_with_its_own_commands_and_a_failure_
 
 
 def test_alive_nodes_are_grouped_by_address_and_dead_ones_left_out():
-    assert job.alive_by_ip([
+    assert scheduling.alive_by_ip([
         {"NodeManagerAddress": "10.0.0.1", "NodeID": "a", "Alive": True},
         {"NodeManagerAddress": "10.0.0.2", "NodeID": "b-dead", "Alive": False},
         {"NodeManagerAddress": "10.0.0.2", "NodeID": "b", "Alive": True},
@@ -1136,9 +1143,9 @@ def test_a_failing_driver_prints_the_last_line_of_its_error_cut_to_500_character
     def breaks(address, expect, timeout):
         raise ValueError("z" * 600)
 
-    monkeypatch.setattr(job, "run", breaks)
-    monkeypatch.setattr("sys.argv", ["job.py", "--address", "a:1", "--expect", "{}", "--timeout", "1.4"])
-    job.main()
+    monkeypatch.setattr(driver, "observe_cluster", breaks)
+    monkeypatch.setattr("sys.argv", ["driver.py", "--address", "a:1", "--expect", "{}", "--timeout", "1.4"])
+    driver.main()
     out = capsys.readouterr().out
     assert out.startswith("SAF-VERIFY ") and out.endswith("\n")
     [problem] = json.loads(out.removeprefix("SAF-VERIFY "))["problems"]
@@ -1147,28 +1154,28 @@ def test_a_failing_driver_prints_the_last_line_of_its_error_cut_to_500_character
 
 def test_an_out_of_time_driver_names_its_whole_bound(capsys, monkeypatch):
     def hangs(address, expect, timeout):
-        raise job.Deadline()
+        raise driver.Deadline()
 
-    monkeypatch.setattr(job, "run", hangs)
-    monkeypatch.setattr("sys.argv", ["job.py", "--address", "a:1", "--expect", "{}", "--timeout", "1.4"])
-    job.main()
+    monkeypatch.setattr(driver, "observe_cluster", hangs)
+    monkeypatch.setattr("sys.argv", ["driver.py", "--address", "a:1", "--expect", "{}", "--timeout", "1.4"])
+    driver.main()
     observed = json.loads(capsys.readouterr().out.removeprefix("SAF-VERIFY "))
     assert observed == {"nodes": [], "problems": ["the verification did not finish within 64 s"]}
 
 
 @pytest.mark.parametrize("argv", [["--expect", "{}"], ["--address", "a:1"]])
 def test_the_driver_refuses_to_run_without_an_address_or_an_expectation(capsys, monkeypatch, argv):
-    monkeypatch.setattr(job, "run", lambda *args: pytest.fail("ran without what it needs"))
-    monkeypatch.setattr("sys.argv", ["job.py", *argv])
+    monkeypatch.setattr(driver, "observe_cluster", lambda *args: pytest.fail("ran without what it needs"))
+    monkeypatch.setattr("sys.argv", ["driver.py", *argv])
     with pytest.raises(SystemExit) as refused:
-        job.main()
+        driver.main()
     assert refused.value.code == 2 and "required" in capsys.readouterr().err
 
 
 def test_the_driver_s_help_says_what_the_expectation_holds(capsys, monkeypatch):
-    monkeypatch.setattr("sys.argv", ["job.py", "--help"])
+    monkeypatch.setattr("sys.argv", ["driver.py", "--help"])
     with pytest.raises(SystemExit):
-        job.main()
+        driver.main()
     described = " ".join(capsys.readouterr().out.split())
     assert "--expect EXPECT JSON: nodes [{name, role, ip}], pins, mtu, slow_ratio --timeout" in described
 
@@ -1212,7 +1219,7 @@ def test_every_probe_runs_on_its_own_node_s_agent_one_after_another(clock):
         [("alpha", (None,)), ("beta", (None,)), ("gamma", (None,))]  # no hardware said: each finds its sizes
     assert {n["name"]: n["hostname"] for n in observed["nodes"]} == {"alpha": "alpha", "beta": "beta", "gamma": "gamma"}
     order = [what for what, _, _ in ray.placed]
-    assert order.index("hardware") < order.index("node_probe")
+    assert order.index("hardware_label") < order.index("node_probe")
 
 
 def sized(node: str, f32: int, f16: int) -> dict:
@@ -1220,8 +1227,8 @@ def sized(node: str, f32: int, f16: int) -> dict:
 
 
 def test_nodes_of_one_hardware_are_measured_at_the_sizes_the_first_found(clock):
-    ray = Ray({("hardware", "alpha"): "M3 Ultra / gpu", ("hardware", "beta"): "M2 Max / gpu",
-               ("hardware", "gamma"): "M3 Ultra / gpu", ("node_probe", "alpha"): sized("alpha", 4096, 8192),
+    ray = Ray({("hardware_label", "alpha"): "M3 Ultra / gpu", ("hardware_label", "beta"): "M2 Max / gpu",
+               ("hardware_label", "gamma"): "M3 Ultra / gpu", ("node_probe", "alpha"): sized("alpha", 4096, 8192),
                ("node_probe", "beta"): sized("beta", 2048, 4096)})
     nodes = by_name(drive(ray))
     assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == [
@@ -1230,13 +1237,13 @@ def test_nodes_of_one_hardware_are_measured_at_the_sizes_the_first_found(clock):
 
 
 def test_a_first_probe_that_failed_or_a_node_that_does_not_say_its_hardware_shares_no_sizes(clock):
-    ray = Ray({("hardware", "alpha"): "cpu X / cpu", ("hardware", "beta"): "cpu X / cpu",
-               ("hardware", "gamma"): GetTimeoutError("late"), ("node_probe", "alpha"): RuntimeError("broken"),
+    ray = Ray({("hardware_label", "alpha"): "cpu X / cpu", ("hardware_label", "beta"): "cpu X / cpu",
+               ("hardware_label", "gamma"): GetTimeoutError("late"), ("node_probe", "alpha"): RuntimeError("broken"),
                ("node_probe", "beta"): sized("beta", 512, 256)})
     drive(ray)
     assert [(node, args) for what, node, args in ray.placed if what == "node_probe"] == [
         ("alpha", (None,)), ("beta", (None,)), ("gamma", (None,))]
-    ray = Ray({("hardware", n): "cpu X / cpu" for n in ("alpha", "beta", "gamma")} |
+    ray = Ray({("hardware_label", n): "cpu X / cpu" for n in ("alpha", "beta", "gamma")} |
               {("node_probe", "alpha"): {"hostname": "alpha", "size_f32": 512}})  # a dtype without its size
     drive(ray)
     assert [args for what, _, args in ray.placed if what == "node_probe"] == [(None,)] * 3
@@ -1245,8 +1252,8 @@ def test_a_first_probe_that_failed_or_a_node_that_does_not_say_its_hardware_shar
 def test_a_slow_node_is_measured_again_at_its_own_sizes(clock):
     probes = {"alpha": sized("alpha", 1024, 512), "beta": sized("beta", 1024, 512) | {"gflops_f32": 1.0},
               "gamma": sized("gamma", 1024, 512)}
-    ray = Ray({("hardware", n): "cpu X / cpu" for n in probes} | {("node_probe", n): p for n, p in probes.items()})
-    observed = job.run("10.0.0.1:6380", {**expect(), "slow_ratio": 0.5}, 30, ray=ray)
+    ray = Ray({("hardware_label", n): "cpu X / cpu" for n in probes} | {("node_probe", n): p for n, p in probes.items()})
+    observed = driver.observe_cluster("10.0.0.1:6380", {**expect(), "slow_ratio": 0.5}, 30, ray=ray)
     calls = [(node, args) for what, node, args in ray.placed if what == "node_probe"]
     assert calls[-1] == ("beta", ({"f32": 1024, "f16": 512},)) and len(calls) == 4
     assert by_name(observed)["beta"]["reprobed"] is True
@@ -1266,7 +1273,7 @@ def test_actors_are_killed_when_a_step_breaks(clock, monkeypatch):
     def broken(*args):
         raise RuntimeError("the transfers broke")
 
-    monkeypatch.setattr(job, "_observe_tcp", broken)
+    monkeypatch.setattr(transfer, "observe_tcp", broken)
     with pytest.raises(RuntimeError):
         drive(ray)
     assert sorted(node for what, node in ray.killed if what == "NodeAgent") == ["alpha", "beta", "gamma"]
@@ -1285,15 +1292,15 @@ def test_the_collective_runs_each_rank_on_its_warm_actor_with_its_index_and_the_
     observed = drive(ray, collective=RING)
     calls = [(node, args) for what, node, args in ray.placed if what == "collective_rank"]
     hosts = [["10.0.0.1:6390"], ["10.0.0.2:6391"], ["10.0.0.3:6392"]]
-    assert calls == [(n, (i, hosts, job.COLLECTIVE_REPEATS, "ring")) for i, n in enumerate(("alpha", "beta", "gamma"))]
+    assert calls == [(n, (i, hosts, ring.COLLECTIVE_REPEATS, "ring")) for i, n in enumerate(("alpha", "beta", "gamma"))]
     assert observed["collective"]["results"] == {"alpha": {"rank": 0}, "beta": {"rank": 1}, "gamma": {"rank": 2}}
-    assert job.COLLECTIVE_S in ray.timeouts
+    assert ring.COLLECTIVE_S in ray.timeouts
 
 
 def test_a_rank_still_running_after_the_bound_is_named_and_its_agent_killed_unprobed(clock):
     ray = Ray(ring_answers({("collective_rank", "beta"): LATE}), up=("alpha", "beta", "gamma"))
     observed = drive(ray, collective=RING)
-    assert observed["collective"]["results"]["beta"] == {"error": f"did not finish within {job.COLLECTIVE_S:.0f} s"}
+    assert observed["collective"]["results"]["beta"] == {"error": f"did not finish within {ring.COLLECTIVE_S:.0f} s"}
     assert ray.killed == [("NodeAgent", "beta"), ("NodeAgent", "alpha"), ("NodeAgent", "gamma")]  # at once, once
     assert by_name(observed)["beta"]["probe_error"] == "not probed: its agent was stopped, stuck in the collective"
     assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "gamma"]
@@ -1320,18 +1327,18 @@ def test_the_node_agent_echoes_and_sinks_on_real_sockets_and_probes_only_once_ml
         time.sleep(0.2)
         imported.set()
 
-    monkeypatch.setattr(job, "_import_mlx", slow_import)
-    monkeypatch.setattr(job, "node_probe", lambda sizes: {"mlx_was_imported": imported.is_set(), "sizes": sizes})
-    agent = job.NodeAgent()
+    monkeypatch.setattr(agent, "_import_mlx", slow_import)
+    monkeypatch.setattr(agent, "node_probe", lambda sizes: {"mlx_was_imported": imported.is_set(), "sizes": sizes})
+    node_agent = agent.NodeAgent()
     try:
-        port = agent.udp_listen("127.0.0.1")
+        port = node_agent.udp_listen("127.0.0.1")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.settimeout(2)
             client.sendto(b"T" * 8 + b"x" * 92, ("127.0.0.1", port))
             assert client.recv(64) == b"T" * 8 + (100).to_bytes(4, "big")
-        sink_port = agent.tcp_listen("127.0.0.1")
-        sent = job.tcp_send("127.0.0.1", sink_port, 0.05)
-        assert agent.received_bytes() == sent["bytes"] > 0
-        assert agent.node_probe({"f32": 64}) == {"mlx_was_imported": True, "sizes": {"f32": 64}}
+        sink_port = node_agent.tcp_listen("127.0.0.1")
+        sent = transfer.tcp_send("127.0.0.1", sink_port, 0.05)
+        assert node_agent.received_bytes() == sent["bytes"] > 0
+        assert node_agent.node_probe({"f32": 64}) == {"mlx_was_imported": True, "sizes": {"f32": 64}}
     finally:
-        agent.echo.close()
+        node_agent.echo.close()

@@ -1,5 +1,5 @@
-"""The verification's judgement, end to end from the driver: saf/verify/job.py's ``run`` against a
-stand-in for Ray that answers each pinned task with crafted node results, then
+"""The verification's judgement, end to end from the driver: saf/verify/node/driver.py's ``observe_cluster``
+against a stand-in for Ray that answers each placed task with crafted node results, then
 saf/verify/judgement.py on what it observed. What is asserted is what a user reads: which node
 fails, why, and whether the cluster is verified.
 """
@@ -7,15 +7,19 @@ fails, why, and whether the cluster is verified.
 from __future__ import annotations
 
 import signal
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from saf.operations.stop import fail_host
 from saf.spec import load_defaults
-from saf.verify import job, judgement, strays
+from saf.verify import judgement, strays
+from saf.verify.fact import ClusterVerification
+from saf.verify.node import census, driver, measure, ring
+from saf.verify.operation import verdict_commands
 from tests.conftest import PROJECT_DIR
 from tests.fixtures import linux_output, macos_output
-from saf.verify.fact import ClusterVerification
 from tests.unit.bounded import bounded  # noqa: F401 - autouse: every test here is time-bounded
 
 PINS = {"python": "3.11.2", "ray": "2.49.1", "mlx": "0.29.1"}
@@ -34,9 +38,9 @@ def expectation(slow_ratio: float = 0.5, nodes=NODES, collective: bool = True) -
 
 def rank_result(rank: int, size: int = 3, seconds: float | dict = 0.01, **values) -> dict:
     """A rank's answer to collective_rank: joined a group of ``size``, all_sum right, each size in ``seconds``."""
-    timed = seconds if isinstance(seconds, dict) else {str(mb): seconds * mb for mb in job.COLLECTIVE_REPEATS}
+    timed = seconds if isinstance(seconds, dict) else {str(mb): seconds * mb for mb in ring.COLLECTIVE_REPEATS}
     return {"rank": rank, "size": size, "sums": [size * (size + 1) / 2] * 4, "seconds": timed,
-            "ends": {str(mb): [float(size)] * 2 for mb in job.COLLECTIVE_REPEATS}, **values}
+            "ends": {str(mb): [float(size)] * 2 for mb in ring.COLLECTIVE_REPEATS}, **values}
 
 
 LATE = object()  # a task that never finishes: ray.wait leaves it pending
@@ -118,8 +122,8 @@ class FakeRay:
         if what == "node_probe":
             answer = answers.get("node_probe", probe(node))
             return answer.pop(0) if isinstance(answer, list) else answer  # a list: one answer per probe
-        if what == "hardware":
-            return answers.get("hardware")  # none said: each node finds its own sizes
+        if what == "hardware_label":
+            return answers.get("hardware_label")  # none said: each node finds its own sizes
         if what == "path_probe":
             peers, mtu = args
             return answers.get("paths", {ip: {"ok": True, "largest": mtu - 28, "headers": 28} for ip, _ in peers})
@@ -185,7 +189,7 @@ class Actor:
 def verify(answers: dict | None = None, down: tuple = (), timeout: float = 30, twice: dict | None = None,
            driver_pids: tuple | None = None, **expect) -> tuple[dict, FakeRay]:
     ray = FakeRay(answers or {}, down, twice)
-    observed = job.run("10.0.0.1:6380", expectation(**expect), timeout, ray=ray)
+    observed = driver.observe_cluster("10.0.0.1:6380", expectation(**expect), timeout, ray=ray)
     if driver_pids is not None:
         observed["driver_pids"] = list(driver_pids)
     check = strays.stray_check(SETTINGS, "alpha", observed["driver_pids"])  # alpha drives, as the head does
@@ -318,16 +322,35 @@ def test_a_missing_or_unreadable_report_is_a_failure():
     assert judgement.passed({"ok": True, "nodes": [{"problems": []}], "problems": []})
 
 
+def test_a_report_that_fails_always_says_why():
+    silent = judgement.judge({"nodes": [], "problems": []}, expectation())  # a driver that observed nothing
+    assert not judgement.passed(silent) and judgement.problems(silent) == [judgement.NOTHING_OBSERVED]
+    assert judgement.failure_reasons(silent) == [judgement.NOTHING_OBSERVED]
+    for unnamed in ({}, {"ok": False, "nodes": [], "problems": []}, {"ok": False, "nodes": [{"problems": []}]}):
+        assert judgement.failure_reasons(unnamed) == [judgement.UNNAMED_FAILURE]
+    named = {"ok": False, "problems": ["c1"], "nodes": [{"problems": ["a1"]}]}
+    assert judgement.failure_reasons(named) == ["c1", "a1"]
+    assert judgement.failure_reasons({"ok": True, "nodes": [{"problems": []}], "problems": []}) == []
+
+
 def test_problems_are_listed_cluster_first_then_node_by_node():
     report = {"problems": ["c1"], "nodes": [{"problems": ["a1", "a2"]}, {"problems": []}, {"problems": ["g1"]}]}
     assert judgement.problems(report) == ["c1", "a1", "a2", "g1"]
 
 
+def test_a_report_that_fails_without_a_problem_fails_the_host_with_a_reason():
+    for unnamed in ({"ok": False, "nodes": [], "problems": []}, {"ok": False, "nodes": [{"name": "a", "problems": []}]}):
+        [command] = verdict_commands(unnamed)
+        assert command.function is fail_host
+        assert command.args == ("cluster verification failed: " + judgement.UNNAMED_FAILURE,)
+    assert verdict_commands({"ok": True, "nodes": [{"name": "a", "problems": []}], "problems": []}) == []
+
+
 def driver_main(monkeypatch, capsys, run, *timeout: str) -> dict:
-    """job.main() with ``run`` in place of the real one; what the fact reads from its output."""
-    monkeypatch.setattr(job, "run", run)
-    monkeypatch.setattr("sys.argv", ["job.py", "--address", "10.0.0.1:6380", "--expect", '{"mtu": 9000}', *timeout])
-    job.main()
+    """driver.main() with ``run`` in place of ``observe_cluster``; what the fact reads from its output."""
+    monkeypatch.setattr(driver, "observe_cluster", run)
+    monkeypatch.setattr("sys.argv", ["driver.py", "--address", "10.0.0.1:6380", "--expect", '{"mtu": 9000}', *timeout])
+    driver.main()
     return ClusterVerification().process(capsys.readouterr().out.splitlines())
 
 
@@ -415,7 +438,7 @@ def test_a_path_with_no_datagram_at_all_reads_so():
 
 
 def test_a_raylet_that_died_beside_its_successor_is_waited_out_and_never_probed(monkeypatch):
-    monkeypatch.setattr(job.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
     report, ray = verify(twice={"beta": 3})
     assert report["ok"], judgement.problems(report)
     assert {node for what, node, _ in ray.placed} == {"alpha", "beta", "gamma"}  # never "beta-dead"
@@ -423,9 +446,9 @@ def test_a_raylet_that_died_beside_its_successor_is_waited_out_and_never_probed(
 
 
 def test_two_ray_nodes_on_one_address_fail_that_node_by_name_and_run_nothing_there(monkeypatch):
-    monkeypatch.setattr(job.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
     clock = iter(range(0, 10_000, 5))
-    monkeypatch.setattr(job.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     report, ray = verify(twice={"beta": 10_000}, timeout=30)
     assert not report["ok"]
     assert problems_of(report, "beta") == [
@@ -493,7 +516,7 @@ def test_a_census_that_cannot_be_read_fails_its_node(census, why):
     ("", 30, [30]),
 ])
 def test_the_driver_s_ancestry_stops_at_init(ps, pid, chain):
-    assert job.ancestry(ps, pid) == chain
+    assert census.ancestry(ps, pid) == chain
 
 
 DROPS_TO_ALPHA = {"10.0.0.1": {"ok": False, "largest": 1472, "headers": 28},
@@ -524,7 +547,7 @@ def test_a_node_under_one_gflops_is_judged_slow_not_skipped():
 def test_observations_without_nodes_or_problems_are_judged_not_a_crash():
     assert judgement.judge({"problems": ["the driver failed"]}, expectation())["problems"] == ["the driver failed"]
     empty = judgement.judge({"nodes": []}, expectation())
-    assert empty["ok"] is False and empty["problems"] == []
+    assert empty["ok"] is False and empty["problems"] == [judgement.NOTHING_OBSERVED]  # never failed for no reason
     assert judgement.problems({"problems": ["x"], "nodes": [{"name": "alpha"}]}) == ["x"]
 
 
@@ -544,8 +567,8 @@ def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_
     hosts = [["10.0.0.1:6390"], ["10.0.0.2:6391"], ["10.0.0.3:6392"]]
     assert ray.reach == {"alpha": ("10.0.0.1", 6390, ["beta", "gamma"]), "beta": ("10.0.0.2", 6391, ["alpha", "gamma"]),
                          "gamma": ("10.0.0.3", 6392, ["alpha", "beta"])}  # every pair, both ways
-    assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, job.COLLECTIVE_REPEATS,
-                         "ring"), "gamma": (2, hosts, job.COLLECTIVE_REPEATS, "ring")}
+    assert ray.ranks == {"alpha": (0, hosts, ring.COLLECTIVE_REPEATS, "ring"), "beta": (1, hosts, ring.COLLECTIVE_REPEATS,
+                         "ring"), "gamma": (2, hosts, ring.COLLECTIVE_REPEATS, "ring")}
     assert {"target": "NodeAgent", "num_cpus": 0, "max_concurrency": 2} in ray.options
     assert {("NodeAgent", n) for n in ("alpha", "beta", "gamma")} <= ray.killed_kinds  # the process ends, its sockets with it
     collective = report["collective"]
@@ -557,7 +580,7 @@ def test_the_collective_runs_one_rank_per_node_on_its_ring_port_and_reports_bus_
 
 
 def test_bus_bandwidth_is_bytes_over_the_slowest_rank_s_time_times_two_n_minus_one_over_n():
-    slow = {str(mb): 0.04 * mb for mb in job.COLLECTIVE_REPEATS}
+    slow = {str(mb): 0.04 * mb for mb in ring.COLLECTIVE_REPEATS}
     report, _ = verify({"beta": {"rank": rank_result(1, seconds=slow)}})
     assert report["collective"]["busbw_gbyte_s"]["256"] == round(256 * 2 ** 20 / (0.04 * 256) * 4 / 3 / 1e9, 3)
     assert judgement.bus_bandwidth({"a": {"seconds": {"2": 1.0}}, "b": {"seconds": {"2": 0.5}}}, 2) == {
@@ -590,7 +613,7 @@ def test_a_rank_that_fails_or_never_finishes_is_named_and_the_late_one_is_stoppe
         "beta: its MLX rank failed in the collective: [ring] Couldn't connect (error: 111)"]
     assert problems_of(report, "gamma") == [
         "gamma: not probed: its agent was stopped, stuck in the collective",
-        f"gamma: its MLX rank failed in the collective: did not finish within {job.COLLECTIVE_S:.0f} s"]
+        f"gamma: its MLX rank failed in the collective: did not finish within {ring.COLLECTIVE_S:.0f} s"]
     assert ("NodeAgent", "gamma") in ray.killed_kinds and ray.cancelled == []  # the late rank's process is killed
     assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "beta"]
     assert report["collective"]["ok"] is False and problems_of(report, "alpha") == []
@@ -615,8 +638,8 @@ def test_a_rank_in_a_group_of_the_wrong_size_fails():
 def test_a_node_that_is_down_leaves_the_ring_to_the_others_renumbered():
     report, ray = verify(down=("beta",), timeout=2)  # a short wait for the node that never comes
     hosts = [["10.0.0.1:6390"], ["10.0.0.3:6391"]]
-    assert ray.ranks == {"alpha": (0, hosts, job.COLLECTIVE_REPEATS, "ring"),
-                         "gamma": (1, hosts, job.COLLECTIVE_REPEATS, "ring")}
+    assert ray.ranks == {"alpha": (0, hosts, ring.COLLECTIVE_REPEATS, "ring"),
+                         "gamma": (1, hosts, ring.COLLECTIVE_REPEATS, "ring")}
     assert report["collective"]["ranks"] == 2 and report["collective"]["ok"] is True
 
 
@@ -628,7 +651,7 @@ def test_a_single_node_has_no_collective_to_fail():
 def test_a_node_lost_during_the_collective_is_a_cluster_problem_not_a_crash(monkeypatch):
     def lost(*args):
         raise RuntimeError("node died")
-    monkeypatch.setattr(job, "_ring_ports_reachable", lost)
+    monkeypatch.setattr(ring, "_ring_ports_reachable", lost)
     report, _ = verify()
     assert report["problems"] == ["the MLX collective did not run: RuntimeError: node died"]
     assert report["ok"] is False and report["collective"]["ok"] is False
@@ -636,7 +659,7 @@ def test_a_node_lost_during_the_collective_is_a_cluster_problem_not_a_crash(monk
 
 def test_without_a_collective_expected_there_is_none():
     ray = FakeRay({})
-    observed = job.run("10.0.0.1:6380", expectation(collective=False), 30, ray=ray)
+    observed = driver.observe_cluster("10.0.0.1:6380", expectation(collective=False), 30, ray=ray)
     assert "collective" not in observed and ray.ranks == {}
 
 
@@ -678,7 +701,7 @@ def test_a_node_slow_twice_is_slow_with_the_better_of_its_two_figures():
 def test_nodes_at_or_above_the_ratio_are_measured_once():
     _, ray = verify({"gamma": {"node_probe": probe("gamma", gflops_f32=50.0, gflops_f16=25.0)}})  # exactly half
     assert [node for what, node, _ in ray.placed if what == "node_probe"] == ["alpha", "beta", "gamma"]
-    assert job.outliers({"a": {"hardware": "x", "gflops_f32": 1.0}, "b": {"hardware": "y", "gflops_f32": 9.0}},
+    assert measure.outliers({"a": {"hardware": "x", "gflops_f32": 1.0}, "b": {"hardware": "y", "gflops_f32": 9.0}},
                         0.5) == []  # no peer of the same hardware: nothing to compare with
 
 

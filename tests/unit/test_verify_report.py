@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 import pytest
 
 from saf.operations.stop import fail_host
-from saf.verify import job, judgement, report
+from saf.verify import judgement, report
+from saf.verify.node import transfer
 from saf.verify.fact import ClusterVerification
 from saf.verify.operation import verdict_commands
 from saf.verify.placement import expectation, verification_host
@@ -168,12 +169,12 @@ utun4: flags=8051<UP,POINTOPOINT,RUNNING,MULTICAST> mtu 1280
 
 
 def test_link_speed_is_read_from_the_interface_carrying_the_ip():
-    assert job.speed_from_ifconfig(IFCONFIG, "192.168.1.172") == 10.0
-    assert job.speed_from_ifconfig(IFCONFIG, "192.168.2.5") == 1.0
-    assert job.speed_from_ifconfig(IFCONFIG, "100.106.170.128") is None  # a tunnel has no media line
-    assert job.speed_from_ifconfig(IFCONFIG, "192.168.1.17") is None  # a prefix of another address
+    assert transfer.speed_from_ifconfig(IFCONFIG, "192.168.1.172") == 10.0
+    assert transfer.speed_from_ifconfig(IFCONFIG, "192.168.2.5") == 1.0
+    assert transfer.speed_from_ifconfig(IFCONFIG, "100.106.170.128") is None  # a tunnel has no media line
+    assert transfer.speed_from_ifconfig(IFCONFIG, "192.168.1.17") is None  # a prefix of another address
     ip_json = '[{"ifname":"lo","addr_info":[{"local":"127.0.0.1"}]},{"ifname":"eth0","addr_info":[{"local":"10.77.0.12"}]}]'
-    assert job.interface_of(ip_json, "10.77.0.12") == "eth0" and job.interface_of(ip_json, "10.77.0.1") is None
+    assert transfer.interface_of(ip_json, "10.77.0.12") == "eth0" and transfer.interface_of(ip_json, "10.77.0.1") is None
 
 
 GOLDEN = """\
