@@ -20,6 +20,8 @@ class AppleGPU(FactBase[dict | None]):
     Apple 7`` on macOS 12 and ``Metal: Supported, feature set ...`` before; all are read.
     """
 
+    pure_read = True  # reads the hardware's description only: may be kept and asked ahead (saf/fact_cache.py)
+
     def requires_command(self) -> str:
         return "system_profiler"
 
@@ -44,6 +46,8 @@ class AppleGPU(FactBase[dict | None]):
 
 class NvidiaGPUs(FactBase[list]):
     """The NVIDIA GPUs ``nvidia-smi`` lists by name (empty without nvidia-smi or a GPU)."""
+
+    pure_read = True  # reads the GPUs' names only: may be kept and asked ahead (saf/fact_cache.py)
 
     default = list
 

@@ -31,6 +31,8 @@ COMPLETE_MARKER = ".saf-complete"
 class PythonInterpreter(FactBase[dict | None]):
     """``{"version": "3.9.23", "missing": [modules]}`` for an interpreter path, or None if absent."""
 
+    pure_read = True  # reads an interpreter's version only: may be kept and asked ahead (saf/fact_cache.py)
+
     def command(self, python: str) -> StringCommand:
         return StringCommand(
             "if [ -x", QuoteString(python), "]; then", QuoteString(python), "-c", QuoteString(_PROBE),
@@ -49,6 +51,8 @@ class PythonInterpreter(FactBase[dict | None]):
 
 class SafVenvs(FactBase[dict]):
     """The venvs under a venv root: ``{"venvs": {name: complete}, "current": name, "previous": name}``."""
+
+    pure_read = True  # reads a folder's listing only: may be kept and asked ahead (saf/fact_cache.py)
 
     @staticmethod
     def default() -> dict:  # no output at all: the root does not exist yet
@@ -82,6 +86,8 @@ class VenvDistributions(FactBase[dict | None]):
     records for each installed distribution) rather than by starting the venv's Python: the same
     answer in a twentieth of the time, on every deploy."""
 
+    pure_read = True  # reads a venv's files only: may be kept and asked ahead (saf/fact_cache.py)
+
     MARK = "SAF-VENV"
 
     def command(self, venv: str) -> StringCommand:
@@ -104,6 +110,8 @@ class VenvDistributions(FactBase[dict | None]):
 
 class GlibcVersion(FactBase[str | None]):
     """The C library's version on Linux (``2.36``), which decides the manylinux wheels a node takes."""
+
+    pure_read = True  # reads a version only: may be kept and asked ahead (saf/fact_cache.py)
 
     def command(self) -> str:
         return "getconf GNU_LIBC_VERSION 2>/dev/null || true"

@@ -49,7 +49,6 @@ class RayProcesses(FactBase[list]):
     """``[{"user", "pid", "ppid", "command"}]`` for every Ray process on the node."""
 
     default = list
-    read_live = True  # saf/fact_cache.py: asked ahead in a script, ps would list that script's own processes
 
     def command(self) -> str:
         return PS_COMMAND
@@ -78,7 +77,6 @@ class RayProcessUnits(FactBase[list]):
     (a process outside any unit, e.g. in a session scope's parent or another namespace)."""
 
     default = list
-    read_live = True  # saf/fact_cache.py: asked ahead in a script, ps would list that script's own processes
 
     def requires_command(self) -> str:
         return "ps"
@@ -182,6 +180,8 @@ class SystemdRayUnits(FactBase[list]):
     """``[{"path", "unit", "user", "exec"}]``: every unit file in /etc/systemd/system or the SSH
     user's ~/.config/systemd/user whose ExecStart runs ``ray start`` (``user``: a user unit)."""
 
+    pure_read = True  # reads unit files only: may be kept and asked ahead (saf/fact_cache.py)
+
     default = list
 
     def command(self, home: str) -> str:
@@ -210,6 +210,8 @@ class LaunchdRayJobs(FactBase[list]):
     /Library/LaunchAgents or the SSH user's ~/Library/LaunchAgents whose program runs ``ray
     start``. Each plist that mentions ray is printed as JSON by ``plutil`` (binary ones too); one
     plutil cannot convert (a date, data) is listed with ``program`` None, to be looked at."""
+
+    pure_read = True  # reads plist files only: may be kept and asked ahead (saf/fact_cache.py)
 
     default = list
 
@@ -252,6 +254,8 @@ class CrontabRayLines(FactBase[dict]):
     """The SSH user's crontab: ``{"checksum": cksum of it as read, "lines": [(number, line)]}``
     with the lines that run ``ray start`` and are not commented out (numbered from 1). The
     checksum lets a change refuse to rewrite a crontab edited since it was read."""
+
+    pure_read = True  # reads the user's crontab file only: may be kept and asked ahead (saf/fact_cache.py)
 
     def command(self) -> str:
         return CRONTAB_COMMAND

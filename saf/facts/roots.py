@@ -73,6 +73,8 @@ class SafRoots(FactBase[dict]):
     ``?``) or ``notdir`` (a file is in the way). ``marked``: venv_root holds SAF's marker.
     """
 
+    pure_read = True  # reads two folders' entries only: may be kept and asked ahead (saf/fact_cache.py)
+
     @staticmethod
     def default() -> dict:
         return {"venv_root": root_state(), "pyenv_root": root_state()}

@@ -16,9 +16,7 @@ main process (systemd's ``MainPID``, the launchd job's ``pid``):
   machine's does not matter;
 - systemd's ``NeedDaemonReload``: the unit file on disk differs from the one systemd loaded.
 
-Not ``read_live``: the process lines are picked by pid and parent pid, so the shell of a script of
-questions (saf/fact_cache.py) never shows in them, and the answer is read before any operation runs,
-as every other fact of the run is.
+Read live, not asked ahead (saf/fact_cache.py): it observes processes and the service manager's state.
 """
 
 from __future__ import annotations

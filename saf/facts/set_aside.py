@@ -21,6 +21,8 @@ class SetAsideLaunchers(FactBase[list]):
     """``[{"run", "manifest", "kind", "name", "path", "saved", ...}]``: each manifest line with its
     run (the backup folder's name, a UTC stamp) and manifest path, in the order written."""
 
+    pure_read = True  # reads manifest files only: may be kept and asked ahead (saf/fact_cache.py)
+
     default = list
 
     def command(self, backup_root: str) -> str:

@@ -12,6 +12,8 @@ class XcodeCommandLineTools(FactBase[str | None]):
     (Homebrew/install#36): like Homebrew's installer, the directory must hold ``usr/bin``.
     """
 
+    pure_read = True  # reads a path setting and a folder only: may be kept and asked ahead (saf/fact_cache.py)
+
     def requires_command(self) -> str:
         return "xcode-select"
 

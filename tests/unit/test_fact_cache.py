@@ -1,151 +1,402 @@
-"""Fact reads shared per host (saf/fact_cache.py), against a real shell: each "node" runs its
-commands with ``sh -c`` in its own directory, and counts them."""
+"""Fact reads shared per host (saf/fact_cache.py), driven through the pinned pyinfra itself: a real
+``Inventory``, ``State`` and ``Host``, operations added by ``add_op`` and run by ``run_ops``, facts
+read by ``host.get_fact``. Only the channel is a stand-in: ``LocalNode``, a connector implementing
+pyinfra's connector interface that runs each command line pyinfra builds in a local ``sh`` (stdin
+included), copies uploads and rsyncs, and records what reached it."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
+from dataclasses import dataclass
+from io import IOBase
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
-from pyinfra.api.command import StringCommand
-from pyinfra.connectors.util import CommandOutput, OutputLine
+from pyinfra.api import Config, Inventory, State, StringCommand
+from pyinfra.api.command import MaskString, QuoteString
+from pyinfra.api.connect import connect_all
+from pyinfra.api.facts import FactBase
+from pyinfra.api.operation import add_op
+from pyinfra.api.operations import run_ops
+from pyinfra.connectors.base import BaseConnector
+from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command
+from pyinfra.facts import files as file_facts
+from pyinfra.facts import server as server_facts
+from pyinfra.facts.server import Command
+from pyinfra.operations import files, server
 
 from saf import fact_cache
-from saf.fact_cache import batch_script, batches, read_questions, share_fact_reads, split_batch
+from saf.fact_cache import (PURE_PYINFRA_FACTS, batch_script, batches, is_pure_read, read_questions, share_fact_reads,
+                            split_batch)
+from saf.facts.python import SafVenvs, VenvDistributions
+from saf.facts.ray import RayProcesses, RayProcessUnits
+from saf.facts.roots import SafRoots
 
 
-class Cat:
-    """A fact: a file's lines (pyinfra's contract: command(), process(lines))."""
+@dataclass
+class Ran:
+    """One command as it reached the node: the process's command line, sudo asked, what came on stdin."""
+
+    command_line: str
+    question: str  # the command pyinfra was asked to run, before its shell wrapping
+    sudo: bool
+    stdin: str | None
+
+
+class LocalNode(BaseConnector):
+    """An in-process node: pyinfra's own command line for each command, run by a local ``sh``
+    (sudo and su left out: the tests run as one user), uploads and rsyncs as file copies."""
+
+    handles_execution = True
+
+    def __init__(self, state: State, host: Any):
+        super().__init__(state, host)
+        self.ran: list[Ran] = []
+        self.uploads: list[str] = []
+        self.rsyncs: list[str] = []
 
     @staticmethod
-    def command(path: str) -> str:
-        return f"cat {path}"
+    def make_names_data(name: str) -> Iterator[tuple[str, dict, list[str]]]:
+        yield name, {}, []
 
-    @staticmethod
-    def process(lines: list[str]) -> list[str]:
-        return lines
+    def run_shell_command(self, command: StringCommand, print_output: bool = False, print_input: bool = False,
+                          **arguments: Any) -> tuple[bool, CommandOutput]:
+        shaping = {name: arguments[name] for name in ("_env", "_chdir", "_shell_executable") if name in arguments}
+        line = make_unix_command(command, **shaping).get_raw_value()
+        stdin = arguments.get("_stdin")
+        self.ran.append(Ran(line, fact_cache.command_text(command), bool(arguments.get("_sudo")), stdin))
+        done = subprocess.run(["sh", "-c", line], input=None if stdin is None else f"{stdin}\n",
+                              capture_output=True, text=True)
+        output = [OutputLine("stdout", text) for text in done.stdout.splitlines()]
+        output += [OutputLine("stderr", text) for text in done.stderr.splitlines()]
+        return done.returncode in (arguments.get("_success_exit_codes") or [0]), CommandOutput(output)
+
+    def put_file(self, filename_or_io: str | IOBase, remote_filename: str, remote_temp_filename: str | None = None,
+                 print_output: bool = False, print_input: bool = False, **arguments: Any) -> bool:
+        self.uploads.append(remote_filename)
+        data = filename_or_io.read() if hasattr(filename_or_io, "read") else Path(filename_or_io).read_bytes()
+        Path(remote_filename).write_bytes(data if isinstance(data, bytes) else data.encode())
+        return True
+
+    def get_file(self, remote_filename: str, filename_or_io: str | IOBase, remote_temp_filename: str | None = None,
+                 print_output: bool = False, print_input: bool = False, **arguments: Any) -> bool:
+        raise AssertionError("no fact or operation here downloads")
+
+    def check_can_rsync(self) -> None:
+        return None
+
+    def rsync(self, src: str, dest: str, flags: Any, print_output: bool = False, print_input: bool = False,
+              **arguments: Any) -> bool:
+        self.rsyncs.append(dest)
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return True
 
 
-class Printf(Cat):
-    """A fact whose output has no newline at its end."""
+class FileLines(FactBase[list]):
+    """A fact that reads a file's lines, marked pure."""
 
-    @staticmethod
-    def command(text: str) -> str:
+    pure_read = True
+
+    def command(self, path: str) -> StringCommand:
+        return StringCommand("cat", QuoteString(path))
+
+    def process(self, output: list[str]) -> list[str]:
+        return output
+
+
+class FileLinesUnmarked(FileLines):
+    """The same command in a subclass: the mark is not inherited, a new class is judged anew."""
+
+
+class NoNewline(FileLines):
+    pure_read = True
+
+    def command(self, text: str) -> str:
         return f"printf '{text}'"
 
 
-class Verification(Cat):
-    read_live = True
-
-
-class Node:
-    """What pyinfra's Host gives the cache: run_shell_command, put_file, get_fact, a name and data."""
-
-    def __init__(self, workdir: Path, name: str = "beta"):
-        self.name = name
-        self.data = type("Data", (), {"ssh_hostname": "10.0.0.2"})()
-        self.workdir = workdir
-        self.ran: list[tuple[str, dict]] = []
-        self.uploads = 0
-        self.reads = 0  # reads that reached pyinfra's (here: this class's) own get_fact
-        self.current_op_global_arguments = None
-
-    def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
-        text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
-        self.ran.append((text, arguments))
-        done = subprocess.run(["sh", "-c", text], cwd=self.workdir, capture_output=True, text=True)
-        lines = [OutputLine("stdout", line) for line in done.stdout.splitlines()]
-        lines += [OutputLine("stderr", line) for line in done.stderr.splitlines()]
-        return done.returncode == 0, CommandOutput(lines)
-
-    def put_file(self, *args, **kwargs):
-        self.uploads += 1
-        self.uploaded = (args, kwargs)
-        return True
-
-    def get_fact(self, fact_cls, *args, **kwargs):
-        """As pyinfra's _get_fact: the fact's command through run_shell_command, then process()."""
-        self.reads += 1
-        arguments = {key: value for key, value in kwargs.items() if key.startswith("_")}
-        status, output = self.run_shell_command(fact_cls.command(*args), print_output=False, print_input=False,
-                                                _sudo=arguments.get("_sudo", False))
-        return fact_cls.process(output.stdout_lines) if status else None
+def new_run(tmp_path: Path, project: Path | None = None, name: str = "beta"):
+    """A fresh pyinfra run on one LocalNode host, its reads shared as deploy.py shares them."""
+    inventory = Inventory(([(name, {"ssh_hostname": "10.0.0.2"})], {}))
+    host = inventory.get_host(name)
+    host.connector_cls = LocalNode
+    state = State(inventory, Config())
+    connect_all(state)  # the host becomes active: operations are added for it
+    answers = share_fact_reads(host, project) if project is not False else None
+    return state, host, answers
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    node_dir = tmp_path / "node"
-    node_dir.mkdir()
-    (node_dir / "a").write_text("one\ntwo\n")
-    (node_dir / "b").write_text("three\n")
-    return node_dir
+def node(tmp_path: Path) -> Path:
+    """The node's files (the node is this machine: absolute paths under here)."""
+    folder = tmp_path / "node"
+    folder.mkdir()
+    (folder / "a").write_text("one\ntwo\n")
+    (folder / "b").write_text("three\n")
+    return folder
 
 
-def run_once(workdir: Path, project: Path | None, reads) -> tuple[Node, fact_cache.FactAnswers]:
-    """One pyinfra run on a node: share its reads, make ``reads``, then what atexit does."""
-    node = Node(workdir)
-    answers = share_fact_reads(node, project)
-    reads(node)
-    answers.write_questions()
-    return node, answers
+def questions(host) -> list[str]:
+    return [ran.question for ran in host.connector.ran]
 
 
-def test_the_same_question_goes_to_the_node_once(workdir):
-    node = Node(workdir)
-    share_fact_reads(node)
-    assert node.get_fact(Cat, "a") == ["one", "two"] and node.get_fact(Cat, "a") == ["one", "two"]
-    assert node.get_fact(Cat, "b") == ["three"]
-    assert node.get_fact(Cat, "a", _sudo=True) == ["one", "two"]  # as root: another question
-    assert [text for text, _ in node.ran] == ["cat a", "cat b", "cat a"]
-    assert [arguments["_sudo"] for _, arguments in node.ran] == [False, False, True]
+# --- what drops the answers: every way pyinfra reaches the node ---------------------------------------
 
 
-def test_a_read_s_value_is_kept_per_operation_context_and_given_as_a_copy(workdir):
-    node = Node(workdir)
-    share_fact_reads(node)
-    first = node.get_fact(Cat, "a")
+def test_a_pure_read_is_asked_once_and_an_operation_s_command_drops_it(tmp_path, node):
+    state, host, _ = new_run(tmp_path)
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["one", "two"]
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["one", "two"]
+    assert questions(host).count(f"cat {node}/a") == 1
+    add_op(state, server.shell, commands=[f"echo changed > {node}/a"])
+    run_ops(state)
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["changed"]
+    assert questions(host).count(f"cat {node}/a") == 2
+
+
+def test_an_upload_drops_the_answers(tmp_path, node):
+    state, host, _ = new_run(tmp_path)
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["one", "two"]
+    source = tmp_path / "new-a"
+    source.write_text("uploaded\n")
+    add_op(state, files.put, src=str(source), dest=str(node / "a"))  # its File/Sha1File reads are pure too
+    run_ops(state)
+    assert host.connector.uploads == [str(node / "a")]
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["uploaded"]
+
+
+def test_an_rsync_drops_the_answers(tmp_path, node):
+    state, host, _ = new_run(tmp_path)
+    assert host.get_fact(FileLines, path=str(node / "b")) == ["three"]
+    source = tmp_path / "tree"
+    source.mkdir()
+    (source / "b").write_text("synced\n")
+    add_op(state, files.rsync, src=f"{source}/", dest=f"{node}/")
+    run_ops(state)
+    assert host.connector.rsyncs == [f"{node}/"]
+    assert host.get_fact(FileLines, path=str(node / "b")) == ["synced"]
+
+
+def test_a_read_s_value_is_kept_per_operation_context_and_given_as_a_copy(tmp_path, node):
+    _, host, answers = new_run(tmp_path)
+    first = host.get_fact(FileLines, path=str(node / "a"))
     first.append("changed by its reader")
-    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 1  # pyinfra's work done once
-    node.current_op_global_arguments = {"_sudo": False, "_chdir": "/tmp"}  # inside an operation
-    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 2
-    assert node.get_fact(Cat, "a") == ["one", "two"] and node.reads == 2
-    assert [text for text, _ in node.ran] == ["cat a"]  # the second read's command was answered too
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["one", "two"]
+    assert len(answers.values) == 1
+    host.current_op_global_arguments = {"_sudo": False}  # as inside an operation (its arguments: the defaults)
+    assert host.get_fact(FileLines, path=str(node / "a")) == ["one", "two"] and len(answers.values) == 2
+    assert questions(host) == [f"cat {node}/a"]  # the second context's command was answered too
 
 
-def test_a_command_that_is_not_a_read_drops_every_answer(workdir):
-    node = Node(workdir)
-    share_fact_reads(node)
-    node.get_fact(Cat, "a")
-    node.run_shell_command(StringCommand("echo changed > a"))  # an operation's command
-    assert node.get_fact(Cat, "a") == ["changed"]
-    assert node.put_file("local", "a", mode="644") is True  # an upload changes the node too
-    node.get_fact(Cat, "a")
-    assert [text for text, _ in node.ran].count("cat a") == 3 and node.uploads == 1
-    assert node.uploaded == (("local", "a"), {"mode": "644"})
+def test_the_same_command_as_root_is_another_question(tmp_path, node):
+    _, host, _ = new_run(tmp_path)
+    host.get_fact(FileLines, path=str(node / "a"))
+    host.get_fact(FileLines, path=str(node / "a"), _sudo=True)
+    host.get_fact(FileLines, path=str(node / "a"), _sudo=True)
+    assert [(ran.question, ran.sudo) for ran in host.connector.ran] == [(f"cat {node}/a", False),
+                                                                        (f"cat {node}/a", True)]
 
 
-class RsyncNode(Node):
-    def rsync(self, src, dest, **kwargs):
-        self.synced = (src, dest, kwargs)
-        return "synced"
+def test_a_failed_read_is_not_kept(tmp_path, node):
+    _, host, answers = new_run(tmp_path)
+    missing = str(node / "missing")
+    host.get_fact(FileLines, path=missing, _ignore_errors=True)
+    host.get_fact(FileLines, path=missing, _ignore_errors=True)
+    assert questions(host) == [f"cat {missing}"] * 2 and answers.answers == {}
+    (node / "missing").write_text("now\n")
+    assert host.get_fact(FileLines, path=missing) == ["now"]
 
 
-def test_rsync_drops_every_answer_and_a_host_without_rsync_gets_none(workdir):
-    node = RsyncNode(workdir)
-    share_fact_reads(node)
-    node.get_fact(Cat, "a")
-    assert node.rsync("src", "dest", flags=["-a"]) == "synced" and node.synced == ("src", "dest", {"flags": ["-a"]})
-    node.get_fact(Cat, "a")
-    assert [text for text, _ in node.ran] == ["cat a", "cat a"]
-    plain = Node(workdir)
-    share_fact_reads(plain)
-    assert not hasattr(plain, "rsync")
+# --- opt-in: only pure reads are kept or asked ahead ----------------------------------------------
+
+
+def test_an_unmarked_fact_is_read_live_every_time_and_never_written(tmp_path, node):
+    project = tmp_path / "project"
+    _, host, answers = new_run(tmp_path, project)
+    host.get_fact(FileLines, path=str(node / "a"))
+    assert host.get_fact(FileLinesUnmarked, path=str(node / "b")) == ["three"]
+    assert host.get_fact(FileLinesUnmarked, path=str(node / "b")) == ["three"]
+    assert host.get_fact(Command, command="echo live") == "live"
+    host.get_fact(FileLines, path=str(node / "a"))  # still kept: a live read is not a change
+    assert questions(host) == [f"cat {node}/a", f"cat {node}/b", f"cat {node}/b", "echo live"]
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == [f"cat {node}/a"]
+
+
+def test_the_mark_is_the_class_s_own_and_pyinfra_s_pure_reads_are_named():
+    assert is_pure_read(FileLines) and not is_pure_read(FileLinesUnmarked)
+    assert is_pure_read(server_facts.Home) and is_pure_read(file_facts.Sha1File)
+    assert not is_pure_read(Command) and not is_pure_read(server_facts.Processes)
+    assert all(is_pure_read(fact) for fact in PURE_PYINFRA_FACTS)
+
+
+def test_process_lists_are_not_pure_reads():
+    assert not is_pure_read(RayProcesses) and not is_pure_read(RayProcessUnits)
+    assert is_pure_read(SafVenvs) and is_pure_read(VenvDistributions) and is_pure_read(SafRoots)
+
+
+def test_an_operation_s_command_inside_a_live_read_is_not_kept(tmp_path, node):
+    _, host, answers = new_run(tmp_path)
+    host.get_fact(Command, command=f"cat {node}/a", _sudo=True)
+    host.get_fact(Command, command=f"cat {node}/a", _sudo=True)
+    assert len(host.connector.ran) == 2 and answers.answers == {}
+
+
+# --- the next run: the last run's questions asked together, on stdin -------------------------------------
+
+
+def reads_of_every_kind(host, node: Path) -> dict:
+    venvs = node / "venvs"
+    return {
+        "lines": host.get_fact(FileLines, path=str(node / "a")),
+        "no newline": host.get_fact(NoNewline, text="no newline at the end"),
+        "as root": host.get_fact(FileLines, path=str(node / "b"), _sudo=True),
+        "file": host.get_fact(file_facts.File, path=str(node / "a")),
+        "directory": host.get_fact(file_facts.Directory, path=str(node)),
+        "sha1": host.get_fact(file_facts.Sha1File, path=str(node / "a")),
+        "home": host.get_fact(server_facts.Home),
+        "which": host.get_fact(server_facts.Which, command="sh"),
+        "kernel": host.get_fact(server_facts.Kernel),
+        "venvs": host.get_fact(SafVenvs, root=str(venvs)),
+        "roots": host.get_fact(SafRoots, venv_root=str(venvs), pyenv_root=str(node / "pyenv")),
+        "missing": host.get_fact(FileLines, path=str(node / "missing"), _ignore_errors=True),
+    }
+
+
+def test_a_converged_run_s_answers_equal_fresh_reads_in_two_round_trips(tmp_path, node, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")  # sudo answers without a password
+    project = tmp_path / "project"
+    _, first, answers = new_run(tmp_path, project)
+    reads_of_every_kind(first, node)
+    answers.write_questions()
+    written = project / ".saf/fact-questions/beta-10.0.0.2.json"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert len(read_questions(written)) == len(first.connector.ran)
+
+    _, second, _ = new_run(tmp_path, project)
+    shared = reads_of_every_kind(second, node)
+    _, fresh_host, _ = new_run(tmp_path, project=False)
+    fresh = reads_of_every_kind(fresh_host, node)
+    assert shared == fresh and shared["lines"] == ["one", "two"] and shared["missing"] is None
+    # one script for the plain questions (and the sudo check), one for sudo's, then the failed question alone
+    batch, sudo_batch, alone = second.connector.ran
+    assert (batch.question, batch.sudo, sudo_batch.question, sudo_batch.sudo) == ("sh -s", False, "sh -s", True)
+    assert alone.question == f"cat {node}/missing"
+    assert "uname -s" in batch.stdin and f"cat {node}/b" in sudo_batch.stdin and f"cat {node}/b" not in batch.stdin
+
+
+def test_the_questions_are_sent_on_stdin_and_no_process_shows_them(tmp_path, node):
+    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"command": "echo QUESTION-MARK-1", "arguments": {}},
+                                {"command": "ps -A -ww -o args=", "arguments": {}}]))
+    _, host, answers = new_run(tmp_path, tmp_path)
+    assert answers.ask_last_runs_questions() == 2
+    (script,) = host.connector.ran
+    assert script.command_line == "sh -c 'sh -s'" and "QUESTION-MARK-1" in script.stdin
+    processes = next(output for _, output in answers.answers.values() if "ps -A" in output.stdout)
+    assert processes.stdout_lines and "SAF-FACT-" not in processes.stdout and "QUESTION-MARK" not in processes.stdout
+    # the other way, the script as an argument, shows the script (every question, the marker) to ps
+    shown = subprocess.run(["sh", "-c", batch_script(["ps -A -ww -o args="], "SAF-FACT-x")],
+                           capture_output=True, text=True).stdout.splitlines()
+    assert any("SAF-FACT-x" in line and "ps -A" in line for line in shown)
+
+
+def test_without_sudo_answering_the_sudo_questions_wait_for_their_own_reads(tmp_path, node, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "false")  # sudo would ask for a password
+    project = tmp_path / "project"
+    _, first, answers = new_run(tmp_path, project)
+    reads_of_every_kind(first, node)
+    answers.write_questions()
+    _, second, _ = new_run(tmp_path, project)
+    reads_of_every_kind(second, node)
+    assert [(ran.question, ran.sudo) for ran in second.connector.ran[1:]] == [
+        (f"cat {node}/b", True), (f"cat {node}/missing", False)]
+
+
+def test_only_sudo_questions_still_get_the_check_and_su_or_doas_are_never_asked_ahead(tmp_path, node, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "echo checked")
+    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"command": f"cat {node}/a", "arguments": {"_sudo": True}},
+                                {"command": f"cat {node}/b", "arguments": {"_sudo": True, "_su_user": "x"}},
+                                {"command": f"cat {node}/b", "arguments": {"_doas": True}}]))
+    _, host, answers = new_run(tmp_path, tmp_path)
+    assert answers.ask_last_runs_questions() == 1
+    assert [("echo checked" in ran.stdin, f"cat {node}/a" in ran.stdin, ran.sudo) for ran in host.connector.ran] == [
+        (True, False, False), (False, True, True)]
+    assert host.connector.ran[1].stdin.count("SAF-FACT-") == 1  # the sudo script: its one question, no check
+
+
+def test_a_failed_plain_batch_sends_no_sudo_batch(tmp_path, node, monkeypatch):
+    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")
+    monkeypatch.setattr(fact_cache, "BATCH_CHARS", 50)  # one question a script
+    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"command": f"cat {node}/{name}", "arguments": {"_sudo": True}} for name in "ab"] +
+                               [{"command": f"cat {node}/a", "arguments": {}}]))
+    _, host, answers = new_run(tmp_path, tmp_path)
+    assert answers.ask_last_runs_questions() == 3 and len(host.connector.ran) == 3
+    monkeypatch.setattr(fact_cache, "READ_SCRIPT_FROM_STDIN", "exit 1")  # the node cannot run the script
+    _, failing, answers = new_run(tmp_path, tmp_path)
+    assert answers.ask_last_runs_questions() == 0 and len(failing.connector.ran) == 1 and answers.answers == {}
+
+
+def test_a_question_not_asked_last_time_goes_to_the_node_and_is_written_for_next_time(tmp_path, node):
+    project = tmp_path / "project"
+    _, host, answers = new_run(tmp_path, project)
+    host.get_fact(FileLines, path=str(node / "a"))
+    answers.write_questions()
+    _, host, answers = new_run(tmp_path, project)
+    host.get_fact(FileLines, path=str(node / "a"))
+    host.get_fact(FileLines, path=str(node / "b"))
+    assert questions(host)[1:] == [f"cat {node}/b"]
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == [f"cat {node}/a", f"cat {node}/b"]
+    _, host, answers = new_run(tmp_path, project)
+    host.get_fact(FileLines, path=str(node / "b"))
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == [f"cat {node}/b"]  # a dropped one
+
+
+def test_a_question_with_a_password_input_or_masked_secret_is_never_written(tmp_path, node):
+    _, host, answers = new_run(tmp_path, tmp_path)
+    answers.reads_under_way.append(fact_cache.KEPT)  # as while pyinfra reads a pure fact
+    host.run_shell_command(StringCommand("cat", str(node / "a")), _sudo=True, _sudo_password="hunter2")
+    host.run_shell_command(StringCommand("cat", str(node / "b")), _stdin="input")
+    host.run_shell_command(StringCommand("echo", MaskString("s3cret")))
+    host.run_shell_command(StringCommand("true"))
+    answers.write_questions()
+    assert [q["command"] for q in read_questions(answers.questions_file)] == ["true"]
+    assert "s3cret" not in answers.questions_file.read_text() and "hunter2" not in answers.questions_file.read_text()
+
+
+def test_nothing_is_written_without_a_project_or_without_a_question(tmp_path, node):
+    _, host, answers = new_run(tmp_path, None)
+    host.get_fact(FileLines, path=str(node / "a"))
+    answers.write_questions()
+    _, _, answers = new_run(tmp_path, tmp_path)
+    answers.write_questions()
+    assert not (tmp_path / ".saf").exists()
+
+
+def test_the_questions_file_is_named_by_node_and_address_in_safe_characters(tmp_path):
+    inventory = Inventory((["gpu/box", "mac-1.local"], {}))
+    inventory.get_host("gpu/box").data.ssh_hostname = "fe80::1%en0"
+    assert fact_cache.questions_file(tmp_path, inventory.get_host("gpu/box")) == \
+        tmp_path / ".saf/fact-questions/gpu_box-fe80__1_en0.json"
+    assert fact_cache.questions_file(tmp_path, inventory.get_host("mac-1.local")).name == \
+        "mac-1.local-mac-1.local.json"
+
+
+# --- the script's parts -----------------------------------------------------------------------------
 
 
 def test_a_command_text_is_what_the_shell_receives_and_odd_arguments_still_make_a_question():
-    from pyinfra.api.command import QuoteString
     command = StringCommand("cat", QuoteString("a file"))
     assert fact_cache.command_text(command) == "cat 'a file'" and fact_cache.command_text("ls") == "ls"
     odd = {"_chdir": Path("/x")}  # not JSON: written as its repr
@@ -153,165 +404,13 @@ def test_a_command_text_is_what_the_shell_receives_and_odd_arguments_still_make_
     assert fact_cache.question_key("ls", odd) != fact_cache.question_key("ls", {"_chdir": Path("/y")})
 
 
-def test_the_questions_file_is_named_by_node_and_address_in_safe_characters(tmp_path):
-    node = Node(tmp_path, name="gpu/box")
-    node.data.ssh_hostname = "fe80::1%en0"
-    assert fact_cache.questions_file(tmp_path, node) == tmp_path / ".saf/fact-questions/gpu_box-fe80__1_en0.json"
-    bare = Node(tmp_path, name="mac-1.local")
-    bare.data = type("Data", (), {})()
-    assert fact_cache.questions_file(tmp_path, bare).name == "mac-1.local-mac-1.local.json"
-
-
-def test_a_live_fact_always_goes_to_the_node_and_is_never_written(workdir, tmp_path):
-    node = Node(workdir)
-    answers = share_fact_reads(node, tmp_path)
-    node.get_fact(Cat, "a")
-    assert node.get_fact(Verification, "b") == ["three"] and node.get_fact(Verification, "b") == ["three"]
-    node.get_fact(Cat, "a")  # still kept: a live read is not a change
-    assert [text for text, _ in node.ran] == ["cat a", "cat b", "cat b"]
-    answers.write_questions()
-    assert [q["command"] for q in read_questions(answers.questions_file)] == ["cat a"]
-
-
-def test_a_failed_read_is_not_kept(workdir):
-    node = Node(workdir)
-    share_fact_reads(node)
-    assert node.get_fact(Cat, "missing") is None and node.get_fact(Cat, "missing") is None
-    assert node.reads == 2
-    (workdir / "missing").write_text("now\n")
-    assert node.get_fact(Cat, "missing") == ["now"]
-
-
-def reads_of_every_kind(node):
-    return {"a": node.get_fact(Cat, "a"), "printf": node.get_fact(Printf, "no newline at the end"),
-            "b": node.get_fact(Cat, "b", _sudo=True), "missing": node.get_fact(Cat, "missing")}
-
-
-def test_the_next_run_asks_the_last_runs_questions_in_one_round_trip(workdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")  # sudo answers without a password
-    project = tmp_path / "project"
-    first, _ = run_once(workdir, project, reads_of_every_kind)
-    assert len(first.ran) == 4
-    written = project / ".saf/fact-questions/beta-10.0.0.2.json"
-    assert stat.S_IMODE(written.stat().st_mode) == 0o600
-    assert [q["command"] for q in json.loads(written.read_text())] == ["cat a", "printf 'no newline at the end'",
-                                                                       "cat b", "cat missing"]
-    answers: dict = {}
-    second, _ = run_once(workdir, project, lambda node: answers.update(reads_of_every_kind(node)))
-    assert answers == {"a": ["one", "two"], "printf": ["no newline at the end"], "b": ["three"], "missing": None}
-    # one script for the plain questions (and the sudo check), one for sudo's, then the failed question alone
-    assert len(second.ran) == 3 and second.ran[2][0] == "cat missing"
-    assert [arguments["_sudo"] for _, arguments in second.ran[:2]] == [False, True]
-    assert "cat a" in second.ran[0][0] and "true" in second.ran[0][0] and "cat b" in second.ran[1][0]
-
-
-def test_without_sudo_answering_the_sudo_questions_wait_for_their_own_reads(workdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "false")  # sudo would ask for a password
-    project = tmp_path / "project"
-    run_once(workdir, project, reads_of_every_kind)
-    second, _ = run_once(workdir, project, reads_of_every_kind)
-    assert [(text, arguments["_sudo"]) for text, arguments in second.ran[1:]] == [("cat b", True), ("cat missing", False)]
-    assert "cat b" not in second.ran[0][0]
-
-
-def test_only_sudo_questions_still_get_the_check_and_su_or_doas_are_never_asked_ahead(workdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "echo checked")
-    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps([{"command": "cat a", "arguments": {"_sudo": True}},
-                                {"command": "cat b", "arguments": {"_sudo": True, "_su_user": "x"}},
-                                {"command": "cat b", "arguments": {"_doas": True}}]))
-    node = Node(workdir)
-    answers = share_fact_reads(node, tmp_path)
-    assert answers.ask_last_runs_questions() == 1
-    assert [(("echo checked" in text), ("cat a" in text), arguments) for text, arguments in node.ran] == [
-        (True, False, {}), (False, True, {"_sudo": True})]
-    assert node.ran[1][0].count("SAF-FACT-") == 1  # the sudo script: its one question, no check
-
-
-def test_a_failed_plain_batch_sends_no_sudo_batch_and_every_kept_answer_is_counted(workdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(fact_cache, "SUDO_CHECK", "true")
-    monkeypatch.setattr(fact_cache, "BATCH_CHARS", 50)  # one question a script
-    path = tmp_path / ".saf/fact-questions/beta-10.0.0.2.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps([{"command": f"cat {name}", "arguments": {"_sudo": True}} for name in "ab"] +
-                               [{"command": "cat a", "arguments": {}}]))
-    node = Node(workdir)
-    answers = share_fact_reads(node, tmp_path)
-    assert answers.ask_last_runs_questions() == 3 and len(node.ran) == 3
-    failing = Node(workdir)
-    answers = share_fact_reads(failing, tmp_path)
-    answers.run_command = lambda command, **arguments: (failing.ran.append(arguments), (False, CommandOutput([])))[1]
-    assert answers.ask_last_runs_questions() == 0 and failing.ran == [{}]  # the plain one, then nothing
-
-
-def test_a_question_not_asked_last_time_goes_to_the_node_and_is_written_for_next_time(workdir, tmp_path):
-    project = tmp_path / "project"
-    run_once(workdir, project, lambda node: node.get_fact(Cat, "a"))
-    node, _ = run_once(workdir, project, lambda node: (node.get_fact(Cat, "a"), node.get_fact(Cat, "b")))
-    assert [text for text, _ in node.ran][1:] == ["cat b"]
-    assert [q["command"] for q in read_questions(project / ".saf/fact-questions/beta-10.0.0.2.json")] == \
-        ["cat a", "cat b"]
-
-
-def test_questions_not_asked_this_run_are_dropped_from_the_file(workdir, tmp_path):
-    project = tmp_path / "project"
-    run_once(workdir, project, lambda node: (node.get_fact(Cat, "a"), node.get_fact(Cat, "b")))
-    run_once(workdir, project, lambda node: node.get_fact(Cat, "b"))
-    assert [q["command"] for q in read_questions(project / ".saf/fact-questions/beta-10.0.0.2.json")] == ["cat b"]
-
-
-def test_a_question_with_a_password_or_input_is_never_written(workdir, tmp_path):
-    node = Node(workdir)
-    answers = share_fact_reads(node, tmp_path)
-    answers.reading += 1  # as while pyinfra reads a fact
-    node.run_shell_command("cat a", _sudo=True, _sudo_password="hunter2")
-    node.run_shell_command("cat b", _stdin="input")
-    answers.write_questions()
-    assert not (tmp_path / ".saf").exists()
-
-
-def test_a_question_with_a_masked_secret_is_never_written(workdir, tmp_path):
-    from pyinfra.api.command import MaskString
-    node = Node(workdir)
-    answers = share_fact_reads(node, tmp_path)
-    answers.reading += 1
-    node.run_shell_command(StringCommand("echo", MaskString("s3cret")))
-    node.run_shell_command(StringCommand("cat", "a"))
-    answers.write_questions()
-    assert [q["command"] for q in read_questions(answers.questions_file)] == ["cat a"]
-    assert "s3cret" not in answers.questions_file.read_text()
-
-
-def test_commands_that_are_not_kept_reach_the_node_with_their_arguments(workdir):
-    node = Node(workdir)
-    share_fact_reads(node)
-    node.run_shell_command(StringCommand("true"), _sudo=True, _chdir="/")  # an operation's
-    node.get_fact(Verification, "a", _sudo=True)  # a live read's
-    assert node.ran == [("true", {"_sudo": True, "_chdir": "/"}), ("cat a", {"_sudo": True})]
-
-
-def test_nothing_is_written_without_a_project_or_without_a_question(workdir, tmp_path):
-    run_once(workdir, None, lambda node: node.get_fact(Cat, "a"))
-    run_once(workdir, tmp_path, lambda node: None)
-    assert not (tmp_path / ".saf").exists()
-
-
-def test_a_failed_batch_keeps_nothing_and_reads_still_work(workdir, tmp_path):
-    project = tmp_path / "project"
-    run_once(workdir, project, lambda node: node.get_fact(Cat, "a"))
-    node = Node(workdir)
-    answers = share_fact_reads(node, project)
-    answers.run_command = lambda command, **arguments: (False, CommandOutput([]))
-    assert answers.ask_last_runs_questions() == 0 and answers.answers == {}
-
-
 def test_batch_script_runs_each_command_alone_and_reports_its_status():
-    script = batch_script(["echo a", "exit 3", "printf b", "echo c >&2; echo d"], "TOKEN")
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
-    assert done.stdout.splitlines() == ["a", "TOKEN 0 0", "TOKEN 1 3", "bTOKEN 2 0", "d", "TOKEN 3 0"]
+    script = batch_script(["echo a", "exit 3", "printf b", "echo c >&2; echo d", "cat"], "TOKEN")
+    done = subprocess.run(["sh", "-s"], input=script + "\necho after\n", capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["a", "TOKEN 0 0", "TOKEN 1 3", "bTOKEN 2 0", "d", "TOKEN 3 0", "TOKEN 4 0",
+                                        "after"]  # `cat` read nothing: the script on stdin stays the shell's
     assert done.stderr == ""
-    assert split_batch(done.stdout.splitlines(), "TOKEN", 4) == {0: ["a"], 2: ["b"], 3: ["d"]}
+    assert split_batch(done.stdout.splitlines(), "TOKEN", 5) == {0: ["a"], 2: ["b"], 3: ["d"], 4: []}
 
 
 def test_split_batch_ignores_what_is_not_its_marker():
@@ -335,11 +434,3 @@ def test_an_unreadable_questions_file_asks_nothing(tmp_path, content):
     path = tmp_path / "q.json"
     path.write_text(content)
     assert read_questions(path) == [] and read_questions(tmp_path / "absent.json") == []
-
-
-def test_process_lists_are_read_live_because_a_script_of_questions_lists_itself():
-    from saf.facts.ray import RayProcesses, RayProcessUnits
-    script = batch_script(["ps -A -ww -o args="], "TOKEN-SEEN")
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
-    assert any("TOKEN-SEEN" in line and "ps -A" in line for line in done.stdout.splitlines())  # the script itself
-    assert RayProcesses.read_live is True and RayProcessUnits.read_live is True
