@@ -29,6 +29,8 @@ import sys
 from pyinfra.api.host import Host
 from pyinfra.api.state import BaseStateCallback, State
 
+from saf.restarts import planned_ray_restart
+
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report it
 
 
@@ -68,7 +70,8 @@ class InterruptedRun(BaseStateCallback):
               "(at most that step's own time). Ctrl-C again to stop at once.", file=sys.stderr, flush=True)
 
     def summary(self, state: State, next_op: str) -> str:
-        """Per node: the last operation it finished, and the changes still planned for it."""
+        """Per node: the last operation it finished, where the next run goes on, and the restart of
+        Ray this run had planned there (the next run reads it from the node again)."""
         order = state.get_op_order()
         remaining = order[order.index(next_op):] if next_op in order else []
         lines = ["", "saf: stopped after Ctrl-C, before the next operation. Per node:"]
@@ -76,10 +79,13 @@ class InterruptedRun(BaseStateCallback):
             if not state.is_host_in_limit(host):
                 continue
             last = self.finished.get(host.name, "no operation yet")
-            planned = [_op_name(state, op_hash) for op_hash in remaining if _will_change(state, host, op_hash)]
+            left = [op_hash for op_hash in remaining if op_hash in state.ops.get(host, {})]
             status = "failed earlier in this run; " if host.name in self.failed else ""
-            todo = f"the next run does what is left: {'; '.join(planned)}" if planned else \
-                "nothing left that this run planned to change"
+            todo = (f"the next run goes on from {_op_name(state, left[0])} ({len(left)} operations left)"
+                    if left else "no operation was left for it")
+            restart = planned_ray_restart(host)
+            if restart and left:
+                todo += f", and Ray restarts there ({'; '.join(restart)})"
             lines.append(f"  {host.name}: {status}stopped after {last}; {todo}")
         lines.append("  The next run reads each node again: what is done stays done, and Ray restarts wherever "
                      "it still runs a venv, definition or token older than what is on the node.")
@@ -88,13 +94,6 @@ class InterruptedRun(BaseStateCallback):
 
 def _op_name(state: State, op_hash) -> str:
     return ", ".join(state.get_op_meta(op_hash).names) or str(op_hash)
-
-
-def _will_change(state: State, host: Host, op_hash) -> bool:
-    if op_hash not in state.ops.get(host, {}):
-        return False
-    # the plan's own verdict, from the facts read before the run (never re-read here)
-    return bool(state.get_op_data_for_host(host, op_hash).operation_meta._maybe_is_change)
 
 
 def stop_between_operations(state: State) -> InterruptedRun:

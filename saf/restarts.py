@@ -40,6 +40,16 @@ def ray_restart_reasons(host: Host) -> frozenset[RestartReason]:
     return frozenset(getattr(host, _ATTRIBUTE, None) or ())
 
 
+def plan_ray_restart(host: Host, why: list[str]) -> None:
+    """What the Ray service task decided: Ray restarts on ``host`` for these reasons (said when a
+    run stops before the restart: saf/interrupt.py)."""
+    setattr(host, "_saf_ray_restart_planned", tuple(why))
+
+
+def planned_ray_restart(host: Host) -> tuple[str, ...]:
+    return getattr(host, "_saf_ray_restart_planned", ())
+
+
 @dataclass(frozen=True)
 class StaleRay:
     """What the running Ray has loaded that is no longer what is on the node (empty: nothing).

@@ -19,7 +19,7 @@ from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.operations.plist import linted_plist
 from saf.paths import on_node
-from saf.restarts import ray_restart_reasons, stale_ray
+from saf.restarts import plan_ray_restart, ray_restart_reasons, stale_ray
 from saf.service import in_role_order, node_ray_service
 from saf.templating import unit_template_env
 
@@ -41,6 +41,7 @@ stale = stale_ray(host.get_fact(
 if restart_reasons or stale.reasons:
     why = [reason.value for reason in sorted(restart_reasons, key=lambda reason: reason.name)] + list(stale.reasons)
     logger.info(f"Ray restarts on {host.name}: {'; '.join(why)}")
+    plan_ray_restart(host, why)
 
 
 def launchd_service() -> None:
