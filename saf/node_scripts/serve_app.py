@@ -449,6 +449,9 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
 
             self.node, self.node_id = socket.gethostname(), ray.get_runtime_context().get_node_id()
             self.created = int(time.time())
+            # Ray sets OMP_NUM_THREADS=1 in an actor without CPUs; MLX's CPU backend (its BLAS) would
+            # then compute on one core. The replica is the node's model: all its cores (no effect on a GPU).
+            os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
             self.worker = Worker(config["model_path"])
 
         def saf_config_digest(self) -> str:

@@ -86,6 +86,15 @@ def tokenizer_config(tokenizer) -> dict:
     }
 
 
+def scaled(hidden_size: int, layers: int) -> dict:
+    """The config's sizes for ``hidden_size`` and ``layers`` (head size 16, kv heads half the heads, MLP 2x)."""
+    if hidden_size < 32 or hidden_size % 32 or layers < 1:
+        raise ValueError(f"hidden_size must be a multiple of 32 (got {hidden_size}), layers at least 1 (got {layers})")
+    heads = hidden_size // 16
+    return {"hidden_size": hidden_size, "num_hidden_layers": layers, "intermediate_size": 2 * hidden_size,
+            "num_attention_heads": heads, "num_key_value_heads": heads // 2}
+
+
 def build_model(config: dict, seed: int):
     """mlx-lm's llama from ``config``, its weights drawn from ``seed`` (MLX's own initialisers)."""
     import mlx.core as mx
@@ -97,8 +106,12 @@ def build_model(config: dict, seed: int):
     return model
 
 
-def make_tiny_model(directory: Path, seed: int = 0) -> Path:
-    """Write the tiny model into ``directory`` (created; files of the same name are replaced) and return it."""
+def make_tiny_model(directory: Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Write the tiny model into ``directory`` (created; files of the same name are replaced) and return it.
+
+    ``hidden_size`` and ``layers`` make a bigger one of the same kind, e.g. for benchmarks that need
+    a token to cost what a real model's does (the heads and the MLP scale with the hidden size).
+    """
     from mlx_lm.utils import save_config, save_model
 
     directory = Path(directory)
@@ -106,7 +119,8 @@ def make_tiny_model(directory: Path, seed: int = 0) -> Path:
     tokenizer = train_tokenizer()
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tokenizer), indent=2) + "\n")
-    config = {**MODEL_CONFIG, "bos_token_id": tokenizer.token_to_id(BOS), "eos_token_id": tokenizer.token_to_id(EOS)}
+    config = {**MODEL_CONFIG, **scaled(hidden_size, layers),
+              "bos_token_id": tokenizer.token_to_id(BOS), "eos_token_id": tokenizer.token_to_id(EOS)}
     save_model(directory, build_model(config, seed))
     save_config(dict(config), config_path=directory / "config.json")
     return directory
@@ -116,12 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m saf.serve.tiny_model", description=__doc__.split("\n")[0])
     parser.add_argument("directory", type=Path, help="where to write the model (created)")
     parser.add_argument("--seed", type=int, default=0, help="the weights' random seed (default 0)")
+    parser.add_argument("--hidden-size", type=int, default=MODEL_CONFIG["hidden_size"], help="(a multiple of 32)")
+    parser.add_argument("--layers", type=int, default=MODEL_CONFIG["num_hidden_layers"])
     args = parser.parse_args(argv)
     from saf.serve.model_dir import model_digest
 
-    path = make_tiny_model(args.directory, args.seed)
-    print(f"{path}: tiny llama ({MODEL_CONFIG['num_hidden_layers']} layers, hidden {MODEL_CONFIG['hidden_size']}, "
-          f"vocab {VOCAB_SIZE}), digest {model_digest(path)[:16]}")
+    try:
+        path = make_tiny_model(args.directory, args.seed, args.hidden_size, args.layers)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"{path}: tiny llama ({args.layers} layers, hidden {args.hidden_size}, vocab {VOCAB_SIZE}), "
+          f"digest {model_digest(path)[:16]}")
     return 0
 
 
