@@ -189,3 +189,25 @@ def test_transformers_reads_its_tokenizer_and_chat_template(tiny):
     assert tokenizer.decode(ids) == "Paris is the capital of France."
     assert tokenizer.eos_token == "</s>" and tokenizer.convert_tokens_to_ids("</s>") == \
         json.loads((tiny / "config.json").read_text())["eos_token_id"]
+
+
+def test_the_default_sizes_are_the_tiny_config_and_bigger_ones_keep_its_shape():
+    from saf.serve.tiny_model import MODEL_CONFIG, scaled
+
+    assert {key: MODEL_CONFIG[key] for key in scaled(64, 2)} == scaled(64, 2)
+    big = scaled(1024, 8)
+    assert (big["num_attention_heads"], big["num_key_value_heads"], big["intermediate_size"]) == (64, 32, 2048)
+    for hidden, layers in ((100, 2), (16, 2), (64, 0)):
+        with pytest.raises(ValueError, match="hidden_size must be a multiple of 32"):
+            scaled(hidden, layers)
+
+
+def test_a_bigger_model_of_the_same_kind_loads(tmp_path):
+    pytest.importorskip("mlx_lm")
+    from mlx_lm import load
+
+    from saf.serve.tiny_model import make_tiny_model
+
+    path = make_tiny_model(tmp_path / "bigger", hidden_size=128, layers=3)
+    model, _ = load(str(path))
+    assert model_directory_problems(path) == [] and len(model.layers) == 3
