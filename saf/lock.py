@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,7 +154,8 @@ class DeployLock:
         self.command = command
         self.token = secrets.token_hex(8)
         self.session: subprocess.Popen | None = None
-        self._beating = threading.Event()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def acquire(self) -> None:
         """Take the lock, taking over a stale one once; LockHeld names a live holder."""
@@ -164,8 +164,8 @@ class DeployLock:
             holder = self._try("takeover", holder.token)
         if holder:
             raise LockHeld(self.head.name, holder)
-        self._beating.set()
-        threading.Thread(target=self._heartbeat, name="saf-deploy-lock", daemon=True).start()
+        self._beat = threading.Thread(target=self._heartbeat, name="saf-deploy-lock", daemon=True)
+        self._beat.start()
 
     def _try(self, mode: str, old: str) -> Holder | None:
         remote = " ".join(shlex.quote(word) for word in
@@ -194,17 +194,18 @@ class DeployLock:
         raise LockUnavailable(error.splitlines()[-1] if error else f"ssh exited with status {session.returncode}")
 
     def _heartbeat(self) -> None:
-        while self._beating.is_set():
-            time.sleep(HEARTBEAT_S)
+        while not self._stop.wait(HEARTBEAT_S):
             session = self.session
-            if session is None or not self._beating.is_set() or not _send(session, "beat"):
+            if session is None or not _send(session, "beat"):
                 return
 
     def release(self) -> None:
         """Remove the lock on the head (if it still carries this run's token) and end the session."""
         if self.session is None:
             return
-        self._beating.clear()
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)  # it wakes at once: no thread outlives the lock
         session, self.session = self.session, None
         if _send(session, "release"):
             try:
