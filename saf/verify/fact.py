@@ -22,8 +22,6 @@ MARKER = "SAF-VERIFY "
 class ClusterVerification(FactBase[dict]):
     """What the verification driver (node/driver.py) observed, as a dict: ``nodes`` and its own ``problems``."""
 
-    read_live = True  # never kept or asked ahead (saf/fact_cache.py): it observes the cluster after the run
-
     @staticmethod
     def default() -> dict:
         return {"nodes": [], "problems": ["the verification printed nothing (is the venv there?)"]}
