@@ -7,6 +7,7 @@ included), copies uploads and rsyncs, and records what reached it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -234,9 +235,42 @@ def test_the_mark_is_the_class_s_own_and_pyinfra_s_pure_reads_are_named():
     assert all(is_pure_read(fact) for fact in PURE_PYINFRA_FACTS)
 
 
-def test_process_lists_are_not_pure_reads():
-    assert not is_pure_read(RayProcesses) and not is_pure_read(RayProcessUnits)
+def test_process_lists_and_the_verification_are_not_pure_reads():
+    from saf.verify.fact import ClusterVerification
+    assert not any(is_pure_read(fact) for fact in (RayProcesses, RayProcessUnits, ClusterVerification))
     assert is_pure_read(SafVenvs) and is_pure_read(VenvDistributions) and is_pure_read(SafRoots)
+
+
+STATE_TOOLS = re.compile(r"\b(ps|ss|lsof|netstat|systemctl|launchctl|ifconfig|ip|networksetup|pfctl|nft|iptables|"
+                         r"sysctl|pmset|df|sudo|env|tty|who)\b")
+
+
+def saf_facts() -> list[type]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import saf.facts
+    modules = [importlib.import_module(f"saf.facts.{module.name}") for module in pkgutil.iter_modules(saf.facts.__path__)]
+    return [cls for module in modules for cls in vars(module).values()
+            if inspect.isclass(cls) and issubclass(cls, FactBase) and cls.__module__ == module.__name__]
+
+
+def command_with_placeholders(fact: type) -> str:
+    """The fact's command with "/x" for every argument it needs."""
+    import inspect
+    needed = [parameter.name for parameter in inspect.signature(fact().command).parameters.values()
+              if parameter.default is inspect.Parameter.empty]
+    return fact_cache.command_text(fact().command(**{name: "/x" for name in needed}))
+
+
+def test_no_fact_marked_pure_asks_about_processes_sockets_services_or_its_own_environment():
+    marked = [fact for fact in [*saf_facts(), *PURE_PYINFRA_FACTS] if is_pure_read(fact)]
+    assert len(marked) > 20 and any(fact.__name__ == "SafRoots" for fact in marked)
+    asking = {fact.__name__: STATE_TOOLS.findall(command_with_placeholders(fact)) for fact in marked}
+    assert {name: tools for name, tools in asking.items() if tools} == {}
+    unmarked = [fact for fact in saf_facts() if not is_pure_read(fact)]
+    assert any(STATE_TOOLS.search(command_with_placeholders(fact)) for fact in unmarked)  # the check can fail
 
 
 def test_an_operation_s_command_inside_a_live_read_is_not_kept(tmp_path, node):
