@@ -325,10 +325,10 @@ def test_a_step_exactly_long_enough_at_a_flat_rate_ends_the_growth(monkeypatch):
 
 
 @pytest.mark.parametrize("rates, long_enough, size", [
-    ({256: 2.0 ** 33, 512: 2.0 ** 34, 1024: 2.0 ** 34}, 1 / 64, 512),  # exactly RISING times the last: not rising
-    ({256: 2.0 ** 33, 512: 2.0 ** 32}, measure.LONG_ENOUGH_S, 512),  # exactly the best over RISING: still near it
+    ({256: 2.0 ** 33, 512: 2.0 ** 34, 1024: 2.0 ** 34}, 1 / 64, 512),  # exactly SIGNIFICANT_GAIN times the last: not rising
+    ({256: 2.0 ** 33, 512: 2.0 ** 32}, measure.LONG_ENOUGH_S, 512),  # exactly the best over SIGNIFICANT_GAIN: still near it
 ])
-def test_the_rising_factor_bounds_growth_strictly_and_the_choice_inclusively(monkeypatch, rates, long_enough, size):
+def test_the_significant_gain_bounds_growth_strictly_and_the_choice_inclusively(monkeypatch, rates, long_enough, size):
     monkeypatch.setattr(measure, "SIGNIFICANT_GAIN", 2.0)  # a factor that binary floats hold exactly
     monkeypatch.setattr(measure, "LONG_ENOUGH_S", long_enough)
     mx = FakeMx(rate=rates.__getitem__)
