@@ -9,6 +9,9 @@ tokenizer is a byte-level BPE trained with ``tokenizers`` on a short built-in te
 ``tokenizer.json`` and ``tokenizer_config.json`` (with a chat template) that both
 ``mlx_lm.load`` and ``transformers.AutoTokenizer`` read. It talks nonsense, deterministically:
 the same seed gives the same bytes, so a re-made model has the same digest and is not staged again.
+Its output layer is not tied to the embeddings and never picks special or unprintable tokens, so
+its greedy text varies (a fair check that two nodes computed the same) and reads as ASCII; it
+never says EOS, so an answer always runs to ``max_tokens`` (``finish_reason`` "length").
 
 Needs mlx, mlx-lm and tokenizers (the ``serve`` extra).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import string
 import sys
 from pathlib import Path
 
@@ -40,7 +44,7 @@ MODEL_CONFIG = {
     "vocab_size": VOCAB_SIZE,
     "max_position_embeddings": 2048,
     "rope_theta": 10000.0,
-    "tie_word_embeddings": True,
+    "tie_word_embeddings": False,  # tied, a random model repeats its last input token forever
 }
 TRAINING_TEXT = """\
 Studio Air Fabric turns a few Macs into one verified Ray and MLX cluster.
@@ -106,6 +110,25 @@ def build_model(config: dict, seed: int):
     return model
 
 
+def silenced_tokens(tokenizer) -> list[int]:
+    """Tokens the model never says: the special ones and those that decode to anything but printable
+    ASCII (lone bytes of UTF-8 sequences would read as U+FFFD, control bytes as noise)."""
+    printable = set(string.printable) - set("\t\r\x0b\x0c")
+    return [index for index in range(tokenizer.get_vocab_size())
+            if tokenizer.id_to_token(index) in SPECIAL_TOKENS or not set(tokenizer.decode([index])) <= printable
+            or not tokenizer.decode([index])]
+
+
+def silence(model, token_ids: list[int]) -> None:
+    """Zero the output rows of ``token_ids``: their logit is 0 while the best of the others is well above."""
+    import mlx.core as mx
+
+    weight = model.lm_head.weight
+    weight[mx.array(token_ids)] = 0.0
+    model.lm_head.weight = weight
+    mx.eval(model.parameters())
+
+
 def make_tiny_model(directory: Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
     """Write the tiny model into ``directory`` (created; files of the same name are replaced) and return it.
 
@@ -121,7 +144,9 @@ def make_tiny_model(directory: Path, seed: int = 0, hidden_size: int = 64, layer
     (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tokenizer), indent=2) + "\n")
     config = {**MODEL_CONFIG, **scaled(hidden_size, layers),
               "bos_token_id": tokenizer.token_to_id(BOS), "eos_token_id": tokenizer.token_to_id(EOS)}
-    save_model(directory, build_model(config, seed))
+    model = build_model(config, seed)
+    silence(model, silenced_tokens(tokenizer))
+    save_model(directory, model)
     save_config(dict(config), config_path=directory / "config.json")
     return directory
 

@@ -211,3 +211,17 @@ def test_a_bigger_model_of_the_same_kind_loads(tmp_path):
     path = make_tiny_model(tmp_path / "bigger", hidden_size=128, layers=3)
     model, _ = load(str(path))
     assert model_directory_problems(path) == [] and len(model.layers) == 3
+
+
+def test_its_greedy_text_varies_reads_as_ascii_and_runs_to_max_tokens(tiny):
+    from mlx_lm import load, stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    model, tokenizer = load(str(tiny))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                           add_generation_prompt=True)
+    responses = list(stream_generate(model, tokenizer, prompt, max_tokens=40, sampler=make_sampler(0.0)))
+    text = "".join(r.text for r in responses)
+    assert responses[-1].finish_reason == "length" and responses[-1].generation_tokens == 40
+    assert text.isascii() and all(c.isprintable() or c in " \n" for c in text), text
+    assert len(set(r.token for r in responses)) >= 5, text  # not one token over and over
