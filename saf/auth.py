@@ -10,7 +10,9 @@ owned by the service user, and points the services and the verification driver a
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from pyinfra.api.exceptions import PyinfraError
 RAY_AUTH_SINCE = Version("2.52.0")  # the first Ray with token authentication
 NODE_TOKEN_FILE = ".saf/ray/auth-token"  # on each node, under the SSH user's home
 TOKEN_BYTES = 32  # as `ray get-auth-token --generate`: 64 hex characters
+TOKEN_FORM = re.compile(rb"[0-9a-f]{64}\n?")  # what SAF writes; one final newline (echo's) is fine too
+NEW_TOKEN = "delete it to have a new one generated (then re-run; every node gets the new one)"
 
 
 class TokenFileError(PyinfraError):
@@ -85,16 +89,53 @@ def _write_private(path: Path, token: str, exclusive: bool) -> None:
 
 
 def ensure_control_token(path: Path) -> Path:
-    """The control-side token file, generated on first use; an existing one is kept as it is."""
-    if not path.exists():
+    """The control-side token file, generated on first use; an existing one is kept if SAF can use it
+    (:func:`token_file_problem`), else TokenFileError: it is never pushed."""
+    if not os.path.lexists(path):
         try:
             _write_private(path, secrets.token_hex(TOKEN_BYTES), exclusive=True)
         except FileExistsError:  # another host of the same run made it first
             pass
-    if not path.read_text().strip():
-        raise TokenFileError(f"the Ray auth token file {path} is empty: delete it to have a new one generated "
-                             "(then re-run; every node gets the new one), or put the cluster's token in it")
+    problem = token_file_problem(path)
+    if problem:
+        raise TokenFileError(f"the Ray auth token file {path} {problem}")
     return path
+
+
+def token_file_problem(path: Path) -> str | None:
+    """Why an existing token file must not be pushed as the cluster's secret (the rest of a sentence
+    about it, with the fix), or None. It must be this user's regular file, private (0600), and hold a
+    token of SAF's form: 64 lowercase hex characters, never a key or anything else."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return f"is a link to nothing; remove the link, or point ray_auth_token_file at the token file"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error}); make it this user's, or {NEW_TOKEN}"
+    if stat.S_ISDIR(info.st_mode):
+        return (f"is a folder, not a file; point ray_auth_token_file at the token file itself (like "
+                f".saf/secrets/ray-auth-token), or remove the folder to have a token generated there")
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a device, a pipe or a socket); point ray_auth_token_file at the token file"
+    if info.st_uid != os.geteuid():
+        return (f"belongs to another user (uid {info.st_uid}); the token is this user's secret: "
+                f"chown it to this user, or {NEW_TOKEN}")
+    if info.st_mode & 0o077:
+        return (f"can be read or changed by other users (mode {stat.S_IMODE(info.st_mode):04o}); make it private "
+                f"with chmod 600 {path}, then run `saf rotate-token`, since others may have read it")
+    return _token_content_problem(path)
+
+
+def _token_content_problem(path: Path) -> str | None:
+    with open(path, "rb") as handle:
+        content = handle.read(4096)
+    if not content.strip():
+        return f"is empty: {NEW_TOKEN}, or put the cluster's token in it"
+    if not TOKEN_FORM.fullmatch(content):
+        return ("does not hold a token of SAF's form (64 lowercase hex characters, and nothing else: never a key "
+                "or a certificate), and it would be pushed to every node; point ray_auth_token_file at the "
+                f"cluster's token, or {NEW_TOKEN}")
+    return None
 
 
 def rotate_control_token(path: Path) -> Path:

@@ -61,6 +61,9 @@ def plan(write_cluster, pin_checks) -> Callable[..., dict[str, HostPlan]]:
         # no downloads in plan tests: install from the index unless the test names a wheelhouse
         # (the index check of the pins is recorded by `pin_checks`, not sent)
         cluster.setdefault("settings", {}).setdefault("wheelhouse", "")
+        # the fixtures' network is the test's alone: a Ray without token auth needs no firewall here
+        # (the rule itself is tested in tests/unit/test_spec_exposure.py); a test may set it false
+        cluster["settings"].setdefault("trusted_network", True)
         path = write_cluster(cluster)
         return plan_deploy(PROJECT_DIR, facts, cluster_path=path, limit=limit, deploy_file=deploy_file, data=data)
 

@@ -102,6 +102,9 @@ class Lab:
                 "python_version": inputs.PYTHON_VERSION,
                 "python_source_cache": str(self.layout.python_cache),
                 "pyenv_git_url": inputs.pyenv_url(),
+                # the lab's bridge is private to this machine: Ray without token auth needs no firewall here,
+                # and its pyenv mirror may be served over plain git:// (a test's settings may say otherwise)
+                "trusted_network": True,
                 **(settings or {}),
             },
         }

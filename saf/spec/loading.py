@@ -3,6 +3,7 @@ checked as a whole, or one :class:`ClusterFileError` listing every problem at on
 
 from __future__ import annotations
 
+import os
 import runpy
 from pathlib import Path
 from types import ModuleType
@@ -10,9 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from saf.auth import has_token_auth, token_file_problem
+from saf.paths import on_control
 from saf.ports import ring_port_clashes, ring_ports
 from saf.spec.files import cluster_file_path, file_problem, read_cluster_text, resolve
-from saf.spec.schema import Cluster, ClusterFile, NodeSpec, Settings
+from saf.spec.schema import CONTROL_PATHS, Cluster, ClusterFile, NodeSpec, Settings, own_path_fix
+from saf.spec.values import folder_problem
 from saf.spec.wording import ClusterFileError, format_errors, node_label
 from saf.spec.yaml_loader import parse_yaml
 
@@ -51,6 +55,8 @@ def load_cluster(project_dir: Path | str, path: Path | str | None = None) -> Clu
         problems += format_errors(error.errors(), raw, prefix=("settings",))
     if settings is not None and nodes:
         problems += ring_port_problems(settings, len(nodes))
+    if settings is not None:
+        problems += control_path_problems(settings, project_dir)
     if problems:
         raise ClusterFileError(path, problems)
     return Cluster(path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings)
@@ -104,6 +110,42 @@ def ring_port_problems(settings: Settings, ranks: int) -> list[str]:
     return [f"settings, key mlx_ring_port: the MLX ring's ports {low}-{high} (one per node, {ranks} nodes) take "
             f"{', '.join(clashes)}; move mlx_ring_port to a free run of {ranks} ports outside Ray's, like "
             f"{_free_ring_base(settings, ranks)}"]
+
+
+def control_path_problems(settings: Settings, project_dir: Path) -> list[str]:
+    """The control-side paths where they end up: never a system or personal folder, the project or a parent
+    of it; and a token file that is already there must be one SAF can use."""
+    problems = []
+    for key in CONTROL_PATHS:
+        value = getattr(settings, key)
+        if not value:
+            continue
+        path = Path(os.path.normpath(on_control(value, project_dir)))
+        problem = folder_problem(_as_written_on_control(path)) or _project_problem(path, project_dir)
+        if problem:
+            problems.append(f"key settings.{key}: {value!r} {problem}; {own_path_fix(key)}")
+    token = Path(os.path.normpath(on_control(settings.ray_auth_token_file, project_dir)))
+    if has_token_auth(settings.ray_auth, settings.ray_version) and not problems and os.path.lexists(token):
+        problem = token_file_problem(token)
+        if problem:
+            problems.append(f"key settings.ray_auth_token_file: the Ray auth token file {token} {problem}")
+    return problems
+
+
+def _project_problem(path: Path, project_dir: Path) -> str | None:
+    if path == project_dir:
+        return "is the project directory itself"
+    if path in project_dir.parents:
+        return "is a parent of the project directory"
+    return None
+
+
+def _as_written_on_control(path: Path) -> str:
+    """``path`` with the control machine's home written as ``~``, so that personal folders are known."""
+    home = Path.home()
+    if path == home:
+        return "~"
+    return f"~/{path.relative_to(home)}" if home in path.parents else str(path)
 
 
 def _free_ring_base(settings: Settings, ranks: int) -> int:

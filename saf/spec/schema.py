@@ -21,12 +21,22 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from saf.auth import RAY_AUTH_SINCE, ray_has_auth
+from saf.auth import RAY_AUTH_SINCE, has_token_auth, ray_has_auth
 from saf.ports import PORT_SETTINGS, RAY_FIXED_PORTS, SINGLE_PORT_SETTINGS
+from saf.spec.pins import python_pin_problems, supported_python
+from saf.spec.values import (
+    folder_parts,
+    folder_problem,
+    git_url_problem,
+    path_characters_problem,
+    scope_id_problem,
+    user_name_problem,
+)
 
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==\d+(\.\d+)*$")
@@ -34,6 +44,16 @@ MACOS_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+NODE_FOLDERS = ("venv_root", "pyenv_root")  # on every node, SAF's own: it prunes and tears down inside them
+CONTROL_PATHS = ("wheelhouse", "python_source_cache", "ray_auth_token_file")  # on the control machine
+OPTIONAL_PATHS = ("wheelhouse", "python_source_cache")  # "" turns them off
+PATH_EXAMPLES = {
+    "venv_root": "~/saf/venv or /opt/saf/venv",
+    "pyenv_root": "~/.pyenv or /opt/saf/pyenv",
+    "wheelhouse": '.saf/wheelhouse (or "" for none)',
+    "python_source_cache": '.saf/python-source (or "" for none)',
+    "ray_auth_token_file": ".saf/secrets/ray-auth-token",
+}
 USE_INSTEAD = "use the node's own address on the network that joins the nodes, like 192.168.1.42"
 
 
@@ -46,7 +66,20 @@ def usable_ip(value: str) -> str:
     problem = _unusable(getattr(address, "ipv4_mapped", None) or address)
     if problem:
         raise ValueError(f"{value!r} is {problem}; {USE_INSTEAD}")
+    scope_problem = scope_id_problem(address.scope_id) if getattr(address, "scope_id", None) is not None else None
+    if scope_problem:
+        raise ValueError(f"{value!r}: {scope_problem}")
     return str(address)
+
+
+def own_path_fix(key: str) -> str:
+    """How to fix a path setting: what the path is for, and an example."""
+    if key in NODE_FOLDERS:
+        return (f"SAF manages (and prunes) what is in {key} on every node, so give it a folder of its own, like "
+                f"{PATH_EXAMPLES[key]}")
+    what = "a file" if key == "ray_auth_token_file" else "a folder"
+    return (f"{key} is {what} of SAF's own on the control machine (relative paths are from the project "
+            f"directory), like {PATH_EXAMPLES[key]}")
 
 
 def _not_an_address(value: str) -> str:
@@ -113,7 +146,7 @@ class NodeSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NODE_NAME.match(value):
+        if not NODE_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a node name; use lowercase letters, digits and '-' (like alpha or mac-3)"
             )
@@ -126,7 +159,7 @@ class NodeSpec(_Strict):
             return usable_ip(value)
         if _is_localhost(value):
             raise ValueError(f"{value!r} is this machine's own name for itself; {USE_INSTEAD}, or the node's host name")
-        if not HOSTNAME.match(value):
+        if not HOSTNAME.fullmatch(value):
             raise ValueError(f"{value!r} is neither an IP address nor a host name SSH can connect to")
         return value
 
@@ -134,6 +167,22 @@ class NodeSpec(_Strict):
     @classmethod
     def _cluster_ip(cls, value: str | None) -> str | None:
         return None if value is None else usable_ip(value)
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, value: str | None) -> str | None:
+        problem = None if value is None else user_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("ssh_key", "ssh_known_hosts_file")
+    @classmethod
+    def _key_file_path(cls, value: str | None) -> str | None:
+        problem = None if value is None else path_characters_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} {problem}; move or link the file to a path like ~/.ssh/id_ed25519")
+        return value
 
     @model_validator(mode="after")
     def _ip_from_address(self) -> NodeSpec:
@@ -200,29 +249,30 @@ class Settings(_Strict):
     @field_validator("python_version", "ray_version", "mlx_version")
     @classmethod
     def _exact_version(cls, value: str) -> str:
-        if not EXACT_VERSION.match(value):
+        if not EXACT_VERSION.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not an exact version; pin all three parts, like 3.9.23, so that every "
                 "node gets the same one"
             )
         return value
 
-    @field_validator("venv_root", "pyenv_root")
+    @field_validator("venv_root", "pyenv_root", "wheelhouse", "python_source_cache", "ray_auth_token_file")
     @classmethod
-    def _own_directory(cls, value: str) -> str:
-        parts = [part for part in value.replace("~", "", 1).split("/") if part not in ("", ".")]
-        if not value.strip() or not parts or ".." in parts or value.strip() != value:
-            raise ValueError(
-                f"{value!r} is not a directory of its own; SAF manages (and prunes) what is in it, so give "
-                "it a dedicated path like ~/saf/venv or /opt/saf/venv, never the home directory or /"
-            )
+    def _own_path(cls, value: str, info: ValidationInfo) -> str:
+        if value == "" and info.field_name in OPTIONAL_PATHS:
+            return value
+        problem = "is empty" if not value else path_characters_problem(value)
+        if problem is None and info.field_name in NODE_FOLDERS:
+            problem = folder_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} {problem}; {own_path_fix(info.field_name)}")
         return value
 
     @field_validator("extra_packages")
     @classmethod
     def _exact_pins(cls, value: list[str]) -> list[str]:
         for pin in value:
-            if not EXACT_PIN.match(pin):
+            if not EXACT_PIN.fullmatch(pin):
                 raise ValueError(f"{pin!r} is not an exact pin; write it like mlx-lm==0.28.0")
         return value
 
@@ -245,13 +295,13 @@ class Settings(_Strict):
     @field_validator("min_macos_version")
     @classmethod
     def _macos_version(cls, value: str) -> str:
-        if not MACOS_VERSION.match(value):
+        if not MACOS_VERSION.fullmatch(value):
             raise ValueError(f"{value!r} is not a macOS version; write it like 14.0")
         return value
 
     @model_validator(mode="after")
     def _token_needs_a_ray_that_has_it(self) -> Settings:
-        if self.ray_auth == "token" and EXACT_VERSION.match(self.ray_version) and not ray_has_auth(self.ray_version):
+        if self.ray_auth == "token" and not ray_has_auth(self.ray_version):
             raise ValueError(
                 f"ray_auth is token but ray_version {self.ray_version} has no token authentication (it came "
                 f"with Ray {RAY_AUTH_SINCE}); raise ray_version, or set ray_auth: auto"
@@ -279,6 +329,65 @@ class Settings(_Strict):
             raise ValueError(f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
                              f"worker port range {low}-{high}; move it out, or narrow the range")
         return self
+
+    @model_validator(mode="after")
+    def _python_the_pins_support(self) -> Settings:
+        problems = python_pin_problems(self.python_version, {"ray": self.ray_version, "mlx": self.mlx_version})
+        if problems:
+            raise ValueError("; and ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _pyenv_from_a_url_no_one_can_change(self) -> Settings:
+        problem = git_url_problem(self.pyenv_git_url, self.trusted_network)
+        if problem:
+            raise ValueError(f"pyenv_git_url {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _separate_node_folders(self) -> Settings:
+        venvs, pyenv = (folder_parts(self.venv_root), folder_parts(self.pyenv_root))
+        inner, outer = sorted((venvs, pyenv), key=lambda folder: len(folder[1]))[::-1]
+        if inner[0] == outer[0] and inner[1][:len(outer[1])] == outer[1]:
+            raise ValueError(
+                f"venv_root ({self.venv_root}) and pyenv_root ({self.pyenv_root}) overlap; SAF prunes venv_root and "
+                "pyenv manages its root, so give each a folder of its own, like ~/saf/venv and ~/.pyenv"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ray_closed_to_strangers(self) -> Settings:
+        if has_token_auth(self.ray_auth, self.ray_version) or self.firewall or self.trusted_network:
+            return self
+        raise ValueError(
+            f"{self._why_no_token()} and firewall is false, so anyone on the network can reach Ray's ports and "
+            "run any code on every node through its job API (Ray's security guidance; ShadowRay, CVE-2023-48022). "
+            "Choose one: set firewall: true (only the cluster's nodes reach Ray; onboarding a new node then needs a "
+            f"deploy without --limit, so the other nodes admit it); {self._token_fix()}; or set trusted_network: "
+            "true, if no one else is on the network between the nodes"
+        )
+
+    @model_validator(mode="after")
+    def _dashboard_on_the_network_only_when_closed(self) -> Settings:
+        if self.dashboard_bind != "cluster" or has_token_auth(self.ray_auth, self.ray_version) or self.firewall:
+            return self
+        raise ValueError(
+            f"dashboard_bind is cluster, but {self._why_no_token()} and firewall is false: the dashboard's job "
+            "API would run code from anyone who reaches the head's cluster ip (trusted_network does not lift "
+            f"this). Set firewall: true, or {self._token_fix()}; or keep dashboard_bind: loopback and reach the "
+            "dashboard with `saf dashboard`"
+        )
+
+    def _why_no_token(self) -> str:
+        if self.ray_auth == "off":
+            return "ray_auth is off"
+        return f"ray_version {self.ray_version} has no token authentication (it came with Ray {RAY_AUTH_SINCE})"
+
+    @staticmethod
+    def _token_fix() -> str:
+        row = supported_python("ray", str(RAY_AUTH_SINCE))
+        python = f" (with python_version {row.oldest[0]}.{row.oldest[1]} or newer)" if row else ""
+        return f"pin ray_version {RAY_AUTH_SINCE} or newer{python} and keep ray_auth: auto, for token authentication"
 
 
 class ClusterFile(_Strict):

@@ -95,9 +95,9 @@ def test_changed_venv_gets_kickstart_only(plan):
 
 def test_changed_definition_is_reloaded_with_bootout_then_bootstrap(plan):
     alpha = converged_mac()
-    exposed = {**TWO_MACS, "settings": {"dashboard_bind": "cluster"}}
+    exposed = {**TWO_MACS, "settings": {"dashboard_bind": "cluster", "firewall": True}}  # never without one
     head = plan({"alpha": alpha, "beta": beta_mac()}, cluster=exposed)["alpha"]
-    arguments = plistlib.loads(head.op("LaunchDaemon").uploads[staged(HEAD_PLIST)])["ProgramArguments"]
+    arguments = plistlib.loads(head.op("job definition (LaunchDaemon)").uploads[staged(HEAD_PLIST)])["ProgramArguments"]
     assert "--dashboard-host=192.168.1.172" in arguments
     commands = head.op("Ray head (launchd)").commands
     assert commands[0] == "launchctl bootout system/org.saf.ray-head || true"

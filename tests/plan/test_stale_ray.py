@@ -81,12 +81,13 @@ def test_a_token_pushed_after_ray_started_restarts_it_and_an_older_one_does_not(
     caplog.set_level(logging.INFO, logger="pyinfra")
     token_file = tmp_path / "ray-auth-token"
     token = ensure_control_token(token_file).read_bytes()
-    pins = {"python_version": "3.9.23", "ray_version": "2.60.0", "ray_auth_token_file": str(token_file)}
-    name, reqs = venv_for(ray="2.60.0")
+    pins = {"python_version": "3.11.9", "ray_version": "2.60.0", "ray_auth_token_file": str(token_file)}
+    name, reqs = venv_for(python="3.11.9", ray="2.60.0")  # Ray 2.60 has no wheels for Python 3.9
     node_token = f"{HOME}/.saf/ray/auth-token"
 
     def alpha(changed: tuple[str, ...]) -> dict:
         return converged_mac(**{
+            "python.PythonInterpreter:*": {"version": "3.11.9", "missing": []},
             "python.SafVenvs:*": {"venvs": {name: True}, "current": name, "previous": None},
             f"python.VenvDistributions:{MAC_ROOT}/{name}": installed(reqs),
             f"files.Sha1File:{HEAD_PLIST}": hashlib.sha1(rendered_plist("head", "192.168.1.172", "192.168.1.172",

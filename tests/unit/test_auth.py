@@ -51,6 +51,7 @@ def test_rotation_replaces_the_token_and_keeps_it_private(tmp_path):
 def test_an_empty_token_file_is_refused_with_the_fix(tmp_path):
     path = tmp_path / "ray-auth-token"
     path.write_text("")
+    path.chmod(0o600)
     with pytest.raises(TokenFileError, match="delete it to have a new one generated"):
         ensure_control_token(path)
 

@@ -29,7 +29,7 @@ def test_ssh_outside_pyinfra_uses_the_nodes_key_known_hosts_port_and_user(write_
     cluster = load_cluster(PROJECT_DIR, write_cluster({"nodes": [
         {"name": "alpha", "role": "head", "address": "10.0.0.1", "ssh_user": "arthur", "ssh_port": 2222,
          "ssh_key": str(key), "ssh_known_hosts_file": str(known)},
-        {"name": "beta", "role": "worker", "address": "10.0.0.2"}]}))
+        {"name": "beta", "role": "worker", "address": "10.0.0.2"}], "settings": {"firewall": True}}))
     alpha, beta = cluster.nodes
     assert ssh_argv(alpha, "uname", options=("-N",)) == [
         "ssh", "-N", "-o", "BatchMode=yes", "-i", str(key), "-o", f"UserKnownHostsFile={known}",

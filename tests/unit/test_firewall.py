@@ -98,6 +98,7 @@ def test_nft_check_mode_does_reject_a_broken_ruleset(tmp_path):
 
 
 NODE = {"name": "alpha", "role": "head", "address": "10.0.0.1"}
+TRUSTED = {"trusted_network": True}  # Ray 2.49 has no token auth: without the firewall, the network must be trusted
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -136,15 +137,15 @@ THREE = [NODE, {"name": "beta", "role": "worker", "address": "10.0.0.2"},
 ])
 def test_the_mlx_ring_s_ports_are_validated_against_ray_s(write_cluster, overrides, nodes, expected):
     if expected is None:
-        assert load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": overrides}))
+        assert load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": {**TRUSTED, **overrides}}))
         return
     with pytest.raises(ClusterFileError) as caught:
-        load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": overrides}))
+        load_cluster(PROJECT_DIR, write_cluster({"nodes": nodes, "settings": {**TRUSTED, **overrides}}))
     assert expected in str(caught.value)
 
 
 def test_the_firewall_is_off_by_default(write_cluster):
-    assert load_cluster(PROJECT_DIR, write_cluster({"nodes": [NODE]})).settings.firewall is False
+    assert load_cluster(PROJECT_DIR, write_cluster({"nodes": [NODE], "settings": TRUSTED})).settings.firewall is False
 
 
 # --- facts ----------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def cluster(tmp_path):
     path.write_text(yaml.safe_dump({"nodes": [
         {"name": "alpha", "role": "head", "address": "10.77.0.11", "ssh_user": "saf"},
         {"name": "beta", "role": "worker", "address": "10.77.0.12", "ssh_user": "saf"},
-        {"name": "gamma", "role": "worker", "address": "10.77.0.13", "ssh_user": "saf"}]}))
+        {"name": "gamma", "role": "worker", "address": "10.77.0.13", "ssh_user": "saf"}],
+        "settings": {"trusted_network": True}}))  # the lab's network, as benchmarks/rerun.py runs it
     return load_cluster(PROJECT_DIR, path)
 
 

@@ -34,7 +34,7 @@ def test_example_cluster_file_loads_with_defaults():
 
 def test_settings_override_defaults(write_cluster):
     path = write_cluster({"nodes": [{"name": "alpha", "role": "head", "address": "10.0.0.1"}],
-                          "settings": {"python_version": "3.11.2", "mtu": 1500}})
+                          "settings": {"python_version": "3.11.2", "mtu": 1500, "firewall": True}})
     settings = load_cluster(PROJECT_DIR, path).settings
     assert settings.python_version == "3.11.2" and settings.mtu == 1500
     assert settings.ray_version == "2.49.1"

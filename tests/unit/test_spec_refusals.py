@@ -29,8 +29,11 @@ def refusal(write_cluster, content) -> str:
     return message
 
 
+FIREWALLED = {"firewall": True}  # Ray 2.49 (the default pin) has no token auth: the firewall keeps Ray closed
+
+
 def with_worker(**worker) -> dict:
-    return {"nodes": [HEAD, {"name": "beta", "role": "worker", **worker}]}
+    return {"nodes": [HEAD, {"name": "beta", "role": "worker", **worker}], "settings": FIREWALLED}
 
 
 # --- Addresses that cannot work ---------------------------------------------------------------
@@ -88,7 +91,7 @@ def test_link_local_and_ordinary_addresses_are_kept(write_cluster):
         {"name": "beta", "role": "worker", "address": "fe80::1%en0"},
         {"name": "gamma", "role": "worker", "address": "0:0:0:0:0:ffff:a00:3"},
         {"name": "delta", "role": "worker", "address": "delta-4.example.com.", "ip": "192.168.1.255"},
-    ]}))
+    ], "settings": FIREWALLED}))
     assert [node.ip for node in cluster.nodes] == ["169.254.10.1", "fe80::1%en0", "::ffff:a00:3", "192.168.1.255"]
 
 
@@ -144,6 +147,7 @@ nodes:
   - {<<: [*mac], name: gamma, address: 192.168.1.43, ssh_port: 22}
 settings:
   mtu: 1500
+  firewall: true
 """
 
 WRITTEN_OUT = """\
@@ -153,6 +157,7 @@ nodes:
   - {name: gamma, role: worker, address: 192.168.1.43, ssh_user: arthurdell, ssh_port: 22}
 settings:
   mtu: 1500
+  firewall: true
 """
 
 ANCHORED_ON_A_NODE = """\
@@ -160,7 +165,7 @@ nodes:
   - &alpha {name: alpha, role: head, address: 192.168.1.172, ssh_user: arthurdell, ssh_port: 2222}
   - {<<: *alpha, name: beta, role: worker, address: beta.local, ip: 192.168.1.42}
   - {<<: *alpha, name: gamma, role: worker, address: 192.168.1.43, ssh_port: 22}
-settings: {mtu: 1500}
+settings: {mtu: 1500, firewall: true}
 """
 
 
@@ -179,7 +184,7 @@ def test_merge_keys_give_the_same_hosts_as_the_file_written_out(write_cluster, m
 def test_aliases_of_plain_values_work(write_cluster):
     cluster = load_cluster(PROJECT_DIR, write_cluster(
         "nodes:\n  - {name: alpha, role: head, address: &a 10.0.0.1, ip: *a}\n"
-        "settings: {extra_packages: &pins [numpy==2.0.2], python_version: &py '3.11.2'}\n"))
+        "settings: {extra_packages: &pins [numpy==2.0.2], python_version: &py '3.11.2', firewall: true}\n"))
     assert cluster.head.ip == "10.0.0.1" and cluster.settings.python_version == "3.11.2"
 
 
@@ -274,7 +279,8 @@ def test_a_ratio_must_be_a_share(write_cluster, value, expected):
 
 @pytest.mark.parametrize(("value", "loaded"), [(1, 1.0), (0.25, 0.25)])
 def test_a_whole_number_is_a_ratio_too(write_cluster, value, loaded):
-    settings = load_cluster(PROJECT_DIR, write_cluster({"nodes": [HEAD], "settings": {"verify_slow_ratio": value}})).settings
+    settings = load_cluster(PROJECT_DIR, write_cluster(
+        {"nodes": [HEAD], "settings": {"verify_slow_ratio": value, **FIREWALLED}})).settings
     assert settings.verify_slow_ratio == loaded
 
 
@@ -402,7 +408,7 @@ def test_the_cluster_file_is_saf_cluster_or_cluster_yaml_beside_the_inventory(wr
 
     monkeypatch.delenv("SAF_CLUSTER", raising=False)
     assert cluster_file_path(PROJECT_DIR) == PROJECT_DIR / "cluster.yaml"
-    path = write_cluster({"nodes": [HEAD]})
+    path = write_cluster({"nodes": [HEAD], "settings": FIREWALLED})
     monkeypatch.setenv("SAF_CLUSTER", str(path))
     assert cluster_file_path(PROJECT_DIR) == path
     cluster = load_cluster(PROJECT_DIR)
