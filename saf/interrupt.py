@@ -99,8 +99,9 @@ def _op_name(state: State, op_hash) -> str:
 def stop_between_operations(state: State) -> InterruptedRun:
     """Install the Ctrl-C handling above for this run (once; deploy.py calls it for every host). The
     signal handler itself is installed when the first operation starts."""
-    watcher = getattr(state, "saf_interrupt", None)
+    real = state._get_module() if hasattr(state, "_get_module") else state  # pyinfra's `state` is a proxy
+    watcher = getattr(real, "saf_interrupt", None)
     if watcher is None:
-        watcher = state.saf_interrupt = InterruptedRun()
-        state.add_callback_handler(watcher)
+        watcher = real.saf_interrupt = InterruptedRun()
+        real.add_callback_handler(watcher)
     return watcher
