@@ -6,27 +6,34 @@ is not defined here (a typo must not be ignored silently).
 """
 
 # --- Pins: exact x.y.z versions, identical on every node -------------------------------------
+# python_version must be one the Ray and MLX pins have wheels for: checked offline against the table
+# in saf/spec/pins.py (from PyPI's wheels); Python 3.8 and older are refused.
 python_version = "3.9.23"  # CPython built by pyenv on every node (Ray refuses a patch mismatch)
 ray_version = "2.49.1"  # installed as ray[default]==ray_version
 mlx_version = "0.29.1"  # installed as mlx==mlx_version (mlx[cpu] on Linux)
 extra_packages = ["numpy==2.0.2"]  # more exact pins for the venv (the verification needs NumPy), e.g. mlx-lm==0.28.0
 
 # --- Where things live on a node (paths under ~ are the SSH user's home) ----------------------
+# Every path setting (here and below) holds only ASCII letters, digits, '.', '_', '-' and '/', with
+# an optional leading ~/, and no '..': it is written into units, plists and shell commands. A folder
+# of SAF's own: never /, a system folder (/etc, /usr, /opt, /tmp, ...), a home directory, ~/.ssh,
+# ~/Documents and the like, or a parent of one (SAF prunes and tears down what is inside).
 venv_root = "~/saf/venv"  # venvs named by their pins live here; `current` links the active one
 pyenv_root = "~/.pyenv"  # pyenv's root (PYENV_ROOT) on every node
-pyenv_git_url = "https://github.com/pyenv/pyenv.git"  # Linux: where pyenv is cloned from (a mirror works)
+pyenv_git_url = "https://github.com/pyenv/pyenv.git"  # Linux: pyenv's clone URL: https://, or a path / file:// on the nodes (http://, git:// only with trusted_network)
 
 # --- Offline inputs, pushed from the control machine -----------------------------------------
+# Control-side paths are relative to the project directory; never the project itself or a parent of it.
 python_source_cache = ""  # control-side dir holding Python-X.Y.Z.tar.gz; "" = nodes download it
 wheelhouse = ".saf/wheelhouse"  # control-side wheel cache filled once and pushed; "" = nodes use the index
 
 # --- Ray ------------------------------------------------------------------------------------------
 ray_port = 6380  # GCS port on the head (6379 is Redis's)
 dashboard_port = 8265  # Ray dashboard and job API on the head
-dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluster (head's cluster ip: see README)
+dashboard_bind = "loopback"  # loopback (reach it with `saf dashboard`) | cluster (head's cluster ip; needs token auth or the firewall)
 macos_service = "daemon"  # daemon: LaunchDaemon, starts at boot with nobody logged in | agent: LaunchAgent
 ray_auth = "auto"  # auto: token auth whenever the pinned Ray has it (>= 2.52) | token | off (see README)
-ray_auth_token_file = ".saf/secrets/ray-auth-token"  # control-side token file (0600, generated once; pushed to nodes)
+ray_auth_token_file = ".saf/secrets/ray-auth-token"  # control-side token file: yours, 0600, 64 hex characters (generated once; pushed to nodes)
 foreign_ray = "stop"  # Ray not started by SAF on a node: stop it and set its launchers aside | refuse: stop the node
 
 # --- Ray's other ports: every port `ray start` listens on is pinned (Ray picks most at random) ----

@@ -20,6 +20,7 @@ PATH_CHARACTER = re.compile(r"[A-Za-z0-9._/-]")
 PATH_CHARACTERS = "ASCII letters, digits, '.', '_', '-' and '/' (and a leading ~/ for the home directory)"
 HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?")
 FILE_URL = "file://"
+PLAIN_SCHEMES = ("http://", "git://")  # no transport security: only on a trusted network
 
 # Folders of the system: a path setting may not be one of them, nor a parent of one.
 SYSTEM_FOLDERS = frozenset({
@@ -71,7 +72,7 @@ def path_characters_problem(value: str) -> str | None:
 
 
 def _named(character: str) -> str:
-    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space", "~": "a '~' after its start"}
+    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space", "~": "a '~' that is not a leading ~/"}
     if character in names:
         return names[character]
     if not character.isprintable():
@@ -138,9 +139,9 @@ def git_url_problem(value: str, trusted_network: bool) -> str | None:
     if HTTPS_URL.fullmatch(value):
         return None
     scheme = value.split("://", 1)[0] + "://" if "://" in value else None
-    if scheme in ("http://", "git://") and trusted_network and _plain_url(value):
-        return None
-    if scheme in ("http://", "git://"):
+    if scheme in PLAIN_SCHEMES and _plain_url(value):
+        if trusted_network:
+            return None
         return (f"is a plain {scheme} URL: anyone on the network between a node and the server can change the "
                 "pyenv it clones, and so the Python every node runs; use an https:// URL or a local path "
                 "(or trusted_network: true, if no one else is on that network)")
