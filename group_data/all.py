@@ -78,3 +78,13 @@ verify_slow_ratio = 0.5  # a node below this share of its same-hardware peers' m
 min_free_disk_gb = 10  # free space needed in the SSH user's home (Python build + two venvs)
 min_macos_version = "13.5"  # oldest macOS the pinned MLX supports
 use_sudo = True  # the deploy may use sudo (system services, MTU, build dependencies)
+
+# --- Serving a model (only when the cluster file has a `serve:` part; see README "Serving a model") ----
+serve_port = 8000  # the endpoint's port on the head (OpenAI-compatible, /v1); clash-checked against Ray's and the ring's
+serve_bind = "loopback"  # loopback (reach it with `saf serve-tunnel` / `saf ask`) | cluster (head's cluster ip; needs firewall: true, asks for the API key)
+serve_api_key_file = ".saf/secrets/serve-api-key"  # control-side key file (generated once, 0600; pushed to the head; used with serve_bind: cluster)
+# Added to every node's venv when serving (part of the venv's name, like extra_packages); ray becomes
+# ray[default,serve]. pip first: the pip of Python 3.9's ensurepip spends >12 min resolving Ray Serve.
+# fastapi and protobuf pinned: newer ones break Ray Serve 2.49 (an unpicklable app; the controller's
+# descriptors). mlx-lm 0.28.0 is the newest that installs with MLX 0.29.1 on a Mac; transformers < 5.
+serve_packages = ["pip==26.0.1", "mlx-lm==0.28.0", "fastapi==0.116.1", "protobuf==6.33.6", "transformers==4.57.6"]

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from saf.mlx_ring import launch_hostfile
+from saf.serve.model_dir import model_digest
+from saf.spec.serve import model_path
 from saf.spec import Cluster, ClusterFileError, NodeSpec, load_cluster
 
 HostEntry = tuple[str, dict[str, Any]]
@@ -15,7 +17,17 @@ Group = tuple[list[HostEntry], dict[str, Any]]
 _SSH_KEYS = ("ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file")
 
 
-def node_data(cluster: Cluster, node: NodeSpec) -> dict[str, Any]:
+def serve_data(cluster: Cluster) -> dict[str, Any] | None:
+    """What every node knows of the served model (None when the cluster serves nothing): the model's
+    directory on the control machine, its digest (the name it is staged under), mode and serving nodes."""
+    if cluster.serve is None:
+        return None
+    path = model_path(cluster.path, cluster.serve.model).resolve()
+    return {"model_path": str(path), "model_id": path.name, "model_digest": model_digest(path),
+            "mode": cluster.serve.mode, "serving_nodes": [node.name for node in cluster.serving_nodes]}
+
+
+def node_data(cluster: Cluster, node: NodeSpec, serve: dict[str, Any] | None = None) -> dict[str, Any]:
     """Host data for one node: connection, role, cluster addresses and every merged setting."""
     data: dict[str, Any] = {"ssh_hostname": node.address}
     for key in _SSH_KEYS:
@@ -33,14 +45,18 @@ def node_data(cluster: Cluster, node: NodeSpec) -> dict[str, Any]:
         cluster_nodes=[{"name": n.name, "role": n.role, "ip": n.ip} for n in cluster.nodes],
         cluster_file=str(cluster.path),
         mlx_hostfile=launch_hostfile(cluster.nodes),
+        serve=serve,
+        serves_model=serve is not None and node.name in serve["serving_nodes"],
     )
     return data
 
 
 def inventory_groups(cluster: Cluster) -> dict[str, Group]:
     """The pyinfra groups of a cluster: ``head`` (one host) and ``workers`` (maybe none)."""
+    serve = serve_data(cluster)  # the model hashed once, not once per node
+
     def entries(nodes: tuple[NodeSpec, ...]) -> list[HostEntry]:
-        return [(node.name, node_data(cluster, node)) for node in nodes]
+        return [(node.name, node_data(cluster, node, serve)) for node in nodes]
 
     return {"head": (entries((cluster.head,)), {}), "workers": (entries(cluster.workers), {})}
 

@@ -15,6 +15,7 @@ from saf.auth import has_token_auth, token_file_problem
 from saf.paths import on_control
 from saf.ports import ring_port_clashes, ring_ports
 from saf.spec.files import cluster_file_path, file_problem, read_cluster_text, resolve
+from saf.spec.serve import ServeSpec, serve_problems
 from saf.spec.schema import CONTROL_PATHS, Cluster, ClusterFile, NodeSpec, Settings, own_path_fix
 from saf.spec.values import folder_problem
 from saf.spec.wording import ClusterFileError, format_errors, node_label
@@ -57,9 +58,26 @@ def load_cluster(project_dir: Path | str, path: Path | str | None = None) -> Clu
         problems += ring_port_problems(settings, len(nodes))
     if settings is not None:
         problems += control_path_problems(settings, project_dir)
+    serve, serve_errors = validate_serve(parsed.serve, raw, path, nodes, settings)
+    problems += serve_errors
     if problems:
         raise ClusterFileError(path, problems)
-    return Cluster(path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings)
+    return Cluster(path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings,
+                   serve=serve)
+
+
+def validate_serve(entry: dict[str, Any] | None, raw: Any, path: Path, nodes: list[NodeSpec],
+                   settings: Settings | None) -> tuple[ServeSpec | None, list[str]]:
+    """The ``serve:`` part (None when absent), and its problems with these nodes and settings."""
+    if entry is None:
+        return None, []
+    try:
+        serve = ServeSpec.model_validate(entry)
+    except ValidationError as error:
+        return None, format_errors(error.errors(), raw, prefix=("serve",))
+    if settings is None or not nodes:  # their own problems come first
+        return serve, []
+    return serve, serve_problems(serve, path, [node.name for node in nodes], settings)
 
 
 def read_cluster_file(path: Path) -> dict[str, Any]:

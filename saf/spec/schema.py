@@ -29,6 +29,7 @@ from pydantic import (
 from saf.auth import RAY_AUTH_SINCE, has_token_auth, ray_has_auth
 from saf.ports import PORT_SETTINGS, RAY_FIXED_PORTS, SINGLE_PORT_SETTINGS
 from saf.spec.pins import python_pin_problems, supported_python
+from saf.spec.serve import ServeSpec
 from saf.spec.values import (
     folder_parts,
     folder_problem,
@@ -45,7 +46,7 @@ NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 NODE_FOLDERS = ("venv_root", "pyenv_root")  # on every node, SAF's own: it prunes and tears down inside them
-CONTROL_PATHS = ("wheelhouse", "python_source_cache", "ray_auth_token_file")  # on the control machine
+CONTROL_PATHS = ("wheelhouse", "python_source_cache", "ray_auth_token_file", "serve_api_key_file")  # on the control machine
 OPTIONAL_PATHS = ("wheelhouse", "python_source_cache")  # "" turns them off
 PATH_EXAMPLES = {
     "venv_root": "~/saf/venv or /opt/saf/venv",
@@ -53,6 +54,7 @@ PATH_EXAMPLES = {
     "wheelhouse": '.saf/wheelhouse (or "" for none)',
     "python_source_cache": '.saf/python-source (or "" for none)',
     "ray_auth_token_file": ".saf/secrets/ray-auth-token",
+    "serve_api_key_file": ".saf/secrets/serve-api-key",
 }
 USE_INSTEAD = "use the node's own address on the network that joins the nodes, like 192.168.1.42"
 
@@ -77,7 +79,7 @@ def own_path_fix(key: str) -> str:
     if key in NODE_FOLDERS:
         return (f"SAF manages (and prunes) what is in {key} on every node, so give it a folder of its own, like "
                 f"{PATH_EXAMPLES[key]}")
-    what = "a file" if key == "ray_auth_token_file" else "a folder"
+    what = "a file" if key.endswith("_file") else "a folder"
     return (f"{key} is {what} of SAF's own on the control machine (relative paths are from the project "
             f"directory), like {PATH_EXAMPLES[key]}")
 
@@ -245,6 +247,10 @@ class Settings(_Strict):
     min_free_disk_gb: StrictInt = Field(ge=0)
     min_macos_version: StrictStr
     use_sudo: StrictBool
+    serve_port: StrictInt  # checked with the serve: part (saf/spec/serve.py)
+    serve_bind: Literal["loopback", "cluster"]
+    serve_api_key_file: StrictStr
+    serve_packages: list[StrictStr]
 
     @field_validator("python_version", "ray_version", "mlx_version")
     @classmethod
@@ -256,7 +262,8 @@ class Settings(_Strict):
             )
         return value
 
-    @field_validator("venv_root", "pyenv_root", "wheelhouse", "python_source_cache", "ray_auth_token_file")
+    @field_validator("venv_root", "pyenv_root", "wheelhouse", "python_source_cache", "ray_auth_token_file",
+                     "serve_api_key_file")
     @classmethod
     def _own_path(cls, value: str, info: ValidationInfo) -> str:
         if value == "" and info.field_name in OPTIONAL_PATHS:
@@ -268,7 +275,7 @@ class Settings(_Strict):
             raise ValueError(f"{value!r} {problem}; {own_path_fix(info.field_name)}")
         return value
 
-    @field_validator("extra_packages")
+    @field_validator("extra_packages", "serve_packages")
     @classmethod
     def _exact_pins(cls, value: list[str]) -> list[str]:
         for pin in value:
@@ -395,6 +402,7 @@ class ClusterFile(_Strict):
 
     nodes: list[Any] = Field(min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
+    serve: dict[str, Any] | None = None  # validated by saf.spec.serve once the nodes and settings are
 
 
 @dataclass(frozen=True)
@@ -404,6 +412,14 @@ class Cluster:
     path: Path
     nodes: tuple[NodeSpec, ...]
     settings: Settings
+    serve: ServeSpec | None = None  # the model the cluster serves, if any
+
+    @property
+    def serving_nodes(self) -> tuple[NodeSpec, ...]:
+        """The nodes that hold a replica (every node unless ``serve.nodes`` names some); none without serving."""
+        if self.serve is None:
+            return ()
+        return tuple(node for node in self.nodes if self.serve.nodes is None or node.name in self.serve.nodes)
 
     @property
     def head(self) -> NodeSpec:

@@ -256,7 +256,7 @@ EXPECTED_TYPE = {bool: "true or false", int: "a whole number", float: "a number"
 @pytest.mark.parametrize("key", sorted(load_defaults(PROJECT_DIR)))
 def test_every_setting_refuses_a_value_of_another_type(write_cluster, key):
     default = load_defaults(PROJECT_DIR)[key]
-    if key in ("dashboard_bind", "macos_service", "ray_auth", "foreign_ray"):
+    if key in ("dashboard_bind", "macos_service", "ray_auth", "foreign_ray", "serve_bind"):
         expected = "it must be one of"
     else:
         expected = f"it must be {EXPECTED_TYPE[type(default)]}"
