@@ -65,9 +65,13 @@ def mlx_extra(host: Host) -> str:
     return "cuda" if host.get_fact(Which, command="nvidia-smi") else "cpu"
 
 
-def requirements(ray_version: str, mlx_version: str, extra: str, extra_packages: list[str]) -> tuple[str, ...]:
+def requirements(ray_version: str, mlx_version: str, extra: str, extra_packages: list[str],
+                 serve_packages: list[str] | None = None) -> tuple[str, ...]:
+    """The venv's exact pins; with ``serve_packages`` (a cluster that serves a model) Ray gets its
+    ``serve`` extra and those pins join the others (so the venv's name changes with them)."""
     mlx = f"mlx[{extra}]" if extra else "mlx"
-    return (f"ray[default]=={ray_version}", f"{mlx}=={mlx_version}", *sorted(extra_packages))
+    ray = "ray[default,serve]" if serve_packages is not None else "ray[default]"
+    return (f"{ray}=={ray_version}", f"{mlx}=={mlx_version}", *sorted([*extra_packages, *(serve_packages or [])]))
 
 
 def venv_name(python_version: str, reqs: tuple[str, ...]) -> str:
@@ -80,7 +84,8 @@ def venv_name(python_version: str, reqs: tuple[str, ...]) -> str:
 def node_venv(host: Host, home: str | None = None) -> VenvSpec:
     """The venv ``host`` must run, from its settings and facts; its root made absolute if ``home``."""
     data = host.data
-    reqs = requirements(data.ray_version, data.mlx_version, mlx_extra(host), list(data.extra_packages))
+    serving = list(data.serve_packages) if data.get("serve") else None
+    reqs = requirements(data.ray_version, data.mlx_version, mlx_extra(host), list(data.extra_packages), serving)
     root = on_node(data.venv_root, home) if home else data.venv_root
     return VenvSpec(
         name=venv_name(data.python_version, reqs),

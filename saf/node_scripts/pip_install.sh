@@ -20,9 +20,15 @@ failed_package() {
     sed -n 's/.*matching distribution found for \([^ ]*\).*/\1/p; s/.*Failed to build \([^ ]*\).*/\1/p' "$log" | head -n 1
 }
 
+# A pip pinned among the requirements is installed first, alone: an old pip (Python 3.9's ensurepip
+# brings 23.0.1) backtracks for many minutes over Ray Serve's dependencies that a new one resolves at once.
+pip_pin=$(grep -E '^pip==' "$requirements" | head -n 1)
+
 # PIP_CONFIG_FILE=/dev/null: no pip.conf of the node's user changes what gets installed
-if ! PIP_CONFIG_FILE=/dev/null "$venv/bin/python" -m pip install --disable-pip-version-check -q "$@" \
-        -r "$requirements" >"$log" 2>&1; then
+if ! { [ -z "$pip_pin" ] || PIP_CONFIG_FILE=/dev/null "$venv/bin/python" -m pip install --disable-pip-version-check \
+        -q "$@" "$pip_pin"; } >"$log" 2>&1 \
+    || ! PIP_CONFIG_FILE=/dev/null "$venv/bin/python" -m pip install --disable-pip-version-check -q "$@" \
+        -r "$requirements" >>"$log" 2>&1; then
     cat "$log" >&2
     package=$(failed_package)
     rm -f "$log"

@@ -136,6 +136,25 @@ def test_pip_install_failure_shows_pips_output_then_names_the_package_node_and_c
     assert not Path(f"{venv}.pip.log").exists()
 
 
+PIP_WHEEL = Path("/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl")
+
+
+@pytest.mark.skipif(not PIP_WHEEL.is_file(), reason="needs a pip 24.2 wheel (pyenv's Python 3.13 bundles one)")
+def test_pip_install_installs_a_pinned_pip_first_then_the_rest_with_it(tmp_path):
+    """The serving venv pins pip: it is installed alone before the others (an old pip takes many minutes
+    to resolve Ray Serve's dependencies), from the same pushed wheels."""
+    fresh = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True, env=clean_env())
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels, "saf-probe", "1.0")
+    shutil.copy(PIP_WHEEL, wheels)
+    result = pip_install("sh", fresh, "pip==24.2\nsaf-probe==1.0\n", tmp_path, "--no-index", "--find-links", str(wheels))
+    assert result.returncode == 0, result.stderr
+    pip = subprocess.run([str(fresh / "bin" / "python"), "-m", "pip", "--version"], capture_output=True, text=True)
+    assert pip.stdout.startswith("pip 24.2 ")
+    assert installed_version(fresh, "saf_probe") == "1.0"
+
+
 def test_pip_install_ignores_the_node_users_pip_configuration(venv, tmp_path):
     """A pip.conf that points elsewhere (here: at a wheel of another version) changes nothing."""
     elsewhere = tmp_path / "elsewhere"

@@ -160,3 +160,16 @@ def test_the_inventory_of_a_cluster_that_serves_nothing(write_cluster, tmp_path)
     groups = inventory_groups(load_cluster(PROJECT_DIR, write_cluster(cluster(tmp_path, None))))
     head = groups["head"][0][0][1]
     assert head["serve"] is None and head["serves_model"] is False
+
+
+def test_serving_adds_the_serve_pins_to_the_venv_and_its_name():
+    from saf.spec import load_defaults
+    from saf.venv_spec import requirements, venv_name
+
+    serve_packages = load_defaults(PROJECT_DIR)["serve_packages"]
+    plain = requirements("2.49.1", "0.29.1", "cpu", ["numpy==2.0.2"])
+    serving = requirements("2.49.1", "0.29.1", "cpu", ["numpy==2.0.2"], serve_packages)
+    assert serving[0] == "ray[default,serve]==2.49.1" and plain[0] == "ray[default]==2.49.1"
+    assert set(serve_packages) <= set(serving) and "numpy==2.0.2" in serving
+    assert venv_name("3.9.23", serving) != venv_name("3.9.23", plain)
+    assert venv_name("3.9.23", serving).startswith("py3.9.23-ray2.49.1-mlx0.29.1-")
