@@ -67,7 +67,8 @@ from pyinfra.facts import brew, deb, files, server
 
 QUESTIONS_DIR = ".saf/fact-questions"  # under the project directory, on the control machine
 NOT_KEPT = ("print_output", "print_input")  # how pyinfra shows a read, not what it asks
-NOT_WRITTEN = ("_sudo_password", "_stdin")  # secrets and input: such a question (or a masked one) is never written
+NOT_WRITTEN = ("_sudo_password", "_stdin", "_get_pty")  # secrets and input: such a question (or a masked one) is never written;
+# nor one asked on a terminal (an operation with _get_pty): `sh -s` on a pty never reads the end of its script
 BATCH_CHARS = 1_000_000  # one script at most this long (sent on stdin: a bound on memory, not on argv)
 SUDO = "_sudo"
 OTHER_USERS = ("_su_user", "_doas")  # questions asked as another user this way are never asked ahead
@@ -286,7 +287,8 @@ def read_questions(path: Path | None) -> list[dict]:
     except (OSError, ValueError):
         return []
     return [q for q in questions if isinstance(q, dict) and isinstance(q.get("command"), str)
-            and isinstance(q.get("arguments"), dict)] if isinstance(questions, list) else []
+            and isinstance(q.get("arguments"), dict)
+            and not any(q["arguments"].get(name) for name in NOT_WRITTEN)] if isinstance(questions, list) else []
 
 
 def questions_file(project_dir: str | Path, host: Host) -> Path:

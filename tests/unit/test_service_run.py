@@ -113,3 +113,15 @@ def test_the_venv_a_command_line_names_is_never_current_or_previous():
     assert venv_in(f"{root}/{OLD}/lib/python3.9/site-packages/ray/core/src/ray/raylet/raylet", root) == OLD
     assert venv_in(f"/other{root}x/{OLD}/bin/python", root) is None
     assert venv_in(f"/other{root}/{OLD}/bin/python", root) is None  # another root that ends like this one
+
+
+def test_a_question_asked_on_a_terminal_is_never_asked_ahead(tmp_path):
+    # tasks/venv.py builds on a pty (_get_pty): facts read inside that operation carry it, and a
+    # script of questions on stdin (`sh -s`) never sees its end on a pty: the run hung on the lab
+    import json
+
+    from saf.fact_cache import read_questions
+    path = tmp_path / "questions.json"
+    path.write_text(json.dumps([{"command": "echo a", "arguments": {"_get_pty": True}},
+                                {"command": "echo b", "arguments": {}}]))
+    assert [q["command"] for q in read_questions(path)] == ["echo b"]
