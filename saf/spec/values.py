@@ -115,12 +115,10 @@ def folder_problem(value: str) -> str | None:
 def _home_folder_problem(parts: tuple[str, ...]) -> str | None:
     if not parts:
         return "is a home directory"
-    where = "~/" + "/".join(parts)
     if parts[0] in SECRET_FOLDERS:
-        return f"is {where}, where the user's secrets are" if len(parts) == 1 else \
-            f"is inside ~/{parts[0]}, where the user's secrets are"
-    if any(_holds(parts, "/" + folder) for folder in PERSONAL_FOLDERS):
-        return f"is {where}, a folder of the user's own"
+        return f"is {'inside ' if len(parts) > 1 else ''}~/{parts[0]}, where the user's secrets are"
+    if len(parts) == 1 and parts[0] in PERSONAL_FOLDERS:
+        return f"is ~/{parts[0]}, a folder of the user's own"
     return None
 
 
