@@ -30,6 +30,7 @@ if not preflight_problems(host):  # its facts were read by tasks/preflight.py: a
     local.include("tasks/firewall.py")
     local.include("tasks/app_firewall.py")
     local.include("tasks/ray_service.py")
+    local.include("tasks/serve.py")  # a served model (the cluster file's serve: part), or its removal
     local.include("tasks/mlx_distributed.py")
     if host.data.verify_after_deploy:  # on by default; `saf verify` runs it alone either way
         local.include("tasks/verify.py")

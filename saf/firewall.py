@@ -90,8 +90,17 @@ def merge_ports(ranges: Iterable[tuple[int, int]]) -> tuple[PortRange, ...]:
 
 def ray_ports(data: object) -> tuple[PortRange, ...]:
     """Every port the cluster's nodes talk on: Ray's (the port settings, the worker range, Ray's
-    fixed metrics ports) and the MLX ring's (one per node from ``mlx_ring_port``)."""
-    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data)])
+    fixed metrics ports) and the MLX ring's (one per node from ``mlx_ring_port``); and the served model's
+    endpoint when it listens on the head's cluster ip (``serve_bind: cluster``)."""
+    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data),
+                        *serve_ports(data)])
+
+
+def serve_ports(data: object) -> list[tuple[int, int]]:
+    """The endpoint's port, when the cluster serves a model on the head's cluster ip (on loopback it needs no rule)."""
+    if getattr(data, "serve", None) and getattr(data, "serve_bind", "loopback") == "cluster":
+        return [(data.serve_port, data.serve_port)]
+    return []
 
 
 class FirewallAddressError(PyinfraError):

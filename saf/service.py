@@ -131,7 +131,16 @@ def ray_arguments(host: Host) -> tuple[str, ...]:
     else:
         role_args = (f"--address={data.head_ip}:{data.ray_port}",)
     return ("start", *role_args, f"--node-ip-address={data.cluster_ip}", *pinned_port_arguments(data),
-            "--disable-usage-stats", "--block")
+            *serve_resource_arguments(data), "--disable-usage-stats", "--block")
+
+
+SERVE_RESOURCE = "saf_serve"  # the custom resource a serving node offers: Ray Serve places one replica on each
+
+
+def serve_resource_arguments(data: object) -> tuple[str, ...]:
+    """``--resources={"saf_serve": 1}`` on a node that serves the model (saf/node_scripts/serve_app.py
+    asks for it), nothing elsewhere: changing which nodes serve changes the definition, restarting Ray there."""
+    return (f'--resources={{"{SERVE_RESOURCE}": 1}}',) if getattr(data, "serves_model", False) else ()
 
 
 def node_auth_environment(host: Host, home: str) -> tuple[tuple[str, str], ...]:

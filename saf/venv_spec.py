@@ -84,7 +84,7 @@ def venv_name(python_version: str, reqs: tuple[str, ...]) -> str:
 def node_venv(host: Host, home: str | None = None) -> VenvSpec:
     """The venv ``host`` must run, from its settings and facts; its root made absolute if ``home``."""
     data = host.data
-    serving = list(data.serve_packages) if data.get("serve") else None
+    serving = list(data.serve_packages) if getattr(data, "serve", None) else None
     reqs = requirements(data.ray_version, data.mlx_version, mlx_extra(host), list(data.extra_packages), serving)
     root = on_node(data.venv_root, home) if home else data.venv_root
     return VenvSpec(

@@ -1,4 +1,5 @@
-"""Teardown (`saf teardown`): stop Ray and remove its jobs/units on every node, workers first.
+"""Teardown (`saf teardown`): stop the serving program (if any) and Ray and remove their jobs/units on
+every node, workers first; staged models go too.
 The auth token goes too; the venvs stay unless the run sets `--data teardown_venvs=true`, and then
 only SAF's venvs and links go: venv_root itself only if nothing of anyone else's is left in it."""
 
@@ -12,6 +13,9 @@ from saf.operations.launchd import job
 from saf.operations.python import removed_venvs
 from saf.paths import on_node
 from saf.preflight import root_paths
+from saf.facts.serve import StagedModels
+from saf.serve.removal import remove_models, remove_serving
+from saf.serve.service import MODELS_DIR, node_serve_service
 from saf.service import in_role_order, node_ray_service
 
 home = host.get_fact(Home)
@@ -33,7 +37,10 @@ def remove_service() -> None:
             systemd.daemon_reload(name="Reload systemd", user_mode=not service.system, _sudo=service.system)
 
 
+if host.data.role == "head":  # the serving program first, while Ray still runs: it deletes its application
+    remove_serving(host, node_serve_service(host))
 in_role_order(host, remove_service, first="worker")
+remove_models(host, host.get_fact(StagedModels, models=on_node(MODELS_DIR, home)), on_node(MODELS_DIR, home))
 
 files.file(name="Remove the Ray auth token", path=on_node(NODE_TOKEN_FILE, home), present=False)
 

@@ -65,6 +65,9 @@ IP_ADDR = (
 )
 
 
+# no served model staged (tasks/serve.py)
+NO_MODELS = {"serve.StagedModels:*": {"current": None, "dirs": {}}}
+
 # a fresh host has none of the files SAF writes (exact keys given in a fixture take precedence)
 ABSENT_FILES = {"files.File:*": None, "files.Directory:*": None, "files.Link:*": None, "files.Sha1File:*": None}
 
@@ -158,6 +161,7 @@ def fresh_mac(**overrides: Any) -> dict[str, Any]:
         **mac_network(),
         **NO_RAY_MAC,
         "service.RayServiceRun:*": ray_service_run("launchd", "/Users/arthurdell/saf/venv"),
+        **NO_MODELS,
     }
     facts.update(overrides)
     return facts
@@ -291,6 +295,7 @@ def fresh_debian(**overrides: Any) -> dict[str, Any]:
         "firewall.NftRules": None,  # no table inet saf
         **NO_RAY_LINUX,
         "service.RayServiceRun:*": ray_service_run("systemd", "/home/saf/saf/venv"),
+        **NO_MODELS,
     }
     facts.update(overrides)
     return facts
