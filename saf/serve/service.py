@@ -169,3 +169,14 @@ def node_serve_service(host: Host) -> ServeService:
     uid = host.get_fact(Command, command="id -u") if macos and not system else ""
     venv_current = current_venv_path(host.data.venv_root, home)
     return ServeService(user, home, venv_current, serve_environment(host.data, home, venv_current), system, uid)
+
+
+def serve_expectation(data: object, home: str, python: str) -> dict | None:
+    """What the verification proves of the served model from the head (None: nothing served, or the
+    verifying node is not the head, whose endpoint the probe needs)."""
+    if not getattr(data, "serve", None) or data.role != "head":
+        return None
+    return {"python": python, "endpoint": endpoint_url(data), "model": data.serve["model_id"],
+            "mode": data.serve["mode"], "replicas": len(data.serve["serving_nodes"]),
+            "key_file": on_node(NODE_KEY_FILE, home) if data.serve_bind == "cluster" else "",
+            "timeout": data.verify_timeout_s}

@@ -14,7 +14,9 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, operation
 
+from saf.facts.serve import ServeProbe
 from saf.operations.stop import fail_host
+from saf.serve.report import serve_problem, serve_report
 from saf.verify import report as reports
 from saf.verify.fact import ClusterVerification
 from saf.verify.judgement import failure_reasons, judge
@@ -23,7 +25,7 @@ from saf.verify.strays import stray_check
 
 @operation(is_idempotent=True)
 def cluster_verified(python: str, address: str, expect: dict, timeout: int, reports_dir: str,
-                     environment: tuple[tuple[str, str], ...] = ()):
+                     environment: tuple[tuple[str, str], ...] = (), serve: dict | None = None):
     """
     Verify the whole cluster from this node: every node alive in Ray, versions equal to the pins,
     an MLX job pinned to each node (correctness, GFLOPS), network path and throughput.
@@ -34,6 +36,7 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
     + timeout: seconds a node has to run its job
     + reports_dir: control-side directory for <timestamp>.json and latest.json
     + environment: what the driver needs to reach Ray (its auth mode and token path)
+    + serve: the served model to prove through its endpoint (saf/node_scripts/serve_probe.py), or None
     """
     if not state.is_executing:
         return  # a check, not a change: it runs when the deploy executes, after every other task
@@ -42,9 +45,24 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
                              environment=shlex.join(f"{key}={value}" for key, value in environment),
                              _timeout=timeout * 4 + 120)
     result = judge(observed, expect, stray_check(host.data, host.name, observed.get("driver_pids", ())))
+    if serve:
+        add_serve_part(result, serve)
     path = reports.write(result, Path(reports_dir))
     logger.info(f"\n--> Verification (from {host.name}; report {path}):\n{reports.table(result)}\n")
     yield from verdict_commands(result)
+
+
+def add_serve_part(result: dict, serve: dict) -> None:
+    """The served model proven from this node (the head) through its endpoint: the report's ``serve`` part,
+    and a problem of the cluster when it is not served as declared."""
+    probe = host.get_fact(ServeProbe, python=serve["python"], endpoint=serve["endpoint"], model=serve["model"],
+                          replicas=serve["replicas"], key_file=serve.get("key_file", ""), timeout=serve["timeout"],
+                          _timeout=serve["timeout"] * 4 + 60)
+    result["serve"] = serve_report(probe, serve)
+    problem = serve_problem(result["serve"])
+    if problem:
+        result["problems"].append(problem)
+        result["ok"] = False
 
 
 def verdict_commands(result: dict) -> list[FunctionCommand]:

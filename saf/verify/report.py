@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from saf.serve.report import serve_lines
 from saf.verify.judgement import passed
 from saf.verify.judgement import problems as all_problems
 
@@ -59,7 +60,8 @@ def table(report: dict) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = all_problems(report)
     verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
-    return "\n".join([*lines, *collective_lines(report), *step_lines(report), *protection_lines(report),
+    return "\n".join([*lines, *collective_lines(report), *serve_lines(report), *step_lines(report),
+                      *protection_lines(report),
                       *(f"  - {problem}" for problem in problems), verdict])
 
 
