@@ -2,7 +2,8 @@
 
 ``saf verify``, ``saf rollback``, ``saf teardown``, ``saf restore-launchers`` and ``saf rotate-token``
 run the deploy's parts a user runs alone (task files of their own, through pyinfra); ``saf
-dashboard`` is a private way to the dashboard; ``saf lab`` (saf/lab/cli.py) is the local lab.
+dashboard`` is a private way to the dashboard; ``saf ask`` and ``saf serve-tunnel`` reach the served
+model the same way; ``saf lab`` (saf/lab/cli.py) is the local lab.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from saf.launch import launch as run_launch
 from saf.lock import take_or_exit
 from saf.mlx_ring import UnknownNodes
 from saf.paths import on_control
+from saf.serve.client import ServeClientError, api_key, print_answer, tunnel, tunnel_argv
 from saf.spec import ClusterFileError, load_cluster
 from saf.ssh import ssh_argv
 
@@ -127,6 +129,43 @@ def dashboard(port: int) -> None:
     os.execvp(argv[0], argv)
 
 
+def _serving_cluster():
+    cluster = _load_cluster()
+    if cluster.serve is None:
+        raise click.ClickException("this cluster file serves no model: add a `serve:` part (README, Serving a model) "
+                                   "and run the deploy")
+    return cluster
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--max-tokens", default=128, show_default=True, help="Most tokens in the answer.")
+def ask(prompt: str, max_tokens: int) -> None:
+    """Send PROMPT to the cluster's served model (greedy, through an SSH tunnel to the head's endpoint);
+    print the answer as it streams, then its tokens/s."""
+    cluster = _serving_cluster()
+    try:
+        key = api_key(cluster, _project_dir())
+        with tunnel(cluster) as url:
+            print_answer(url, prompt, key, max_tokens)
+    except (ServeClientError, OSError) as error:
+        raise click.ClickException(f"{error}; is the model served? `saf verify` says") from None
+
+
+@click.command(name="serve-tunnel")
+@click.option("--port", default=8000, show_default=True, help="Local port for the tunnel.")
+def serve_tunnel(port: int) -> None:
+    """Open an SSH tunnel to the served model's endpoint on the head and keep it open: any OpenAI client
+    can then use http://127.0.0.1:PORT/v1."""
+    cluster = _serving_cluster()
+    click.echo(f"the model served by {cluster.head.name}: http://127.0.0.1:{port}/v1 (Ctrl-C closes the tunnel)")
+    if cluster.settings.serve_bind == "cluster":
+        click.echo(f"it asks for the API key: the content of "
+                   f"{on_control(cluster.settings.serve_api_key_file, _project_dir())}")
+    argv = tunnel_argv(cluster, port)
+    os.execvp(argv[0], argv)
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--nodes", "names", metavar="A,B,...", help="Only these nodes (names from the cluster file).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -144,5 +183,6 @@ def launch(names: str | None, command: tuple[str, ...]) -> None:
     sys.exit(status)
 
 
-for _command in (lab, doctor, verify, dashboard, rollback, teardown, restore_launchers, rotate_token, launch):
+for _command in (lab, doctor, verify, dashboard, rollback, teardown, restore_launchers, rotate_token, launch, ask,
+                 serve_tunnel):
     main.add_command(_command)
