@@ -89,8 +89,10 @@ class Lab:
         lines = [f"{node.address} {host_keys[node.name]}" for node in wanted]
         self.layout.known_hosts.write_text("\n".join(lines) + "\n")
 
-    def write_cluster_file(self, names: list[str], settings: dict | None = None, path: Path | None = None) -> Path:
-        """A cluster file for these lab nodes (default: .saf/lab/cluster.yaml)."""
+    def write_cluster_file(self, names: list[str], settings: dict | None = None, path: Path | None = None,
+                           serve: dict | None = None) -> Path:
+        """A cluster file for these lab nodes (default: .saf/lab/cluster.yaml); ``serve``: its serve: part
+        (none by default: Ray Serve's processes would slow every test on the lab's two cores)."""
         chosen = [self.node(name) for name in names]
         content = {
             "nodes": [
@@ -107,6 +109,7 @@ class Lab:
                 "trusted_network": True,
                 **(settings or {}),
             },
+            **({"serve": serve} if serve else {}),
         }
         target = path or self.layout.cluster_file
         target.parent.mkdir(parents=True, exist_ok=True)

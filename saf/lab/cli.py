@@ -82,13 +82,38 @@ def down(purge: bool) -> None:
 
 @lab.command()
 @click.option("--nodes", "count", default=3, show_default=True)
-def run(count: int) -> None:
-    """The main job: lab up, deploy SAF to it, and verify (the deploy's last step)."""
+@click.option("--no-serve", is_flag=True, help="Do not serve the tiny model (Ray Serve costs the lab's two cores).")
+def run(count: int, no_serve: bool) -> None:
+    """The main job: lab up, deploy SAF to it serving a tiny model, and verify (the deploy's last step)."""
     lab_ = _lab()
-    lab_.up(count)
+    model = None if no_serve else tiny_model(lab_)
+    made = lab_.up(count)
     cluster = lab_.layout.cluster_file
+    if model is not None:
+        lab_.write_cluster_file([node.name for node in made[:count]], serve={"model": str(model), "mode": "replicas"})
     click.echo(f"lab up; deploying with SAF_CLUSTER={cluster}")
     env = {**os.environ, "SAF_CLUSTER": str(cluster)}
     result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "-y"],
                             cwd=lab_.layout.project, env=env, stdin=subprocess.DEVNULL)
+    if result.returncode == 0 and model is not None:
+        click.echo(f"the lab serves the tiny model {model.name} (random weights: its answers are gibberish, its "
+                   f"plumbing is real). Ask it:\n  SAF_CLUSTER={cluster} saf ask \"Hello\"\nor open the endpoint "
+                   f"for any OpenAI client:\n  SAF_CLUSTER={cluster} saf serve-tunnel   # http://127.0.0.1:8000/v1")
     sys.exit(result.returncode)
+
+
+def tiny_model(lab_: Lab) -> Path:
+    """The lab's model: a real mlx-lm model directory with random weights, made once offline
+    (saf/serve/tiny_model.py; needs the control machine's `serve` extra)."""
+    from saf.serve.model_dir import model_directory_problems
+    from saf.serve.tiny_model import make_tiny_model
+
+    path = lab_.layout.cache / "tiny-model"
+    if not model_directory_problems(path):
+        return path
+    try:
+        return make_tiny_model(path)
+    except ImportError as error:
+        raise click.ClickException(
+            f"the lab serves a tiny model made with mlx-lm, which this control machine lacks ({error}); install "
+            "the serve extra (`.venv/bin/pip install -e '.[serve]'`), or run `saf lab run --no-serve`") from None
