@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from saf.ports import RAY_FIXED_PORTS, SINGLE_PORT_SETTINGS, ring_ports
 from saf.serve.model_dir import model_directory_problems
+from saf.spec.values import path_characters_problem
 
 MODES = ("replicas", "sharded")
 HF_PREFIX = "hf:"
@@ -85,7 +86,12 @@ def _model_problems(serve: ServeSpec, cluster_file: Path) -> list[str]:
                 f"control machine may have no network, and the nodes never download): download it where there is a "
                 f"network (`huggingface-cli download {repo} --local-dir models/{repo.split('/')[-1]}`, an MLX "
                 "model, or convert one with `mlx_lm.convert`) and give that directory"]
-    return [f"key serve.model: {problem}" for problem in model_directory_problems(model_path(cluster_file, serve.model))]
+    path = model_path(cluster_file, serve.model).resolve()
+    characters = path_characters_problem(str(path))
+    if characters:  # rsync's command line on the control machine names it
+        return [f"key serve.model: {serve.model!r} (the folder {path}) {characters}; move the model, or link it, to "
+                "a path like ./models/my-model"]
+    return [f"key serve.model: {problem}" for problem in model_directory_problems(path)]
 
 
 def _node_problems(serve: ServeSpec, node_names: list[str]) -> list[str]:

@@ -78,6 +78,14 @@ def test_a_serve_part_that_cannot_be_served_is_refused_by_key(write_cluster, tmp
     assert "serve" in message
 
 
+def test_a_model_path_a_command_line_cannot_carry_is_refused(write_cluster, tmp_path):
+    content = cluster(tmp_path, {"model": "models/my model", "mode": "replicas"})
+    (tmp_path / "models" / "tiny").rename(tmp_path / "models" / "my model")
+    message = refusal(write_cluster, content)
+    assert "key serve.model: 'models/my model'" in message and "holds a space" in message
+    assert "link it, to a path like ./models/my-model" in message
+
+
 def test_a_model_directory_without_weights_or_tokenizer_is_refused_with_the_fix(write_cluster, tmp_path):
     content = cluster(tmp_path, {"model": "models/tiny", "mode": "replicas"})
     (tmp_path / "models" / "tiny" / "model.safetensors").unlink()
