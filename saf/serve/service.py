@@ -41,6 +41,7 @@ MODEL_NAME_PATTERN = r"[0-9a-f]{16}"  # exactly what model_dir_name makes: all t
 LABEL = "org.saf.serve"
 UNIT = "saf-serve.service"
 APP_NAME = "saf-serve"
+SERVE_READY_S = 300  # the least the verification waits for the endpoint and its replicas
 
 
 def model_dir_name(digest: str) -> str:
@@ -179,4 +180,5 @@ def serve_expectation(data: object, home: str, python: str) -> dict | None:
     return {"python": python, "endpoint": endpoint_url(data), "model": data.serve["model_id"],
             "mode": data.serve["mode"], "replicas": len(data.serve["serving_nodes"]),
             "key_file": on_node(NODE_KEY_FILE, home) if data.serve_bind == "cluster" else "",
-            "timeout": data.verify_timeout_s}
+            # a model's replicas may still be loading after a (re)start: at least 5 minutes for the endpoint
+            "timeout": max(data.verify_timeout_s, SERVE_READY_S)}
