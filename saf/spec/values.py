@@ -136,11 +136,11 @@ def git_url_problem(value: str, trusted_network: bool) -> str | None:
         return None if problem is None else f"is a local path that {problem}"
     if HTTPS_URL.fullmatch(value):
         return None
-    scheme = value.split("://", 1)[0] + "://" if "://" in value else None
-    if scheme in PLAIN_SCHEMES and _plain_url(value):
+    plain = next((scheme for scheme in PLAIN_SCHEMES if value.startswith(scheme)), None)
+    if plain and _plain_url(value):
         if trusted_network:
             return None
-        return (f"is a plain {scheme} URL: anyone on the network between a node and the server can change the "
+        return (f"is a plain {plain} URL: anyone on the network between a node and the server can change the "
                 "pyenv it clones, and so the Python every node runs; use an https:// URL or a local path "
                 "(or trusted_network: true, if no one else is on that network)")
     return (f"{value!r} is not an https:// URL or a local path; pyenv is cloned from it on every node, so write "
