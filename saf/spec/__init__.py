@@ -8,6 +8,9 @@ becomes one line of a :class:`ClusterFileError` that names the file, the node or
 One module per job:
 
 - :mod:`saf.spec.schema`: what a node and the settings may be (pydantic models);
+- :mod:`saf.spec.values`: values that reach another language (user names, scope ids, paths, URLs) and
+  the folders SAF must not own;
+- :mod:`saf.spec.pins`: which Python the Ray and MLX pins support (a small table from PyPI's wheels);
 - :mod:`saf.spec.files`: where the cluster file is, and why a file cannot be used;
 - :mod:`saf.spec.yaml_loader`: YAML as people write it (anchors, merge keys), nothing more;
 - :mod:`saf.spec.wording`: every problem in words that name the place and the fix;
