@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional
 
 MARKER = "SAF-SERVE-PROBE "
 PROMPT = "The cluster of Macs answered the question:"
-MAX_TOKENS = 16
+MAX_TOKENS = 32
+MIN_CHUNKS = 3  # fewer content chunks: the replica sent what it had made at once, a decode rate would measure HTTP
 ROUNDS = 3
 
 
@@ -64,7 +65,7 @@ def one_stream(endpoint: str, model: str, key: Optional[str], timeout: float) ->
     body = {"model": model, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     start = time.monotonic()
-    first = None
+    arrivals: List[float] = []
     text, usage = [], {}
     with urllib.request.urlopen(request(f"{endpoint}/completions", key, body), timeout=timeout) as answer:
         node_id, replica = answer.headers.get("x-saf-node-id"), answer.headers.get("x-saf-replica")
@@ -77,16 +78,25 @@ def one_stream(endpoint: str, model: str, key: Optional[str], timeout: float) ->
                 usage = chunk["usage"]
             for choice in chunk.get("choices", []):
                 if choice.get("text"):
-                    first = first if first is not None else time.monotonic()
+                    arrivals.append(time.monotonic())
                     text.append(choice["text"])
     end = time.monotonic()
     prompt_tokens, completion_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    ttft = (first or end) - start
-    after = end - (first or end)
+    ttft = (arrivals[0] if arrivals else end) - start
     return {"node_id": node_id, "replica": replica or node_id, "text": "".join(text),
             "ttft_ms": round(ttft * 1000, 1), "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "prompt_tps": round(prompt_tokens / ttft, 1) if ttft > 0 else None,
-            "generation_tps": round((completion_tokens - 1) / after, 1) if after > 0 and completion_tokens > 1 else None}
+            "generation_tps": generation_rate(arrivals, completion_tokens),
+            "end_to_end_tps": round(completion_tokens / (end - start), 1) if end > start else None}
+
+
+def generation_rate(arrivals: List[float], completion_tokens: int) -> Optional[float]:
+    """Tokens after the first over the time from the first content chunk to the last; None when the
+    answer came in fewer than MIN_CHUNKS chunks (the replica merges what it made while a chunk was on
+    its way: then the span measures the HTTP path, not the model)."""
+    if len(arrivals) < MIN_CHUNKS or arrivals[-1] <= arrivals[0]:
+        return None
+    return round((completion_tokens - 1) / (arrivals[-1] - arrivals[0]), 1)
 
 
 def concurrent_streams(endpoint: str, model: str, key: Optional[str], count: int, timeout: float) -> List[Any]:

@@ -96,13 +96,20 @@ class Answer:
     total_s: float
     replica: str | None
 
+    chunks: int = 0
+    last_s: float = 0.0
+
     @property
     def generation_tps(self) -> float | None:
-        after = self.total_s - self.ttft_s
-        return (self.completion_tokens - 1) / after if after > 0 and self.completion_tokens > 1 else None
+        """Tokens after the first over the span of the stream (None for fewer than 3 chunks: the span
+        then measures the HTTP path, not the model)."""
+        span = self.last_s - self.ttft_s
+        return (self.completion_tokens - 1) / span if self.chunks >= 3 and span > 0 else None
 
     def summary(self) -> str:
-        tps = f"{self.generation_tps:.1f} tok/s" if self.generation_tps is not None else "n/a tok/s"
+        rate = self.generation_tps
+        tps = (f"{rate:.1f} tok/s" if rate is not None
+               else f"{self.completion_tokens / self.total_s:.1f} tok/s end to end" if self.total_s > 0 else "n/a")
         where = f", from {self.replica}" if self.replica else ""
         return (f"{self.completion_tokens} tokens at {tps} (first token {self.ttft_s * 1000:.0f} ms, prompt "
                 f"{self.prompt_tokens} tokens{where})")
@@ -121,7 +128,7 @@ def ask(url: str, prompt: str, key: str | None, max_tokens: int = 128,
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start = time.monotonic()
-    first, parts, usage = None, [], {}
+    arrivals, parts, usage = [], [], {}
     try:
         answer = urllib.request.urlopen(_request(f"{url}/chat/completions", key, body), timeout=300)
     except urllib.error.HTTPError as error:
@@ -138,12 +145,13 @@ def ask(url: str, prompt: str, key: str | None, max_tokens: int = 128,
             for choice in chunk.get("choices", []):
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
-                    first = first if first is not None else time.monotonic()
+                    arrivals.append(time.monotonic())
                     parts.append(piece)
                     on_text(piece)
     end = time.monotonic()
+    first, last = (arrivals[0], arrivals[-1]) if arrivals else (end, end)
     return Answer("".join(parts), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                  (first or end) - start, end - start, replica)
+                  first - start, end - start, replica, len(arrivals), last - start)
 
 
 def _request(url: str, key: str | None, body: dict | None = None) -> urllib.request.Request:

@@ -40,6 +40,9 @@ def serve_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"serve ({part['mode']}) {part['model']} at {part['endpoint']}: {verdict}, "
              f"{part.get('answered', 0)}/{part.get('expected', '?')} replicas answered"]
     for name, replica in sorted((part.get("replicas") or {}).items()):
+        generation = replica.get("generation_tps")
         lines.append(f"  {name}: first token {replica.get('ttft_ms')} ms, prompt {replica.get('prompt_tps')} tok/s, "
-                     f"generation {replica.get('generation_tps')} tok/s")
+                     + (f"generation {generation} tok/s" if generation is not None else
+                        f"{replica.get('end_to_end_tps')} tok/s end to end (the answer came in too few chunks to "
+                        "time its generation)"))
     return lines

@@ -134,3 +134,17 @@ def test_the_report_part_and_its_table_lines(serving):
     failed = serve_report({"ok": False, "reason": "replica_missing", "detail": "1 of 2"}, declared)
     assert "failed: replica_missing: 1 of 2" in serve_problem(failed)
     assert serve_report({}, declared)["reason"] == "no_probe_output"
+
+
+def test_the_generation_rate_needs_a_few_chunks_to_mean_anything():
+    assert probe.generation_rate([1.0, 1.5], 20) is None  # two chunks: the span times the HTTP path
+    assert probe.generation_rate([1.0, 1.5, 2.0], 21) == 20.0
+    assert probe.generation_rate([], 0) is None
+
+
+def test_a_table_line_says_when_only_the_end_to_end_rate_is_known():
+    part = {"mode": "replicas", "model": "tiny", "endpoint": "http://127.0.0.1:8000/v1", "ok": True, "answered": 1,
+            "expected": 1, "replicas": {"alpha": {"ttft_ms": 50.0, "prompt_tps": 200.0, "generation_tps": None,
+                                                  "end_to_end_tps": 300.0}}}
+    assert serve_lines({"serve": part})[1] == ("  alpha: first token 50.0 ms, prompt 200.0 tok/s, 300.0 tok/s end to "
+                                               "end (the answer came in too few chunks to time its generation)")
