@@ -156,7 +156,8 @@ def test_a_workers_raylet_killed_mid_stream_fails_only_in_flight_requests_and_it
     print(f"\nkill -9 of beta's raylet: {len(outcomes)} requests, {failed} failed")
     assert len(outcomes) > killed_at + 3  # the endpoint kept answering from the others
     assert failed <= len(clients), f"{failed} failed of {len(outcomes)}: more than the requests in flight"
-    deadline = time.monotonic() + 180
+    back_from = time.monotonic()
+    deadline = back_from + 300  # Serve notices the dead replica (health checks), then places one on the node Ray got back
     seen: set[str] = set()
     while "beta" not in seen and time.monotonic() < deadline:  # no deploy: Ray's service and Serve bring it back
         try:
@@ -164,7 +165,8 @@ def test_a_workers_raylet_killed_mid_stream_fails_only_in_flight_requests_and_it
                 seen.add(answer.headers.get("x-saf-replica"))
         except Exception:  # noqa: BLE001
             time.sleep(2)
-    assert "beta" in seen, f"beta did not serve again within 180 s (answered: {seen})"
+    assert "beta" in seen, f"beta did not serve again within 300 s (answered: {seen})"
+    print(f"beta served again {time.monotonic() - back_from:.0f} s after the clients stopped")
 
 
 def test_removing_the_serve_part_takes_the_service_and_models_away(lab, clusters):
