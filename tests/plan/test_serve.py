@@ -230,3 +230,29 @@ def test_a_debian_head_gets_a_systemd_unit_after_ray(plan, model):
     assert ("ExecStart=/home/saf/saf/venv/current/bin/python /home/saf/.saf/serve/serve_app.py --config "
             "/home/saf/.saf/serve/config.json") in unit
     assert "Restart=always" in unit and "User=saf" in unit
+
+
+def test_a_changed_port_restarts_the_serving_program_and_nothing_else_of_it(plan, model):
+    head = converged_serving_mac(model, "head", "192.168.1.172")
+    head[f"files.Sha1File:{HOME}/.saf/serve/config.json"] = "0" * 40  # the node holds the config of another port
+    facts = {"alpha": head, "beta": converged_serving_mac(model, "worker", "192.168.1.42")}
+    alpha = plan(facts, cluster=serving(serve_port=8100))["alpha"]
+    config = json.loads(alpha.op("Serving config").uploads[f"{HOME}/.saf/serve/config.json"])
+    assert config["port"] == 8100
+    assert alpha.op("Serving program (launchd)").commands == ["launchctl kickstart -k system/org.saf.serve"]
+    assert not alpha.op("Serving job definition").commands  # its definition is the same
+
+
+def test_teardown_stops_the_serving_program_before_ray_and_removes_the_models(plan, model):
+    facts = {"alpha": converged_serving_mac(model, "head", "192.168.1.172"),
+             "beta": converged_serving_mac(model, "worker", "192.168.1.42")}
+    plans = plan(facts, cluster=serving(), deploy_file="tasks/teardown.py")
+    alpha = plans["alpha"]
+    names = [op.name for op in alpha.ops]
+    stop_serving = alpha.op("Stop the serving program (launchd)")
+    assert stop_serving.commands == ["launchctl bootout system/org.saf.serve"]
+    assert names.index(stop_serving.name) < names.index(alpha.op("Stop Ray head").name)
+    staged = model_dir_name(model_digest(model))
+    for node in ("alpha", "beta"):
+        assert plans[node].op("Remove the served models").commands == [
+            f"rm -rf {MODELS}/{staged} && rm -f {MODELS}/current && {{ rmdir {MODELS} || true; }}"]
