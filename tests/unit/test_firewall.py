@@ -193,3 +193,10 @@ def test_app_firewall_fact_reads_state_and_apps_tolerantly():
     blocking_all = "Firewall is blocking all non-essential incoming connections. (State = 2)"
     assert AppFirewall().process([blocking_all])["state"] == 2
     assert AppFirewall().process(["Firewall is enabled."])["state"] == 1  # no state number: the words decide
+
+
+def test_the_served_models_endpoint_is_covered_only_on_the_cluster_address():
+    serving = {"serve": {"model_id": "tiny"}, "serve_port": 8000}
+    assert not any(8000 in p for p in ray_ports(settings(**serving, serve_bind="loopback")))
+    assert any(8000 in p for p in ray_ports(settings(**serving, serve_bind="cluster")))
+    assert not any(8000 in p for p in ray_ports(settings(serve=None, serve_port=8000, serve_bind="cluster")))
