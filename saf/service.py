@@ -40,8 +40,43 @@ def is_system_service(data: object, macos: bool) -> bool:
     return bool(data.use_sudo) and (data.macos_service == "daemon" or not macos)
 
 
+class SupervisedProgram:
+    """Where a program SAF supervises has its definition: a LaunchDaemon / system unit when ``system``
+    (root installs it), else a LaunchAgent in the user's GUI session (``uid`` names it) / a user unit.
+    Subclasses give ``label``, ``unit``, ``home``, ``system`` and ``uid``."""
+
+    label: str
+    unit: str
+    home: str
+    system: bool
+    uid: str
+
+    # --- launchd ---
+    @property
+    def plist_path(self) -> str:
+        directory = "/Library/LaunchDaemons" if self.system else f"{self.home}/Library/LaunchAgents"
+        return f"{directory}/{self.label}.plist"
+
+    @property
+    def launchd_domain(self) -> str:
+        return "system" if self.system else f"gui/{self.uid}"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.home}/Library/Logs/saf"
+
+    # --- systemd ---
+    @property
+    def unit_dir(self) -> str:
+        return "/etc/systemd/system" if self.system else f"{self.home}/.config/systemd/user"
+
+    @property
+    def unit_path(self) -> str:
+        return f"{self.unit_dir}/{self.unit}"
+
+
 @dataclass(frozen=True)
-class RayService:
+class RayService(SupervisedProgram):
     """The Ray service of one node, in the words both service managers need.
 
     ``system``: a LaunchDaemon / system unit (root installs it; it runs as ``user``), else a
@@ -73,28 +108,6 @@ class RayService:
     def python(self) -> str:
         return f"{self.venv_current}/bin/python"
 
-    # --- launchd ---
-    @property
-    def plist_path(self) -> str:
-        directory = "/Library/LaunchDaemons" if self.system else f"{self.home}/Library/LaunchAgents"
-        return f"{directory}/{self.label}.plist"
-
-    @property
-    def launchd_domain(self) -> str:
-        return "system" if self.system else f"gui/{self.uid}"
-
-    @property
-    def logs(self) -> str:
-        return f"{self.home}/Library/Logs/saf"
-
-    # --- systemd ---
-    @property
-    def unit_dir(self) -> str:
-        return "/etc/systemd/system" if self.system else f"{self.home}/.config/systemd/user"
-
-    @property
-    def unit_path(self) -> str:
-        return f"{self.unit_dir}/{self.unit}"
 
 
 def in_role_order(host: Host, add_operations: Callable[[], None], first: Role = "head") -> None:

@@ -25,7 +25,7 @@ from pyinfra.facts.server import Command, Home, User
 from saf.auth import auth_environment, auth_mode, NODE_TOKEN_FILE
 from saf.node_os import is_macos
 from saf.paths import on_node
-from saf.service import SERVE_RESOURCE, is_system_service
+from saf.service import SERVE_RESOURCE, SupervisedProgram, is_system_service
 from saf.venv_spec import current_venv_path
 
 MODELS_DIR = "~/.saf/models"
@@ -86,7 +86,7 @@ def config_text(config: dict) -> str:
 
 
 @dataclass(frozen=True)
-class ServeService:
+class ServeService(SupervisedProgram):
     """The head's serving program as a service: a LaunchDaemon / system unit like Ray's (``system``),
     else a LaunchAgent (``uid`` names its domain) / a user unit."""
 
@@ -125,26 +125,6 @@ class ServeService:
         """The command line: the venv's Python, the program, its config (no secret in it)."""
         return (self.python, self.program, "--config", self.config)
 
-    @property
-    def plist_path(self) -> str:
-        directory = "/Library/LaunchDaemons" if self.system else f"{self.home}/Library/LaunchAgents"
-        return f"{directory}/{self.label}.plist"
-
-    @property
-    def launchd_domain(self) -> str:
-        return "system" if self.system else f"gui/{self.uid}"
-
-    @property
-    def logs(self) -> str:
-        return f"{self.home}/Library/Logs/saf"
-
-    @property
-    def unit_dir(self) -> str:
-        return "/etc/systemd/system" if self.system else f"{self.home}/.config/systemd/user"
-
-    @property
-    def unit_path(self) -> str:
-        return f"{self.unit_dir}/{self.unit}"
 
 
 def serve_environment(data: object, home: str, venv_current: str) -> tuple[tuple[str, str], ...]:
