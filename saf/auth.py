@@ -109,12 +109,12 @@ def token_file_problem(path: Path) -> str | None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        return f"is a link to nothing; remove the link, or point ray_auth_token_file at the token file"
+        return "is a link to nothing; remove the link, or point ray_auth_token_file at the token file"
     except OSError as error:
         return f"cannot be read ({error.strerror or error}); make it this user's, or {NEW_TOKEN}"
     if stat.S_ISDIR(info.st_mode):
-        return (f"is a folder, not a file; point ray_auth_token_file at the token file itself (like "
-                f".saf/secrets/ray-auth-token), or remove the folder to have a token generated there")
+        return ("is a folder, not a file; point ray_auth_token_file at the token file itself (like "
+                ".saf/secrets/ray-auth-token), or remove the folder to have a token generated there")
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file (a device, a pipe or a socket); point ray_auth_token_file at the token file"
     if info.st_uid != os.geteuid():

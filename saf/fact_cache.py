@@ -57,8 +57,9 @@ import copy
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyinfra.api.command import StringCommand
 from pyinfra.api.host import Host

@@ -8,8 +8,8 @@ from typing import Any
 
 from saf.mlx_ring import launch_hostfile
 from saf.serve.model_dir import model_digest
-from saf.spec.serve import model_path
 from saf.spec import Cluster, ClusterFileError, NodeSpec, load_cluster
+from saf.spec.serve import model_path
 
 HostEntry = tuple[str, dict[str, Any]]
 Group = tuple[list[HostEntry], dict[str, Any]]

@@ -17,7 +17,6 @@ from pyinfra.facts.server import Which
 from saf.node_os import is_macos
 from saf.paths import on_node
 
-
 CURRENT = "current"  # the link in venv_root naming the venv Ray runs
 PREVIOUS = "previous"  # the link naming the one before it (`saf rollback`)
 ROOT_MARKER = ".saf-venv-root"  # written in venv_root when SAF builds a venv there: the folder is SAF's

@@ -8,12 +8,12 @@ from pyinfra.facts.server import Home
 from pyinfra.operations import files, systemd
 
 from saf.auth import NODE_TOKEN_FILE
+from saf.facts.serve import StagedModels
 from saf.node_os import is_macos
 from saf.operations.launchd import job
 from saf.operations.python import removed_venvs
 from saf.paths import on_node
 from saf.preflight import root_paths
-from saf.facts.serve import StagedModels
 from saf.serve.removal import remove_models, remove_serving
 from saf.serve.service import MODELS_DIR, node_serve_service
 from saf.service import in_role_order, node_ray_service

@@ -5,8 +5,8 @@ venvs but no marker (made before SAF marked its roots) is marked, so that it sta
 import shlex
 
 from pyinfra import host, state
-from pyinfra.operations import server
 from pyinfra.facts.server import Arch, Home, Kernel, MacosVersion
+from pyinfra.operations import server
 
 from saf.facts.python import GlibcVersion
 from saf.node_os import is_macos_kernel

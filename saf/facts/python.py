@@ -17,13 +17,13 @@ REQUIRED_MODULES = ("ssl", "sqlite3", "lzma", "bz2", "ctypes", "readline")
 _PROBE = (
     "import importlib, json, platform\n"
     "missing = []\n"
-    "for name in {modules!r}:\n"
+    f"for name in {REQUIRED_MODULES!r}:\n"
     "    try:\n"
     "        importlib.import_module(name)\n"
     "    except Exception:\n"
     "        missing.append(name)\n"
-    "print(json.dumps({{'version': platform.python_version(), 'missing': missing}}))\n"
-).format(modules=REQUIRED_MODULES)
+    "print(json.dumps({'version': platform.python_version(), 'missing': missing}))\n"
+)
 
 COMPLETE_MARKER = ".saf-complete"
 

@@ -393,7 +393,7 @@ class Worker:
     def __init__(self, model_path: str) -> None:
         import queue
 
-        self._jobs: "queue.Queue[Callable[[Engine], None]]" = queue.Queue()
+        self._jobs: queue.Queue[Callable[[Engine], None]] = queue.Queue()
         self._loaded = threading.Event()
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._run, args=(model_path,), name="saf-mlx", daemon=True)
@@ -477,7 +477,7 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
         def _events(self, tokens_of: Callable[[Engine], List[int]], sampling: Sampling) -> Any:
             """An async iterator of Events, generated in the model's thread; stops generating when dropped."""
             loop = asyncio.get_running_loop()
-            queue: "asyncio.Queue[Any]" = asyncio.Queue()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
             cancel = threading.Event()
             done = object()
 

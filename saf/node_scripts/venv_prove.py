@@ -13,7 +13,7 @@ import importlib.metadata as md  # noqa: I001  (`import ray, mlx.core` stays one
 import platform
 import sys
 
-import ray, mlx.core  # noqa: F401  (importing both is part of the proof)
+import ray, mlx.core  # noqa: E401, F401  (importing both is part of the proof)
 
 
 def found_versions() -> dict:

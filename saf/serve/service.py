@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pyinfra.api.host import Host
 from pyinfra.facts.server import Command, Home, User
 
-from saf.auth import auth_environment, auth_mode, NODE_TOKEN_FILE
+from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
 from saf.node_os import is_macos
 from saf.paths import on_node
 from saf.service import SERVE_RESOURCE, SupervisedProgram, is_system_service

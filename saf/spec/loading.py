@@ -15,8 +15,8 @@ from saf.auth import has_token_auth, token_file_problem
 from saf.paths import on_control
 from saf.ports import ring_port_clashes, ring_ports
 from saf.spec.files import cluster_file_path, file_problem, read_cluster_text, resolve
-from saf.spec.serve import ServeSpec, serve_problems
 from saf.spec.schema import CONTROL_PATHS, Cluster, ClusterFile, NodeSpec, Settings, own_path_fix
+from saf.spec.serve import ServeSpec, serve_problems
 from saf.spec.values import folder_problem
 from saf.spec.wording import ClusterFileError, format_errors, node_label
 from saf.spec.yaml_loader import parse_yaml

@@ -6,8 +6,9 @@ Every problem is one line that names where it is (``node 'beta' (nodes[1]), key 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from saf.spec.schema import NodeSpec
 
