@@ -16,6 +16,7 @@ from pyinfra.facts.server import Command, Home, User
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
 from saf.node_os import is_macos
+from saf.operations.order import role_barrier
 from saf.paths import on_node
 from saf.ports import NODE_PORTS, port
 from saf.venv_spec import current_venv_path
@@ -111,17 +112,21 @@ class RayService(SupervisedProgram):
 
 
 def in_role_order(host: Host, add_operations: Callable[[], None], first: Role = "head") -> None:
-    """Add this host's operations so that pyinfra runs them on the ``first`` role's node(s) before
-    the others': the head before the workers (a worker joins a running head), or the workers
-    first on the way down.
+    """Add this host's operations so that pyinfra runs every one of them on the ``first`` role's
+    node(s) before any on the others': the head before the workers (a worker joins a running head),
+    or the workers first on the way down.
 
-    pyinfra orders operations by the line numbers of their call stack and runs each on all its
-    hosts before the next: the two calls below sit on different lines, so the first role's
-    operations all come earlier.
+    pyinfra runs each operation on all its hosts before the next, in an order that only keeps each
+    host's own operations in sequence: two hosts' different operations are otherwise interleaved
+    (by the line numbers of their calls). One operation shared by every node, :func:`role_barrier`
+    (its call is the same line for all), is added after the first role's operations and before the
+    others', so the plan must put all of the first role's operations before all of the others'.
     """
-    if host.data.role == first:
+    leads = host.data.role == first
+    if leads:
         add_operations()
-    else:
+    role_barrier(name=f"Ray service: every {first} node before the others", first=first)
+    if not leads:
         add_operations()
 
 
