@@ -33,8 +33,11 @@ def app_firewall_paths(pyenv_root: str, python_version: str, venv_path: str) -> 
     """
     major_minor = ".".join(python_version.split(".")[:2])
     ray_core = f"{venv_path}/lib/python{major_minor}/site-packages/ray/core/src/ray"
-    return (f"{pyenv_root}/versions/{python_version}/bin/python{major_minor}",
-            f"{ray_core}/raylet/raylet", f"{ray_core}/gcs/gcs_server")
+    return (
+        f"{pyenv_root}/versions/{python_version}/bin/python{major_minor}",
+        f"{ray_core}/raylet/raylet",
+        f"{ray_core}/gcs/gcs_server",
+    )
 
 
 def app_firewall_state(host: Host) -> AppFirewallState:
@@ -43,11 +46,13 @@ def app_firewall_state(host: Host) -> AppFirewallState:
     if not app_firewall["state"]:
         return AppFirewallState(OFF, (), frozenset())
     home = host.get_fact(Home)
-    paths = app_firewall_paths(on_node(host.data.pyenv_root, home), host.data.python_version,
-                               node_venv(host, home).path)
+    paths = app_firewall_paths(
+        on_node(host.data.pyenv_root, home), host.data.python_version, node_venv(host, home).path
+    )
     listed = _by_path(app_firewall["apps"], paths)
-    return AppFirewallState(app_firewall["state"], tuple(path for path in paths if not listed.get(path)),
-                            frozenset(listed))
+    return AppFirewallState(
+        app_firewall["state"], tuple(path for path in paths if not listed.get(path)), frozenset(listed)
+    )
 
 
 def _by_path(apps: dict[str, bool], paths: tuple[str, ...]) -> dict[str, bool]:

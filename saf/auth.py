@@ -113,16 +113,22 @@ def token_file_problem(path: Path) -> str | None:
     except OSError as error:
         return f"cannot be read ({error.strerror or error}); make it this user's, or {NEW_TOKEN}"
     if stat.S_ISDIR(info.st_mode):
-        return ("is a folder, not a file; point ray_auth_token_file at the token file itself (like "
-                ".saf/secrets/ray-auth-token), or remove the folder to have a token generated there")
+        return (
+            "is a folder, not a file; point ray_auth_token_file at the token file itself (like "
+            ".saf/secrets/ray-auth-token), or remove the folder to have a token generated there"
+        )
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file (a device, a pipe or a socket); point ray_auth_token_file at the token file"
     if info.st_uid != os.geteuid():
-        return (f"belongs to another user (uid {info.st_uid}); the token is this user's secret: "
-                f"chown it to this user, or {NEW_TOKEN}")
+        return (
+            f"belongs to another user (uid {info.st_uid}); the token is this user's secret: "
+            f"chown it to this user, or {NEW_TOKEN}"
+        )
     if info.st_mode & 0o077:
-        return (f"can be read or changed by other users (mode {stat.S_IMODE(info.st_mode):04o}); make it private "
-                f"with chmod 600 {path}, then run `saf rotate-token`, since others may have read it")
+        return (
+            f"can be read or changed by other users (mode {stat.S_IMODE(info.st_mode):04o}); make it private "
+            f"with chmod 600 {path}, then run `saf rotate-token`, since others may have read it"
+        )
     return _token_content_problem(path)
 
 
@@ -132,9 +138,11 @@ def _token_content_problem(path: Path) -> str | None:
     if not content.strip():
         return f"is empty: {NEW_TOKEN}, or put the cluster's token in it"
     if not TOKEN_FORM.fullmatch(content):
-        return ("does not hold a token of SAF's form (64 lowercase hex characters, and nothing else: never a key "
-                "or a certificate), and it would be pushed to every node; point ray_auth_token_file at the "
-                f"cluster's token, or {NEW_TOKEN}")
+        return (
+            "does not hold a token of SAF's form (64 lowercase hex characters, and nothing else: never a key "
+            "or a certificate), and it would be pushed to every node; point ray_auth_token_file at the "
+            f"cluster's token, or {NEW_TOKEN}"
+        )
     return None
 
 

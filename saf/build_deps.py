@@ -14,6 +14,16 @@ HOMEBREW_INSTALL = (
 # `brew list` says sqlite, not its alias sqlite3, and a run must recognise what it installed)
 MAC_BUILD_DEPS = ("pyenv", "openssl@3", "readline", "sqlite", "xz", "zlib", "tcl-tk")
 DEBIAN_BUILD_DEPS = (
-    "git", "build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev",
-    "libsqlite3-dev", "libncurses-dev", "libffi-dev", "liblzma-dev", "uuid-dev", "xz-utils",
+    "git",
+    "build-essential",
+    "libssl-dev",
+    "zlib1g-dev",
+    "libbz2-dev",
+    "libreadline-dev",
+    "libsqlite3-dev",
+    "libncurses-dev",
+    "libffi-dev",
+    "liblzma-dev",
+    "uuid-dev",
+    "xz-utils",
 )

@@ -49,8 +49,11 @@ def verify() -> None:
 
 
 def _run_deploy_file(deploy_file: str, *extra: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", deploy_file, "-y", *extra],
-                            cwd=_project_dir(), stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventory.py", deploy_file, "-y", *extra],
+        cwd=_project_dir(),
+        stdin=subprocess.DEVNULL,
+    )
     sys.exit(result.returncode)
 
 
@@ -105,7 +108,8 @@ def rotate_token() -> None:
     if auth_mode(settings.ray_auth, settings.ray_version) != "token":
         raise click.ClickException(
             f"this cluster runs without token authentication (ray_auth: {settings.ray_auth}, ray_version: "
-            f"{settings.ray_version}); there is no token to rotate")
+            f"{settings.ray_version}); there is no token to rotate"
+        )
     # the deploy lock before the new token exists: a deploy running now would push the old one
     # (saf/lock.py; the deploy below runs under this lock)
     take_or_exit(cluster.head, "saf rotate-token")
@@ -132,8 +136,9 @@ def dashboard(port: int) -> None:
 def _serving_cluster():
     cluster = _load_cluster()
     if cluster.serve is None:
-        raise click.ClickException("this cluster file serves no model: add a `serve:` part (README, Serving a model) "
-                                   "and run the deploy")
+        raise click.ClickException(
+            "this cluster file serves no model: add a `serve:` part (README, Serving a model) and run the deploy"
+        )
     return cluster
 
 
@@ -160,8 +165,9 @@ def serve_tunnel(port: int) -> None:
     cluster = _serving_cluster()
     click.echo(f"the model served by {cluster.head.name}: http://127.0.0.1:{port}/v1 (Ctrl-C closes the tunnel)")
     if cluster.settings.serve_bind == "cluster":
-        click.echo(f"it asks for the API key: the content of "
-                   f"{on_control(cluster.settings.serve_api_key_file, _project_dir())}")
+        click.echo(
+            f"it asks for the API key: the content of {on_control(cluster.settings.serve_api_key_file, _project_dir())}"
+        )
     argv = tunnel_argv(cluster, port)
     os.execvp(argv[0], argv)
 
@@ -183,6 +189,17 @@ def launch(names: str | None, command: tuple[str, ...]) -> None:
     sys.exit(status)
 
 
-for _command in (lab, doctor, verify, dashboard, rollback, teardown, restore_launchers, rotate_token, launch, ask,
-                 serve_tunnel):
+for _command in (
+    lab,
+    doctor,
+    verify,
+    dashboard,
+    rollback,
+    teardown,
+    restore_launchers,
+    rotate_token,
+    launch,
+    ask,
+    serve_tunnel,
+):
     main.add_command(_command)

@@ -56,8 +56,12 @@ def _python(host: Host) -> Finding:
         return Finding("Python", f"{version} not built", Verdict.WOULD_CHANGE, f"builds Python {version} with pyenv")
     if found.get("version") != version or found.get("missing"):
         missing = ", ".join(found.get("missing") or [])
-        return Finding("Python", f"{found.get('version')} without {missing}" if missing else str(found.get("version")),
-                       Verdict.WOULD_CHANGE, f"rebuilds Python {version} with pyenv")
+        return Finding(
+            "Python",
+            f"{found.get('version')} without {missing}" if missing else str(found.get("version")),
+            Verdict.WOULD_CHANGE,
+            f"rebuilds Python {version} with pyenv",
+        )
     return Finding("Python", f"{version} (pyenv)")
 
 
@@ -66,8 +70,12 @@ def _venv(host: Host) -> Finding:
     work = venv_work(spec)
     if work is VenvWork.NOTHING:
         return Finding("venv", f"{spec.name} is current")
-    what = {VenvWork.BUILD: "builds", VenvWork.REPAIR: "repairs the pins of", VenvWork.SWITCH: "switches to",
-            VenvWork.PRUNE: "removes leftover venvs beside"}[work]
+    what = {
+        VenvWork.BUILD: "builds",
+        VenvWork.REPAIR: "repairs the pins of",
+        VenvWork.SWITCH: "switches to",
+        VenvWork.PRUNE: "removes leftover venvs beside",
+    }[work]
     return Finding("venv", f"{spec.name}: {work.value}", Verdict.WOULD_CHANGE, f"{what} {spec.name}")
 
 
@@ -83,8 +91,12 @@ def _ray_service(host: Host) -> Finding:
         name = service.unit
     if state in ("running", "active"):
         return Finding("Ray service", f"{name} {state}")
-    return Finding("Ray service", f"{name} {state or 'not installed'}", Verdict.WOULD_CHANGE,
-                   f"installs and starts Ray's {service.role} service")
+    return Finding(
+        "Ray service",
+        f"{name} {state or 'not installed'}",
+        Verdict.WOULD_CHANGE,
+        f"installs and starts Ray's {service.role} service",
+    )
 
 
 def _existing_ray(host: Host) -> Finding:
@@ -102,21 +114,25 @@ def _existing_ray(host: Host) -> Finding:
     if found.needs_sudo and not host.data.use_sudo:
         return Finding("Ray processes", what, Verdict.CANNOT, sudo_refusal(host.name, found))
     autoscalers = " ".join(autoscaler_fixes(host.name, found))
-    return Finding("Ray processes", what, Verdict.WOULD_CHANGE,
-                   f"stops the Ray that runs on {host.name} outside SAF's service (foreign_ray: stop) and sets aside "
-                   f"what starts it again: {named}" + (f". {autoscalers}" if autoscalers else ""))
+    return Finding(
+        "Ray processes",
+        what,
+        Verdict.WOULD_CHANGE,
+        f"stops the Ray that runs on {host.name} outside SAF's service (foreign_ray: stop) and sets aside "
+        f"what starts it again: {named}" + (f". {autoscalers}" if autoscalers else ""),
+    )
 
 
 PROTECTION_FIX = {
     "token auth and firewall": "Ray asks every caller for the cluster's token, and only the cluster's nodes reach "
-                               "its ports",
+    "its ports",
     "token auth": "Ray asks every caller for the cluster's token (firewall: false: anyone on the network reaches "
-                  "its ports)",
+    "its ports)",
     "firewall": "only the cluster's nodes reach Ray's ports; whoever runs code on a node can use Ray's job API "
-                "(Ray before 2.52 has no token auth)",
+    "(Ray before 2.52 has no token auth)",
     "none: trusted network": "nothing keeps others from Ray's job API, which runs any code sent to it: "
-                             "trusted_network: true says no one else is on this network (if that changes, set "
-                             "firewall: true, or a ray_version of 2.52.0 or later for token auth)",
+    "trusted_network: true says no one else is on this network (if that changes, set "
+    "firewall: true, or a ray_version of 2.52.0 or later for token auth)",
 }
 
 
@@ -126,9 +142,13 @@ def _protection(host: Host) -> Finding:
     found = protection(host.data)
     if found in PROTECTION_FIX:
         return Finding("Ray protection", found, fix=PROTECTION_FIX[found])
-    return Finding("Ray protection", found, Verdict.ATTENTION,  # the cluster file's validation refuses it first
-                   "anyone on the network could run code through Ray's job API: set firewall: true, or a ray_version "
-                   "of 2.52.0 or later for token auth, or trusted_network: true if no one else is on this network")
+    return Finding(
+        "Ray protection",
+        found,
+        Verdict.ATTENTION,  # the cluster file's validation refuses it first
+        "anyone on the network could run code through Ray's job API: set firewall: true, or a ray_version "
+        "of 2.52.0 or later for token auth, or trusted_network: true if no one else is on this network",
+    )
 
 
 def _raw_datagram_cap(host: Host) -> Finding:
@@ -142,18 +162,30 @@ def _raw_datagram_cap(host: Host) -> Finding:
 def _app_firewall(host: Host) -> Finding:
     found = app_firewall_state(host)
     if found.state == BLOCKS_ALL:
-        return Finding("application firewall", "blocks all incoming connections", Verdict.ATTENTION,
-                       "Ray's peers cannot reach this node: turn off \"Block all incoming connections\" (System "
-                       "Settings, Network, Firewall, Options).")
+        return Finding(
+            "application firewall",
+            "blocks all incoming connections",
+            Verdict.ATTENTION,
+            'Ray\'s peers cannot reach this node: turn off "Block all incoming connections" (System '
+            "Settings, Network, Firewall, Options).",
+        )
     if not found.state:
         return Finding("application firewall", "off")
     if not found.missing:
         return Finding("application firewall", "on, allows Ray")
     if not host.data.use_sudo:
-        return Finding("application firewall", "on, Ray not allowed", Verdict.ATTENTION,
-                       f"allow {', '.join(found.missing)} in System Settings, Network, Firewall (use_sudo: false)")
-    return Finding("application firewall", "on, Ray not allowed", Verdict.WOULD_CHANGE,
-                   f"allows {len(found.missing)} of Ray's binaries (socketfilterfw)")
+        return Finding(
+            "application firewall",
+            "on, Ray not allowed",
+            Verdict.ATTENTION,
+            f"allow {', '.join(found.missing)} in System Settings, Network, Firewall (use_sudo: false)",
+        )
+    return Finding(
+        "application firewall",
+        "on, Ray not allowed",
+        Verdict.WOULD_CHANGE,
+        f"allows {len(found.missing)} of Ray's binaries (socketfilterfw)",
+    )
 
 
 def _rdma(host: Host) -> Finding:
@@ -163,16 +195,28 @@ def _rdma(host: Host) -> Finding:
     status, devices = found["rdma_ctl"], found["devices"]
     check = "RDMA over Thunderbolt"
     if status == ABSENT:
-        return Finding(check, "not on this Mac (it needs macOS 26.2+ and Thunderbolt 5)",
-                       fix="MLX's ring backend over TCP is used")
+        return Finding(
+            check, "not on this Mac (it needs macOS 26.2+ and Thunderbolt 5)", fix="MLX's ring backend over TCP is used"
+        )
     if status == "disabled":
-        return Finding(check, "available, disabled", fix="not needed for the ring backend; to have it, run "
-                       "`rdma_ctl enable` in macOS Recovery's Terminal, then restart")
+        return Finding(
+            check,
+            "available, disabled",
+            fix="not needed for the ring backend; to have it, run "
+            "`rdma_ctl enable` in macOS Recovery's Terminal, then restart",
+        )
     if status == "enabled":
-        return Finding(check, f"enabled: {', '.join(devices)}" if devices else "enabled, no RDMA device listed",
-                       fix=f"ready for jaccl, which SAF does not offer yet (mlx_backend: {host.data.mlx_backend})")
-    return Finding(check, f"rdma_ctl status says {status[:80]!r}", Verdict.ATTENTION,
-                   "SAF does not know this answer; the ring backend does not depend on it")
+        return Finding(
+            check,
+            f"enabled: {', '.join(devices)}" if devices else "enabled, no RDMA device listed",
+            fix=f"ready for jaccl, which SAF does not offer yet (mlx_backend: {host.data.mlx_backend})",
+        )
+    return Finding(
+        check,
+        f"rdma_ctl status says {status[:80]!r}",
+        Verdict.ATTENTION,
+        "SAF does not know this answer; the ring backend does not depend on it",
+    )
 
 
 def _gpu_on_linux(host: Host) -> Finding:
@@ -182,10 +226,19 @@ def _gpu_on_linux(host: Host) -> Finding:
     return Finding("GPU", "no NVIDIA GPU (MLX on the CPU)")
 
 
-MAC_CHECKS: tuple[Check, ...] = (_homebrew, _python, _venv, mtu_finding, _raw_datagram_cap, _rdma, _app_firewall,
-                                 _existing_ray, _ray_service, _protection)
-LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service,
-                                   _protection)
+MAC_CHECKS: tuple[Check, ...] = (
+    _homebrew,
+    _python,
+    _venv,
+    mtu_finding,
+    _raw_datagram_cap,
+    _rdma,
+    _app_firewall,
+    _existing_ray,
+    _ray_service,
+    _protection,
+)
+LINUX_CHECKS: tuple[Check, ...] = (_gpu_on_linux, _python, _venv, mtu_finding, _existing_ray, _ray_service, _protection)
 
 
 def _checked(host: Host, check: Callable[[Host], Finding | list[Finding]]) -> list[Finding]:
@@ -201,16 +254,25 @@ def _checked(host: Host, check: Callable[[Host], Finding | list[Finding]]) -> li
         return [Finding(error.command, "output not understood", Verdict.CANNOT, str(error))]
     findings = found if isinstance(found, list) else [found]
     if not failed_before and host in host.state.failed_hosts:
-        return [Finding(finding.check, "output not understood", Verdict.CANNOT,
-                        "SAF did not understand a command's output here: the error above names it") for finding in findings]
+        return [
+            Finding(
+                finding.check,
+                "output not understood",
+                Verdict.CANNOT,
+                "SAF did not understand a command's output here: the error above names it",
+            )
+            for finding in findings
+        ]
     return findings
 
 
 def doctor_findings(host: Host) -> list[Finding]:
     """Every finding about ``host``: preflight's, then what the deploy would do on it."""
     findings = _checked(host, preflight_findings)
-    if any(finding.verdict is Verdict.CANNOT and finding.check in ("processor", "operating system", "sudo")
-           for finding in findings):
+    if any(
+        finding.verdict is Verdict.CANNOT and finding.check in ("processor", "operating system", "sudo")
+        for finding in findings
+    ):
         return findings  # the wrong kind of machine, or sudo that asks for a password: fix that first
     checks = MAC_CHECKS if is_macos_kernel(host.get_fact(Kernel)) else LINUX_CHECKS
     return findings + [finding for check in checks for finding in _checked(host, check)]
@@ -221,6 +283,5 @@ def findings_table(node: str, findings: list[Finding]) -> str:
     rows = [("check", "found", "verdict", "fix / what the deploy does")]
     rows += [(f.check, f.found, f.verdict.value, f.fix) for f in findings]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3]]).rstrip()
-             for row in rows]
+    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3]]).rstrip() for row in rows]
     return "\n".join([f"{node}:", *(f"  {line}" for line in lines)])

@@ -68,7 +68,11 @@ from pyinfra.facts import brew, deb, files, server
 
 QUESTIONS_DIR = ".saf/fact-questions"  # under the project directory, on the control machine
 NOT_KEPT = ("print_output", "print_input")  # how pyinfra shows a read, not what it asks
-NOT_WRITTEN = ("_sudo_password", "_stdin", "_get_pty")  # secrets and input: such a question (or a masked one) is never written;
+NOT_WRITTEN = (
+    "_sudo_password",
+    "_stdin",
+    "_get_pty",
+)  # secrets and input: such a question (or a masked one) is never written;
 # nor one asked on a terminal (an operation with _get_pty): `sh -s` on a pty never reads the end of its script
 BATCH_CHARS = 1_000_000  # one script at most this long (sent on stdin: a bound on memory, not on argv)
 SUDO = "_sudo"
@@ -79,11 +83,23 @@ SUDO_CHECK = "sudo -n true"
 READ_SCRIPT_FROM_STDIN = "sh -s"
 
 # pyinfra's facts that read files, package versions, the kernel's name and the login's home.
-PURE_PYINFRA_FACTS = frozenset({
-    server.Home, server.Kernel, server.Arch, server.MacosVersion, server.Which,
-    files.File, files.Link, files.Directory, files.Sha1File, files.Sha256File, files.Md5File,
-    deb.DebPackages, brew.BrewPackages,
-})
+PURE_PYINFRA_FACTS = frozenset(
+    {
+        server.Home,
+        server.Kernel,
+        server.Arch,
+        server.MacosVersion,
+        server.Which,
+        files.File,
+        files.Link,
+        files.Directory,
+        files.Sha1File,
+        files.Sha256File,
+        files.Md5File,
+        deb.DebPackages,
+        brew.BrewPackages,
+    }
+)
 
 
 def is_pure_read(fact_cls: type) -> bool:
@@ -106,8 +122,9 @@ def batch_script(commands: list[str], token: str) -> str:
     """Every command in its own subshell, each followed by ``<token> <index> <exit status>``.
 
     Each subshell's stdin is /dev/null: the script itself arrives on the shell's stdin."""
-    return "\n".join(f"( {command}\n) </dev/null 2>/dev/null; echo \"{token} {index} $?\""
-                     for index, command in enumerate(commands))
+    return "\n".join(
+        f'( {command}\n) </dev/null 2>/dev/null; echo "{token} {index} $?"' for index, command in enumerate(commands)
+    )
 
 
 def split_batch(lines: list[str], token: str, count: int) -> dict[int, list[str]]:
@@ -205,12 +222,14 @@ class FactAnswers:
         finally:
             self.reads_under_way.pop()
 
-    def read_kept(self, read_fact: Callable[..., Any], fact_cls: type, args: tuple, kwargs: dict,
-                  context: dict | None) -> Any:
+    def read_kept(
+        self, read_fact: Callable[..., Any], fact_cls: type, args: tuple, kwargs: dict, context: dict | None
+    ) -> Any:
         """A pure read: its value again while nothing ran (the same fact, arguments and operation
         context), else pyinfra's read, whose value is kept if every command it ran succeeded."""
-        key = repr((fact_cls.__module__, fact_cls.__qualname__, args, sorted(kwargs.items()),
-                    sorted((context or {}).items())))
+        key = repr(
+            (fact_cls.__module__, fact_cls.__qualname__, args, sorted(kwargs.items()), sorted((context or {}).items()))
+        )
         if key in self.values:
             return copy.deepcopy(self.values[key])
         outer, self.statuses = self.statuses, []
@@ -258,8 +277,12 @@ class FactAnswers:
         kept, and whether the check exited 0."""
         token = f"SAF-FACT-{secrets.token_hex(6)}"
         script = batch_script([*commands, *([check] if check else [])], token)
-        status, output = self.run_command(StringCommand(READ_SCRIPT_FROM_STDIN), print_output=False,
-                                          print_input=False, **{**arguments, "_stdin": script})
+        status, output = self.run_command(
+            StringCommand(READ_SCRIPT_FROM_STDIN),
+            print_output=False,
+            print_input=False,
+            **{**arguments, "_stdin": script},
+        )
         if not status:
             return 0, False
         answers = split_batch(output.stdout_lines, token, len(commands) + bool(check))
@@ -287,9 +310,18 @@ def read_questions(path: Path | None) -> list[dict]:
         questions = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    return [q for q in questions if isinstance(q, dict) and isinstance(q.get("command"), str)
+    return (
+        [
+            q
+            for q in questions
+            if isinstance(q, dict)
+            and isinstance(q.get("command"), str)
             and isinstance(q.get("arguments"), dict)
-            and not any(q["arguments"].get(name) for name in NOT_WRITTEN)] if isinstance(questions, list) else []
+            and not any(q["arguments"].get(name) for name in NOT_WRITTEN)
+        ]
+        if isinstance(questions, list)
+        else []
+    )
 
 
 def questions_file(project_dir: str | Path, host: Host) -> Path:

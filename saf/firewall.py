@@ -92,8 +92,9 @@ def ray_ports(data: object) -> tuple[PortRange, ...]:
     """Every port the cluster's nodes talk on: Ray's (the port settings, the worker range, Ray's
     fixed metrics ports) and the MLX ring's (one per node from ``mlx_ring_port``); and the served model's
     endpoint when it listens on the head's cluster ip (``serve_bind: cluster``)."""
-    return merge_ports([*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data),
-                        *serve_ports(data)])
+    return merge_ports(
+        [*((port, port) for port in single_ports(data)), worker_range(data), mlx_ring_ports(data), *serve_ports(data)]
+    )
 
 
 def serve_ports(data: object) -> list[tuple[int, int]]:
@@ -117,7 +118,8 @@ def peer_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     except ValueError:
         raise FirewallAddressError(
             f"SAF cannot write the node ip {text!r} into the firewall rules: it is not an IPv4 or IPv6 address. "
-            "Fix the node's `ip` (or `address`) in the cluster file, then re-run.") from None
+            "Fix the node's `ip` (or `address`) in the cluster file, then re-run."
+        ) from None
 
 
 def cluster_peers(cluster_nodes: Iterable[dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -51,12 +51,15 @@ TERM_WAIT_S = 10  # how long a stopped process has between TERM and KILL
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 # units a process can be in without the unit being Ray's launcher (cron runs `ray start` lines, an
 # SSH login without logind stays in ssh.service): these are never disabled
-_GENERIC_UNIT = re.compile(r"^((cron|crond|anacron|atd|ssh|sshd|user@\d+|(serial-)?getty@.*|systemd-.*)\.service"
-                           r"|.*\.scope|init\.scope)$")
+_GENERIC_UNIT = re.compile(
+    r"^((cron|crond|anacron|atd|ssh|sshd|user@\d+|(serial-)?getty@.*|systemd-.*)\.service"
+    r"|.*\.scope|init\.scope)$"
+)
 _AUTOSCALING_CONFIG = re.compile(r"--autoscaling-config[= ](\S+)")
 
 
 # --- the judgement: plain data in, plain data out ---------------------------------------------
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -95,27 +98,33 @@ def foreign_processes(processes: list[dict], owner: Owner) -> list[dict]:
     return [process for process in processes if process["pid"] not in safs]
 
 
-def foreign_listeners(listeners: list[dict], processes: list[dict], owner: Owner,
-                      ports: Iterable[int]) -> list[dict]:
+def foreign_listeners(listeners: list[dict], processes: list[dict], owner: Owner, ports: Iterable[int]) -> list[dict]:
     """The listening sockets of Ray processes that are not SAF's service's, and those on Ray's ports
     (``ports``) whose process the OS did not name (another user's, read without root: SAF's service
     runs as the SSH user, whose sockets are always named). Another program on a Ray port (Redis on
     6379) is not Ray."""
     ports = set(ports)
     foreign = {process["pid"] for process in foreign_processes(processes, owner)}
-    return [listener for listener in listeners
-            if listener["pid"] in foreign or (listener["pid"] is None and listener["port"] in ports)]
+    return [
+        listener
+        for listener in listeners
+        if listener["pid"] in foreign or (listener["pid"] is None and listener["port"] in ports)
+    ]
 
 
-def open_dashboards(listeners: list[dict], processes: list[dict], owner: Owner, dashboard_port: int,
-                    dashboard_bind: str) -> list[dict]:
+def open_dashboards(
+    listeners: list[dict], processes: list[dict], owner: Owner, dashboard_port: int, dashboard_bind: str
+) -> list[dict]:
     """SAF's own sockets on the dashboard port bound beyond loopback while ``dashboard_bind`` says
     loopback (the job API runs any code a visitor submits)."""
     if dashboard_bind == "cluster":
         return []
     safs = safs_pids(processes, owner)
-    return [listener for listener in listeners if listener["pid"] in safs
-            and listener["port"] == dashboard_port and listener["address"] not in LOOPBACK]
+    return [
+        listener
+        for listener in listeners
+        if listener["pid"] in safs and listener["port"] == dashboard_port and listener["address"] not in LOOPBACK
+    ]
 
 
 def short_command(command: str, width: int = 100) -> str:
@@ -136,29 +145,51 @@ def describe_process(process: dict) -> str:
 def describe_listener(listener: dict) -> str:
     address = listener["address"]
     where = f"[{address}]" if ":" in address else address
-    owner = f"{listener['program']} pid {listener['pid']}" if listener.get("pid") else "a process not named to this user"
+    owner = (
+        f"{listener['program']} pid {listener['pid']}" if listener.get("pid") else "a process not named to this user"
+    )
     return f"{where}:{listener['port']} ({owner})"
 
 
-def stray_problems(processes: list[dict], listeners: list[dict], owner: Owner, ports: Iterable[int],
-                   dashboard_port: int, dashboard_bind: str, ignore_pids: Iterable[int] = ()) -> list[str]:
+def stray_problems(
+    processes: list[dict],
+    listeners: list[dict],
+    owner: Owner,
+    ports: Iterable[int],
+    dashboard_port: int,
+    dashboard_bind: str,
+    ignore_pids: Iterable[int] = (),
+) -> list[str]:
     """The verification's stray check for one node: one sentence per Ray process or listener that
     is not SAF's service's, and per SAF dashboard open beyond loopback against the settings; []
     when only SAF's service runs Ray there. ``ignore_pids``: the checker's own processes (a driver
     whose command line mentions Ray)."""
     ignored = set(ignore_pids)
     processes = [process for process in processes if process["pid"] not in ignored]
-    problems = [f"Ray process not started by SAF's service: {describe_process(p)}"
-                for p in foreign_processes(processes, owner)]
-    problems += [f"listener on a Ray port not SAF's service's: {describe_listener(listener)}"
-                 for listener in foreign_listeners(listeners, processes, owner, ports)]
-    problems += [f"the dashboard listens on {describe_listener(listener)} although dashboard_bind is loopback"
-                 for listener in open_dashboards(listeners, processes, owner, dashboard_port, dashboard_bind)]
+    problems = [
+        f"Ray process not started by SAF's service: {describe_process(p)}" for p in foreign_processes(processes, owner)
+    ]
+    problems += [
+        f"listener on a Ray port not SAF's service's: {describe_listener(listener)}"
+        for listener in foreign_listeners(listeners, processes, owner, ports)
+    ]
+    problems += [
+        f"the dashboard listens on {describe_listener(listener)} although dashboard_bind is loopback"
+        for listener in open_dashboards(listeners, processes, owner, dashboard_port, dashboard_bind)
+    ]
     return problems
 
 
-def stray_problems_from_output(macos: bool, ps_output: str, listeners_output: str, job_output: str, unit: str,
-                               user_unit: bool, data: object, ignore_pids: Iterable[int] = ()) -> list[str]:
+def stray_problems_from_output(
+    macos: bool,
+    ps_output: str,
+    listeners_output: str,
+    job_output: str,
+    unit: str,
+    user_unit: bool,
+    data: object,
+    ignore_pids: Iterable[int] = (),
+) -> list[str]:
     """:func:`stray_problems` from what a node printed when the verification ran (the facts' own
     parsers read it): on Linux ``PS_UNITS_COMMAND`` and ``SS_COMMAND``; on macOS ``PS_COMMAND``,
     ``LSOF_COMMAND`` and ``launchctl print <domain>/<label>`` of SAF's job (``job_output``).
@@ -174,11 +205,13 @@ def stray_problems_from_output(macos: bool, ps_output: str, listeners_output: st
         processes = RayProcessUnits().process(ps_output.splitlines())
         listeners = LinuxListeners().process(listeners_output.splitlines())
         owner = Owner(unit=unit, user_unit=user_unit)
-    return stray_problems(processes, listeners, owner, unnamed_listener_ports(data), data.dashboard_port,
-                          data.dashboard_bind, ignore_pids)
+    return stray_problems(
+        processes, listeners, owner, unnamed_listener_ports(data), data.dashboard_port, data.dashboard_bind, ignore_pids
+    )
 
 
 # --- one node, from its facts ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Launcher:
@@ -260,9 +293,11 @@ def node_listeners(host: Host) -> list[dict]:
 
 def _unit_launchers(host: Host, home: str, foreign: list[dict]) -> list[Launcher]:
     """Unit files that run ``ray start`` (SAF's own aside), and the units foreign Ray runs in."""
-    launchers = [Launcher("user unit" if unit["user"] else "system unit", unit["unit"], unit["path"], unit["exec"])
-                 for unit in host.get_fact(SystemdRayUnits, home=home) or []
-                 if not unit["unit"].startswith("saf-ray-")]
+    launchers = [
+        Launcher("user unit" if unit["user"] else "system unit", unit["unit"], unit["path"], unit["exec"])
+        for unit in host.get_fact(SystemdRayUnits, home=home) or []
+        if not unit["unit"].startswith("saf-ray-")
+    ]
     named = {launcher.name for launcher in launchers}
     for process in foreign:
         user_mode = bool(process.get("user_unit"))
@@ -305,11 +340,22 @@ def node_foreign_ray(host: Host) -> ForeignRay:
         launchers, unreadable = _unit_launchers(host, home, foreign), []
     cron = host.get_fact(CrontabRayLines) or {"checksum": "", "lines": []}
     job_target = f"{service.launchd_domain}/{service.label}" if is_macos(host) else ""
-    return ForeignRay(service.user, foreign, listeners, launchers, cron["lines"], cron["checksum"], unreadable,
-                      processes, owner, job_target)
+    return ForeignRay(
+        service.user,
+        foreign,
+        listeners,
+        launchers,
+        cron["lines"],
+        cron["checksum"],
+        unreadable,
+        processes,
+        owner,
+        job_target,
+    )
 
 
 # --- what the deploy runs ---------------------------------------------------------------------------
+
 
 def backup_dir(home: str) -> str:
     """Where this run sets aside what it takes out of service (never deleted)."""
@@ -338,23 +384,32 @@ def manifest_command(backup: str, entry: dict) -> str:
 def _never_over(target: str, what: str) -> str:
     """A shell test that stops the step when ``target`` exists (a file or a link, even broken)."""
     quoted = shlex.quote(target)
-    message = shlex.quote(f"SAF: {target} exists already, and {what} is never written over it; move one of them "
-                          "away and re-run")
+    message = shlex.quote(
+        f"SAF: {target} exists already, and {what} is never written over it; move one of them away and re-run"
+    )
     return f"if [ -e {quoted} ] || [ -L {quoted} ]; then echo {message} >&2; exit 1; fi"
 
 
 def move_aside_command(path: str, backup: str) -> str:
     """Move ``path`` to its place under ``backup`` (folders made), never over a file there."""
     target = saved_path(backup, path)
-    return (f"{_never_over(target, path)}; mkdir -p {shlex.quote(target.rsplit('/', 1)[0])} && "
-            f"mv -n -- {shlex.quote(path)} {shlex.quote(target)}")
+    return (
+        f"{_never_over(target, path)}; mkdir -p {shlex.quote(target.rsplit('/', 1)[0])} && "
+        f"mv -n -- {shlex.quote(path)} {shlex.quote(target)}"
+    )
 
 
 def launcher_entry(launcher: Launcher, backup: str) -> dict:
     """The manifest's record of ``launcher``: enough to put it back as it was."""
-    return {"kind": launcher.kind, "name": launcher.name, "path": launcher.path,
-            "saved": saved_path(backup, launcher.path) if launcher.path else "", "domain": launcher.domain,
-            "sudo": launcher.needs_sudo, "program": launcher.program}
+    return {
+        "kind": launcher.kind,
+        "name": launcher.name,
+        "path": launcher.path,
+        "saved": saved_path(backup, launcher.path) if launcher.path else "",
+        "domain": launcher.domain,
+        "sudo": launcher.needs_sudo,
+        "program": launcher.program,
+    }
 
 
 def launcher_commands(launcher: Launcher, backup: str) -> list[str]:
@@ -367,8 +422,13 @@ def launcher_commands(launcher: Launcher, backup: str) -> list[str]:
     systemctl = "systemctl --user" if launcher.kind == "user unit" else "systemctl"
     unit = shlex.quote(launcher.name)
     if not launcher.path:  # a running unit whose file is elsewhere (or none: a transient `systemd-run` unit)
-        return [(f"if {systemctl} cat {unit} >/dev/null 2>&1; then "
-                 f"{systemctl} disable --now {unit} 2>/dev/null || {systemctl} stop {unit}; fi"), record]
+        return [
+            (
+                f"if {systemctl} cat {unit} >/dev/null 2>&1; then "
+                f"{systemctl} disable --now {unit} 2>/dev/null || {systemctl} stop {unit}; fi"
+            ),
+            record,
+        ]
     return [f"{systemctl} disable --now {unit}", *move, f"{systemctl} daemon-reload", record]
 
 
@@ -378,18 +438,26 @@ def crontab_command(lines: list[tuple[int, str]], checksum: str, backup: str) ->
     selected = " || ".join(f"NR == {number}" for number, _ in lines)
     marker = CRON_MARKER.replace("\\", "\\\\").replace('"', '\\"')
     awk = shlex.quote(f'{selected} {{ print "{marker}" $0; next }} {{ print }}')
-    return ("c=$(crontab -l 2>/dev/null); "
-            f"if [ \"$(printf '%s\\n' \"$c\" | cksum)\" != {shlex.quote(checksum)} ]; then "
-            "echo 'SAF: the crontab changed since it was read; re-run the deploy' >&2; exit 1; fi; "
-            f"{_never_over(f'{backup}/crontab', 'the crontab')}; "
-            f"printf '%s\\n' \"$c\" > {shlex.quote(backup)}/crontab && "
-            f"printf '%s\\n' \"$c\" | awk {awk} | crontab -")
+    return (
+        "c=$(crontab -l 2>/dev/null); "
+        f'if [ "$(printf \'%s\\n\' "$c" | cksum)" != {shlex.quote(checksum)} ]; then '
+        "echo 'SAF: the crontab changed since it was read; re-run the deploy' >&2; exit 1; fi; "
+        f"{_never_over(f'{backup}/crontab', 'the crontab')}; "
+        f"printf '%s\\n' \"$c\" > {shlex.quote(backup)}/crontab && "
+        f"printf '%s\\n' \"$c\" | awk {awk} | crontab -"
+    )
 
 
 def crontab_entry(user: str, lines: list[tuple[int, str]], backup: str) -> dict:
     """The manifest's record of the crontab lines commented out."""
-    return {"kind": "crontab", "name": user, "lines": [[number, line] for number, line in lines],
-            "marker": CRON_MARKER, "saved": f"{backup}/crontab", "sudo": False}
+    return {
+        "kind": "crontab",
+        "name": user,
+        "lines": [[number, line] for number, line in lines],
+        "marker": CRON_MARKER,
+        "saved": f"{backup}/crontab",
+        "sudo": False,
+    }
 
 
 _STOP_SCRIPT = """\
@@ -408,13 +476,16 @@ def _job_guard(job_target: str, job_pid: int | None) -> str:
     """Refuse to stop anything if SAF's launchd job's pid changed since it was read (a restart in
     between: its new processes would not descend from the pid the judgement used)."""
     target = shlex.quote(job_target)
-    return (f"now=$(launchctl print {target} 2>/dev/null | sed -n 's/^[[:space:]]*pid = \\([0-9]*\\)$/\\1/p' "
-            f"| head -n 1); if [ \"$now\" != '{job_pid or ''}' ]; then echo 'SAF: its Ray job restarted since it was "
-            "read; re-run the deploy' >&2; exit 1; fi\n")
+    return (
+        f"now=$(launchctl print {target} 2>/dev/null | sed -n 's/^[[:space:]]*pid = \\([0-9]*\\)$/\\1/p' "
+        f"| head -n 1); if [ \"$now\" != '{job_pid or ''}' ]; then echo 'SAF: its Ray job restarted since it was "
+        "read; re-run the deploy' >&2; exit 1; fi\n"
+    )
 
 
-def stop_processes_command(processes: list[dict], wait_s: int = TERM_WAIT_S, owner: Owner = Owner(),
-                           job_target: str = "") -> str:
+def stop_processes_command(
+    processes: list[dict], wait_s: int = TERM_WAIT_S, owner: Owner = Owner(), job_target: str = ""
+) -> str:
     """TERM each process, KILL what is left after ``wait_s``. Left alone: a pid whose user and
     program are no longer the ones read (it exited and the pid was reused), one in SAF's unit
     now (Linux: /proc/PID/cgroup); and nothing is stopped if SAF's launchd job (``job_target``)
@@ -429,6 +500,7 @@ def stop_processes_command(processes: list[dict], wait_s: int = TERM_WAIT_S, own
 
 
 # --- putting back what was set aside (`saf restore-launchers`) --------------------------------------
+
 
 def backup_root(home: str) -> str:
     """The folder holding every run's backup folder on a node."""
@@ -452,9 +524,11 @@ def put_back_command(saved: str, path: str) -> str:
     ``path`` there) is fine, both gone stops the step."""
     q_saved, q_path = shlex.quote(saved), shlex.quote(path)
     gone = shlex.quote(f"SAF: neither {saved} nor {path} exists: nothing to put back")
-    return (f"if [ -e {q_saved} ] || [ -L {q_saved} ]; then {_never_over(path, saved)}; "
-            f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')} && mv -n -- {q_saved} {q_path}; "
-            f"elif [ ! -e {q_path} ] && [ ! -L {q_path} ]; then echo {gone} >&2; exit 1; fi")
+    return (
+        f"if [ -e {q_saved} ] || [ -L {q_saved} ]; then {_never_over(path, saved)}; "
+        f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')} && mv -n -- {q_saved} {q_path}; "
+        f"elif [ ! -e {q_path} ] && [ ! -L {q_path} ]; then echo {gone} >&2; exit 1; fi"
+    )
 
 
 def restore_commands(entry: dict) -> list[str]:
@@ -466,17 +540,20 @@ def restore_commands(entry: dict) -> list[str]:
     unit = shlex.quote(entry["name"])
     if not entry.get("path"):  # disabled by name, its file never moved
         return [f"if {systemctl} cat {unit} >/dev/null 2>&1; then {systemctl} enable {unit}; fi"]
-    return [put_back_command(entry["saved"], entry["path"]), f"{systemctl} daemon-reload",
-            f"{systemctl} enable {unit}"]
+    return [put_back_command(entry["saved"], entry["path"]), f"{systemctl} daemon-reload", f"{systemctl} enable {unit}"]
 
 
 def uncomment_crontab_command(lines: list[str]) -> str:
     """Take SAF's marker off exactly these crontab lines (as they were before it commented them out)."""
-    program = shlex.quote('BEGIN { m = ENVIRON["SAF_MARKER"]; n = split(ENVIRON["SAF_LINES"], l, "\\n"); '
-                          'for (i = 1; i <= n; i++) want[m l[i]] = 1 } '
-                          '($0 in want) { print substr($0, length(m) + 1); next } { print }')
-    return (f"c=$(crontab -l 2>/dev/null); printf '%s\\n' \"$c\" | SAF_MARKER={shlex.quote(CRON_MARKER)} "
-            f"SAF_LINES={shlex.quote(chr(10).join(lines))} awk {program} | crontab -")
+    program = shlex.quote(
+        'BEGIN { m = ENVIRON["SAF_MARKER"]; n = split(ENVIRON["SAF_LINES"], l, "\\n"); '
+        "for (i = 1; i <= n; i++) want[m l[i]] = 1 } "
+        "($0 in want) { print substr($0, length(m) + 1); next } { print }"
+    )
+    return (
+        f"c=$(crontab -l 2>/dev/null); printf '%s\\n' \"$c\" | SAF_MARKER={shlex.quote(CRON_MARKER)} "
+        f"SAF_LINES={shlex.quote(chr(10).join(lines))} awk {program} | crontab -"
+    )
 
 
 def restore_describe(entry: dict) -> str:
@@ -496,22 +573,32 @@ def start_hint(entry: dict) -> str:
 
 # --- what a person reads ------------------------------------------------------------------------------
 
+
 def found_lines(found: ForeignRay) -> list[str]:
     """Each foreign thing on the node, one line each."""
     lines = [describe_process(process) for process in found.processes]
     lines += [f"listening: {describe_listener(listener)}" for listener in found.listeners]
-    lines += [f"started again by the {launcher.describe()}: {short_command(launcher.program)}"
-              if launcher.program else f"runs in the {launcher.describe()}" for launcher in found.launchers]
-    lines += [f"started again by crontab line {number} of {found.user}: {line.strip()}" for number, line in found.cron_lines]
+    lines += [
+        f"started again by the {launcher.describe()}: {short_command(launcher.program)}"
+        if launcher.program
+        else f"runs in the {launcher.describe()}"
+        for launcher in found.launchers
+    ]
+    lines += [
+        f"started again by crontab line {number} of {found.user}: {line.strip()}" for number, line in found.cron_lines
+    ]
     lines += [f"launchd plist mentioning ray that plutil could not read: {path}" for path in found.unreadable_jobs]
     return lines
 
 
 def autoscaler_fixes(host_name: str, found: ForeignRay) -> list[str]:
     """For each ``ray up`` autoscaler on the node: that it re-launches Ray, and how to end it."""
-    return [f"{host_name} runs a `ray up` autoscaler (pid {process['pid']}, its copy of the cluster config: "
-            f"{config}): it starts Ray again over SSH on the nodes of that cluster. Run `ray down <cluster config>` "
-            "on the machine that ran `ray up`, so that nothing re-launches it." for process, config in found.autoscalers]
+    return [
+        f"{host_name} runs a `ray up` autoscaler (pid {process['pid']}, its copy of the cluster config: "
+        f"{config}): it starts Ray again over SSH on the nodes of that cluster. Run `ray down <cluster config>` "
+        "on the machine that ran `ray up`, so that nothing re-launches it."
+        for process, config in found.autoscalers
+    ]
 
 
 def manual_fix(found: ForeignRay) -> str:
@@ -528,21 +615,28 @@ def manual_fix(found: ForeignRay) -> str:
             user = "--user " if launcher.kind == "user unit" else ""
             steps.append(f"`systemctl {user}disable --now {launcher.name}`")
     if found.cron_lines:
-        steps.append(f"comment out crontab line{'s' if len(found.cron_lines) > 1 else ''} "
-                     f"{', '.join(str(number) for number, _ in found.cron_lines)} (`crontab -e`)")
+        steps.append(
+            f"comment out crontab line{'s' if len(found.cron_lines) > 1 else ''} "
+            f"{', '.join(str(number) for number, _ in found.cron_lines)} (`crontab -e`)"
+        )
     return "; ".join(steps)
 
 
 def refusal(host_name: str, found: ForeignRay) -> str:
     """The message that stops a node with foreign Ray under ``foreign_ray: refuse``."""
-    return (f"{host_name} runs Ray outside SAF's service (foreign_ray: refuse): " + "; ".join(found_lines(found))
-            + f". To go on: {manual_fix(found)}; or set foreign_ray: stop, and the deploy stops it and sets what "
-            f"starts it aside in {BACKUP_DIR}/. " + " ".join(autoscaler_fixes(host_name, found))).strip()
+    return (
+        f"{host_name} runs Ray outside SAF's service (foreign_ray: refuse): "
+        + "; ".join(found_lines(found))
+        + f". To go on: {manual_fix(found)}; or set foreign_ray: stop, and the deploy stops it and sets what "
+        f"starts it aside in {BACKUP_DIR}/. " + " ".join(autoscaler_fixes(host_name, found))
+    ).strip()
 
 
 def sudo_refusal(host_name: str, found: ForeignRay) -> str:
     """The message that stops a node whose foreign Ray needs root to stop, without use_sudo."""
     what = [describe_process(p) for p in found.others_processes]
     what += [launcher.describe() for launcher in found.launchers if launcher.needs_sudo]
-    return (f"{host_name} runs Ray outside SAF's service that only root can stop, and use_sudo is false: "
-            f"{'; '.join(what)}. As an administrator: {manual_fix(found)}; then re-run.")
+    return (
+        f"{host_name} runs Ray outside SAF's service that only root can stop, and use_sudo is false: "
+        f"{'; '.join(what)}. As an administrator: {manual_fix(found)}; then re-run."
+    )

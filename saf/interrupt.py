@@ -47,8 +47,9 @@ class InterruptedRun(BaseStateCallback):
     def operation_host_success(self, state: State, host: Host, op_hash, retry_count: int = 0) -> None:
         self.finished[host.name] = _op_name(state, op_hash)
 
-    def operation_host_error(self, state: State, host: Host, op_hash, retry_count: int = 0,
-                             max_retries: int = 0) -> None:
+    def operation_host_error(
+        self, state: State, host: Host, op_hash, retry_count: int = 0, max_retries: int = 0
+    ) -> None:
         self.failed.add(host.name)
 
     def operation_start(self, state: State, op_hash) -> None:
@@ -63,17 +64,25 @@ class InterruptedRun(BaseStateCallback):
     def on_sigint(self, state: State) -> None:
         self.requested += 1
         if self.requested > 1:
-            print("\nsaf: interrupted again: exiting now (the step in flight on the nodes stops with the "
-                  "connection; the next run builds what it left half-done afresh)", file=sys.stderr, flush=True)
+            print(
+                "\nsaf: interrupted again: exiting now (the step in flight on the nodes stops with the "
+                "connection; the next run builds what it left half-done afresh)",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(INTERRUPTED_STATUS)
-        print("\nsaf: interrupted: no new operation starts; the one in flight finishes on every node first "
-              "(at most that step's own time). Ctrl-C again to stop at once.", file=sys.stderr, flush=True)
+        print(
+            "\nsaf: interrupted: no new operation starts; the one in flight finishes on every node first "
+            "(at most that step's own time). Ctrl-C again to stop at once.",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def summary(self, state: State, next_op: str) -> str:
         """Per node: the last operation it finished, where the next run goes on, and the restart of
         Ray this run had planned there (the next run reads it from the node again)."""
         order = state.get_op_order()
-        remaining = order[order.index(next_op):] if next_op in order else []
+        remaining = order[order.index(next_op) :] if next_op in order else []
         lines = ["", "saf: stopped after Ctrl-C, before the next operation. Per node:"]
         for host in state.inventory:
             if not state.is_host_in_limit(host):
@@ -81,14 +90,19 @@ class InterruptedRun(BaseStateCallback):
             last = self.finished.get(host.name, "no operation yet")
             left = [op_hash for op_hash in remaining if op_hash in state.ops.get(host, {})]
             status = "failed earlier in this run; " if host.name in self.failed else ""
-            todo = (f"the next run goes on from {_op_name(state, left[0])} ({len(left)} operations left)"
-                    if left else "no operation was left for it")
+            todo = (
+                f"the next run goes on from {_op_name(state, left[0])} ({len(left)} operations left)"
+                if left
+                else "no operation was left for it"
+            )
             restart = planned_ray_restart(host)
             if restart and left:
                 todo += f", and Ray restarts there ({'; '.join(restart)})"
             lines.append(f"  {host.name}: {status}stopped after {last}; {todo}")
-        lines.append("  The next run reads each node again: what is done stays done, and Ray restarts wherever "
-                     "it still runs a venv, definition or token older than what is on the node.")
+        lines.append(
+            "  The next run reads each node again: what is done stays done, and Ray restarts wherever "
+            "it still runs a venv, definition or token older than what is on the node."
+        )
         return "\n".join(lines)
 
 

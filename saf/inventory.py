@@ -23,8 +23,13 @@ def serve_data(cluster: Cluster) -> dict[str, Any] | None:
     if cluster.serve is None:
         return None
     path = model_path(cluster.path, cluster.serve.model).resolve()
-    return {"model_path": str(path), "model_id": path.name, "model_digest": model_digest(path),
-            "mode": cluster.serve.mode, "serving_nodes": [node.name for node in cluster.serving_nodes]}
+    return {
+        "model_path": str(path),
+        "model_id": path.name,
+        "model_digest": model_digest(path),
+        "mode": cluster.serve.mode,
+        "serving_nodes": [node.name for node in cluster.serving_nodes],
+    }
 
 
 def node_data(cluster: Cluster, node: NodeSpec, serve: dict[str, Any] | None = None) -> dict[str, Any]:

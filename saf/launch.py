@@ -37,22 +37,45 @@ from saf.verify.shipping import package_files
 
 LAUNCH_ROOT = ".saf/launch"  # under the head's SSH user's home; each launch's own directory, removed after
 # never shipped: version control, virtual environments, SAF's own state, caches
-EXCLUDED = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".saf", "__pycache__", ".pytest_cache",
-                      ".mypy_cache", ".ruff_cache", "node_modules"})
+EXCLUDED = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".saf",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        "node_modules",
+    }
+)
 # never shipped, wherever they are under the directory: credentials and keys
 SECRET_DIRS = frozenset({".ssh", ".aws", ".gnupg", ".azure", ".kube"})  # by name
 SECRET_DIR_PATHS = (".config/gcloud",)  # by the end of their path
 SECRET_FILE_PATHS = (".docker/config.json",)
-SECRET_FILES = (".netrc", ".pgpass", ".git-credentials", ".env", ".env.*", "*.pem", "*.key", "id_rsa*",
-                "id_ed25519*", "id_ecdsa*", "id_dsa*")  # by name (shell patterns)
+SECRET_FILES = (
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "id_dsa*",
+)  # by name (shell patterns)
 # folders of a home that are never a program's project: refused as the directory to ship (those
 # holding credentials with everything under them)
 PERSONAL_FOLDERS = ("Desktop", "Documents", "Downloads", "Library", ".config", ".local", ".docker")
 MAX_WORKDIR_BYTES = 100 << 20  # what a runtime_env working_dir should stay under: it goes through Ray's GCS
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
 SHOWN_NAMES = 8  # names of what was left out, per reason, on stderr (then a count)
-SECRET, IGNORED, NOT_SOURCE = ("credentials and keys", "ignored by .gitignore",
-                               "version control, venvs, caches")
+SECRET, IGNORED, NOT_SOURCE = ("credentials and keys", "ignored by .gitignore", "version control, venvs, caches")
 
 
 class LaunchError(Exception):
@@ -79,8 +102,9 @@ class Shipment:
         for reason in (SECRET, IGNORED, NOT_SOURCE):
             names = sorted(self.left_out.get(reason, []))
             if names:
-                shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more"
-                                                          if len(names) > SHOWN_NAMES else "")
+                shown = ", ".join(names[:SHOWN_NAMES]) + (
+                    f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+                )
                 parts.append(f"{len(names)} {reason} ({shown})")
         return line + ("; left out: " + "; ".join(parts) if parts else "")
 
@@ -107,9 +131,11 @@ def refuse_non_project(workdir: Path, home: Path) -> None:
         why = "a folder of your own files"
     else:
         return
-    raise LaunchError(f"saf launch ships the directory it runs from to every node, and {workdir} is {why}: that "
-                      "would send your files (keys, credentials, documents) to the cluster. cd into the program's "
-                      "own project folder (its code and small data files) and run saf launch there")
+    raise LaunchError(
+        f"saf launch ships the directory it runs from to every node, and {workdir} is {why}: that "
+        "would send your files (keys, credentials, documents) to the cluster. cd into the program's "
+        "own project folder (its code and small data files) and run saf launch there"
+    )
 
 
 def is_secret(relative: str, is_dir: bool) -> bool:
@@ -118,8 +144,9 @@ def is_secret(relative: str, is_dir: bool) -> bool:
     name = relative.rsplit("/", 1)[-1]
     if is_dir:
         return name in SECRET_DIRS or any(relative == p or relative.endswith("/" + p) for p in SECRET_DIR_PATHS)
-    return (any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILES)
-            or any(relative == p or relative.endswith("/" + p) for p in SECRET_FILE_PATHS))
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILES) or any(
+        relative == p or relative.endswith("/" + p) for p in SECRET_FILE_PATHS
+    )
 
 
 def _reason(relative: str, is_dir: bool, ignored: IgnoreRules) -> str | None:
@@ -161,9 +188,11 @@ def shipment(workdir: Path) -> Shipment:
             shipped.files.append(base + name)
             shipped.total += os.lstat(os.path.join(top, name)).st_size
     if shipped.total > MAX_WORKDIR_BYTES:
-        raise LaunchError(f"the working directory {workdir} holds {shipped.total >> 20} MiB to ship to every node "
-                          f"(at most {MAX_WORKDIR_BYTES >> 20} MiB); run saf launch from a directory with only the "
-                          "program and its small files, and let the ranks read large data from where it lives")
+        raise LaunchError(
+            f"the working directory {workdir} holds {shipped.total >> 20} MiB to ship to every node "
+            f"(at most {MAX_WORKDIR_BYTES >> 20} MiB); run saf launch from a directory with only the "
+            "program and its small files, and let the ranks read large data from where it lives"
+        )
     return shipped
 
 
@@ -184,6 +213,7 @@ def pack(workdir: Path, shipped: Shipment | None = None) -> bytes:
 
 
 # --- .gitignore -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IgnorePattern:
@@ -218,9 +248,9 @@ def gitignore_pattern(line: str) -> IgnorePattern | None:
             regex, i = regex + "[^/]*", i + 1
         elif line[i] == "?":
             regex, i = regex + "[^/]", i + 1
-        elif line[i] == "[" and "]" in line[i + 2:]:
+        elif line[i] == "[" and "]" in line[i + 2 :]:
             end = line.index("]", i + 2)
-            body = line[i + 1:end]
+            body = line[i + 1 : end]
             regex, i = regex + "[" + ("^" + body[1:] if body[:1] == "!" else body) + "]", end + 1
         else:
             regex, i = regex + re.escape(line[i]), i + 1
@@ -257,7 +287,7 @@ class IgnoreRules:
         for base, patterns in self.patterns.items():  # parents' files before their children's: walk order
             if base and not relative.startswith(base):
                 continue
-            rest = relative[len(base):]
+            rest = relative[len(base) :]
             for pattern in patterns:
                 if (is_dir or not pattern.dir_only) and pattern.regex.match(rest):
                     ignored = not pattern.negated
@@ -269,8 +299,11 @@ def _git_ignored(workdir: Path) -> frozenset[str] | None:
     it is not in a work tree (or git is missing), or the whole directory is ignored there (then
     its own .gitignore files count, as for a folder outside git)."""
     try:
-        listed = subprocess.run(["git", "-C", str(workdir), "ls-files", "-z", "--others", "--ignored",
-                                 "--exclude-standard", "--directory"], capture_output=True, timeout=60)
+        listed = subprocess.run(
+            ["git", "-C", str(workdir), "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"],
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if listed.returncode != 0:
@@ -292,14 +325,24 @@ def driver_command(cluster: Cluster, names: str | None, launch_dir: str, command
     settings = cluster.settings
     nodes = [{"name": node.name, "ip": node.ip} for node in launch_nodes(cluster.nodes, names)]
     mode = auth_mode(settings.ray_auth, settings.ray_version)
-    environment = [f"{key}={home_path(value) if key == 'RAY_AUTH_TOKEN_PATH' else shlex.quote(value)}"
-                   for key, value in auth_environment(mode, NODE_TOKEN_FILE)]
+    environment = [
+        f"{key}={home_path(value) if key == 'RAY_AUTH_TOKEN_PATH' else shlex.quote(value)}"
+        for key, value in auth_environment(mode, NODE_TOKEN_FILE)
+    ]
     python = home_path(f"{settings.venv_root.rstrip('/')}/current/bin/python")
-    driver = [f"--address={cluster.head.ip}:{settings.ray_port}", f"--nodes={json.dumps(nodes)}",
-              f"--port={settings.mlx_ring_port}", f"--backend={settings.mlx_backend}", "--", *command]
+    driver = [
+        f"--address={cluster.head.ip}:{settings.ray_port}",
+        f"--nodes={json.dumps(nodes)}",
+        f"--port={settings.mlx_ring_port}",
+        f"--backend={settings.mlx_backend}",
+        "--",
+        *command,
+    ]
     # stty -onlcr: the terminal gives lines as the ranks print them, without a carriage return added
-    return (f"stty -onlcr 2>/dev/null; cd {launch_dir} && exec env {' '.join(environment)} {python} driver.py "
-            + " ".join(shlex.quote(word) for word in driver))
+    return (
+        f"stty -onlcr 2>/dev/null; cd {launch_dir} && exec env {' '.join(environment)} {python} driver.py "
+        + " ".join(shlex.quote(word) for word in driver)
+    )
 
 
 def launch(cluster: Cluster, names: str | None, command: list[str], workdir: Path) -> int:
@@ -311,11 +354,16 @@ def launch(cluster: Cluster, names: str | None, command: list[str], workdir: Pat
     print(shipped.summary(), file=sys.stderr)
     launch_dir = home_path(f"{LAUNCH_ROOT}/{uuid.uuid4().hex[:12]}")
     line = driver_command(cluster, names, launch_dir, command)
-    sent = subprocess.run(ssh_argv(cluster.head, f"umask 077 && mkdir -p {launch_dir} && tar -xzf - -C {launch_dir}"),
-                          input=pack(workdir, shipped), capture_output=True)
+    sent = subprocess.run(
+        ssh_argv(cluster.head, f"umask 077 && mkdir -p {launch_dir} && tar -xzf - -C {launch_dir}"),
+        input=pack(workdir, shipped),
+        capture_output=True,
+    )
     if sent.returncode != 0:
-        raise LaunchError(f"could not send the working directory to {cluster.head.name} over SSH: "
-                          f"{sent.stderr.decode(errors='replace').strip()[:300] or sent.returncode}")
+        raise LaunchError(
+            f"could not send the working directory to {cluster.head.name} over SSH: "
+            f"{sent.stderr.decode(errors='replace').strip()[:300] or sent.returncode}"
+        )
     # -tt: a terminal on the head even without one here, so that Ctrl-C and a lost session reach the driver
     ran = subprocess.Popen(ssh_argv(cluster.head, line, options=("-tt", "-q")))
     try:

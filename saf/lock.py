@@ -96,8 +96,10 @@ class Holder:
         f = self.fields
         if not f.get("host"):
             return f"a run that left no holder file (the lock is {self.age_s} s old)"
-        return (f"{f.get('user', '?')}@{f['host']}, pid {f.get('pid', '?')}, running `{f.get('command', '?')}` "
-                f"since {f.get('started', '?')} (last heartbeat {self.age_s} s ago)")
+        return (
+            f"{f.get('user', '?')}@{f['host']}, pid {f.get('pid', '?')}, running `{f.get('command', '?')}` "
+            f"since {f.get('started', '?')} (last heartbeat {self.age_s} s ago)"
+        )
 
     def is_stale(self, here: str, alive=None) -> bool:
         """Gone: silent longer than the lease, or a pid of this control machine that no longer runs."""
@@ -126,7 +128,8 @@ class LockHeld(Exception):
             f"saf: another deploy is running on this cluster: {holder.describe()}; it holds the lock "
             f"~/{LOCK_DIR} on the head {head}. Nothing was changed. Wait for it to end and run again. "
             f"The lock goes with its run; one left by a run that was killed is taken over once its "
-            f"heartbeat is older than {LEASE_S} s (at once from the same control machine when its pid is gone).")
+            f"heartbeat is older than {LEASE_S} s (at once from the same control machine when its pid is gone)."
+        )
 
 
 class LockUnavailable(Exception):
@@ -136,8 +139,14 @@ class LockUnavailable(Exception):
 def holder_info(command: str, token: str) -> str:
     """The lines of the ``holder`` file for this process."""
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    fields = {"token": token, "host": socket.gethostname(), "user": getpass.getuser(), "pid": str(os.getpid()),
-              "started": started, "command": command.replace("\n", " ")}
+    fields = {
+        "token": token,
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+        "pid": str(os.getpid()),
+        "started": started,
+        "command": command.replace("\n", " "),
+    }
     return "\n".join(f"{key}={value}" for key, value in fields.items())
 
 
@@ -168,13 +177,28 @@ class DeployLock:
         self._beat.start()
 
     def _try(self, mode: str, old: str) -> Holder | None:
-        remote = " ".join(shlex.quote(word) for word in
-                          ("sh", "-c", LOCK_SCRIPT, "saf-lock", mode, old, self.token,
-                           holder_info(self.command, self.token)))
+        remote = " ".join(
+            shlex.quote(word)
+            for word in (
+                "sh",
+                "-c",
+                LOCK_SCRIPT,
+                "saf-lock",
+                mode,
+                old,
+                self.token,
+                holder_info(self.command, self.token),
+            )
+        )
         # its own session: a Ctrl-C in the terminal reaches pyinfra, which releases the lock, not ssh
-        session = subprocess.Popen(ssh_argv(self.head, remote, options=("-o", "ConnectTimeout=10")),
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+        session = subprocess.Popen(
+            ssh_argv(self.head, remote, options=("-o", "ConnectTimeout=10")),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         first = session.stdout.readline().strip()
         if first == _TAKEN:
             self.session = session
@@ -233,8 +257,11 @@ def run_changes_nodes(argv: list[str]) -> bool:
     words = argv[1:]
     if "--dry" in words:
         return False
-    after = [w for w in words[next((i + 1 for i, w in enumerate(words) if w.endswith("inventory.py")), 0):]
-             if not w.startswith("-")]
+    after = [
+        w
+        for w in words[next((i + 1 for i, w in enumerate(words) if w.endswith("inventory.py")), 0) :]
+        if not w.startswith("-")
+    ]
     return not after or os.path.normpath(after[0]) not in READ_ONLY_RUNS
 
 
@@ -259,8 +286,11 @@ def take_or_exit(head: NodeSpec, command: str) -> DeployLock | None:
         print(str(held), file=sys.stderr)
         raise SystemExit(LOCK_HELD_STATUS) from None
     except LockUnavailable as error:
-        print(f"saf: WARNING: the head {head.name} ({head.address}) did not answer for the deploy lock "
-              f"({error}); this run holds no lock, so another deploy is not kept out", file=sys.stderr)
+        print(
+            f"saf: WARNING: the head {head.name} ({head.address}) did not answer for the deploy lock "
+            f"({error}); this run holds no lock, so another deploy is not kept out",
+            file=sys.stderr,
+        )
         return None
     atexit.register(lock.release)
     os.environ[ENV_HELD] = lock.token  # a `saf` verb's pyinfra run (a child) is under this lock

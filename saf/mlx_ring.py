@@ -20,8 +20,7 @@ HOSTFILE = "~/.saf/mlx/hostfile.json"  # on every node, under the SSH user's hom
 def launch_hostfile(nodes: Iterable[NodeSpec]) -> str:
     """``mlx.launch --hostfile``'s JSON: per node, what to SSH to (its cluster ip, its SSH user)
     and the ips the ring uses (the cluster ip)."""
-    entries = [{"ssh": f"{node.ssh_user}@{node.ip}" if node.ssh_user else node.ip, "ips": [node.ip]}
-               for node in nodes]
+    entries = [{"ssh": f"{node.ssh_user}@{node.ip}" if node.ssh_user else node.ip, "ips": [node.ip]} for node in nodes]
     return json.dumps(entries, indent=2) + "\n"
 
 
@@ -36,6 +35,8 @@ def launch_nodes(nodes: Sequence[NodeSpec], names: str | None) -> list[NodeSpec]
     wanted = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in {node.name for node in nodes}]
     if unknown or not wanted:
-        raise UnknownNodes(f"--nodes names {', '.join(unknown) or 'no node'}; the cluster file's nodes are "
-                           f"{', '.join(node.name for node in nodes)}")
+        raise UnknownNodes(
+            f"--nodes names {', '.join(unknown) or 'no node'}; the cluster file's nodes are "
+            f"{', '.join(node.name for node in nodes)}"
+        )
     return [node for node in nodes if node.name in wanted]

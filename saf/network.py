@@ -71,20 +71,26 @@ def mtu_finding(host: Host) -> Finding:
         return Finding("MTU", "not managed (manage_mtu: false)")
     interface = cluster_interface(host)
     if interface is None:
-        return Finding("cluster interface", f"none has {host.data.cluster_ip}", Verdict.CANNOT,
-                       f"no interface on {host.name} has the cluster ip {host.data.cluster_ip}: check `ip` (or "
-                       "`address`) for this node in the cluster file.")
+        return Finding(
+            "cluster interface",
+            f"none has {host.data.cluster_ip}",
+            Verdict.CANNOT,
+            f"no interface on {host.name} has the cluster ip {host.data.cluster_ip}: check `ip` (or "
+            "`address`) for this node in the cluster file.",
+        )
     found = f"{interface.name} ({interface.label}) MTU {interface.mtu}"
     if interface.skip_reason:
         return Finding("MTU", found, Verdict.ATTENTION, f"MTU left at {interface.mtu}: {interface.skip_reason}.")
     if not host.data.use_sudo:
-        return Finding("MTU", found, Verdict.ATTENTION,
-                       f"MTU of {interface.name} not managed: it needs sudo (use_sudo: false).")
+        return Finding(
+            "MTU", found, Verdict.ATTENTION, f"MTU of {interface.name} not managed: it needs sudo (use_sudo: false)."
+        )
     if is_macos(host):
         return _mac_mtu_finding(host, interface, mtu)
     if interface.mtu != mtu:
-        return Finding("MTU", found, Verdict.WOULD_CHANGE,
-                       f"ip link set dev {shlex.quote(interface.name)} mtu {int(mtu)}")
+        return Finding(
+            "MTU", found, Verdict.WOULD_CHANGE, f"ip link set dev {shlex.quote(interface.name)} mtu {int(mtu)}"
+        )
     return Finding("MTU", found)
 
 
@@ -93,11 +99,16 @@ def _mac_mtu_finding(host: Host, interface: ClusterInterface, mtu: int) -> Findi
     current = host.get_fact(MacMTU, device=interface.name)
     found = f"{interface.name} ({interface.label}) MTU {interface.mtu}"
     if valid and not valid[0] <= mtu <= valid[1]:
-        return Finding("MTU", f"{found}, valid {valid[0]}-{valid[1]}", Verdict.CANNOT,
-                       f"{interface.name} ({interface.label}) on {host.name} accepts an MTU of {valid[0]}-{valid[1]}, "
-                       f"not {mtu}: set `mtu:` within that range in the cluster file's settings, or use an "
-                       "interface that supports jumbo frames.")
+        return Finding(
+            "MTU",
+            f"{found}, valid {valid[0]}-{valid[1]}",
+            Verdict.CANNOT,
+            f"{interface.name} ({interface.label}) on {host.name} accepts an MTU of {valid[0]}-{valid[1]}, "
+            f"not {mtu}: set `mtu:` within that range in the cluster file's settings, or use an "
+            "interface that supports jumbo frames.",
+        )
     if current != {"active": mtu, "setting": mtu}:
-        return Finding("MTU", found, Verdict.WOULD_CHANGE,
-                       f"networksetup -setMTU {shlex.quote(interface.name)} {int(mtu)}")
+        return Finding(
+            "MTU", found, Verdict.WOULD_CHANGE, f"networksetup -setMTU {shlex.quote(interface.name)} {int(mtu)}"
+        )
     return Finding("MTU", found)

@@ -56,9 +56,13 @@ def _processor_on_a_mac(host: Host) -> Finding:
     arch = host.get_fact(Arch)
     if arch == "arm64":
         return Finding("processor", "arm64 (Apple Silicon)")
-    return Finding("processor", str(arch), Verdict.CANNOT,
-                   f"{host.name} is a Mac with a {arch} processor: MLX needs Apple Silicon (arm64). "
-                   "Remove the node from the cluster file or use an Apple Silicon Mac.")
+    return Finding(
+        "processor",
+        str(arch),
+        Verdict.CANNOT,
+        f"{host.name} is a Mac with a {arch} processor: MLX needs Apple Silicon (arm64). "
+        "Remove the node from the cluster file or use an Apple Silicon Mac.",
+    )
 
 
 def _macos_version(host: Host) -> Finding:
@@ -66,28 +70,42 @@ def _macos_version(host: Host) -> Finding:
     minimum = host.data.min_macos_version
     if version != "unknown" and version_tuple(version) >= version_tuple(minimum):
         return Finding("macOS", version)
-    return Finding("macOS", version, Verdict.CANNOT,
-                   f"{host.name} runs macOS {version}, older than {minimum} which MLX {host.data.mlx_version} "
-                   "needs: update macOS (System Settings > General > Software Update), then re-run.")
+    return Finding(
+        "macOS",
+        version,
+        Verdict.CANNOT,
+        f"{host.name} runs macOS {version}, older than {minimum} which MLX {host.data.mlx_version} "
+        "needs: update macOS (System Settings > General > Software Update), then re-run.",
+    )
 
 
 def _command_line_tools(host: Host) -> Finding:
     path = host.get_fact(XcodeCommandLineTools)
     if path:
         return Finding("Command Line Tools", path)
-    return Finding("Command Line Tools", "missing", Verdict.CANNOT,
-                   f"{host.name} has no Xcode Command Line Tools (needed to build Python). Their installer is "
-                   f"interactive: on {host.name} run `xcode-select --install` and accept the dialog (or install "
-                   "'Command Line Tools for Xcode' from developer.apple.com), then re-run.")
+    return Finding(
+        "Command Line Tools",
+        "missing",
+        Verdict.CANNOT,
+        f"{host.name} has no Xcode Command Line Tools (needed to build Python). Their installer is "
+        f"interactive: on {host.name} run `xcode-select --install` and accept the dialog (or install "
+        "'Command Line Tools for Xcode' from developer.apple.com), then re-run.",
+    )
 
 
 def _homebrew_without_sudo(host: Host) -> list[Finding]:
     """Homebrew's installer needs an administrator: without sudo, it must already be there."""
     if host.data.use_sudo or host.get_fact(File, path=BREW):
         return []
-    return [Finding("Homebrew", "missing", Verdict.CANNOT,
-                    f"{host.name} has no Homebrew ({BREW}) and its installer needs sudo, which use_sudo: false "
-                    "forbids: install Homebrew on it yourself (brew.sh), or set use_sudo: true.")]
+    return [
+        Finding(
+            "Homebrew",
+            "missing",
+            Verdict.CANNOT,
+            f"{host.name} has no Homebrew ({BREW}) and its installer needs sudo, which use_sudo: false "
+            "forbids: install Homebrew on it yourself (brew.sh), or set use_sudo: true.",
+        )
+    ]
 
 
 def _launchd_domain(host: Host) -> Finding:
@@ -96,10 +114,14 @@ def _launchd_domain(host: Host) -> Finding:
     domain = service.launchd_domain
     if host.get_fact(LaunchdDomain, domain=domain):
         return Finding("launchd domain", f"{domain} reachable")
-    return Finding("launchd domain", f"{domain} unreachable", Verdict.CANNOT,
-                   f"launchctl cannot reach the {domain} domain on {host.name}, where Ray's job would run: a "
-                   "LaunchAgent needs its user logged in to the Mac's desktop; log in there (and turn on "
-                   "automatic login), or let Ray run as a LaunchDaemon (macos_service: daemon, use_sudo: true).")
+    return Finding(
+        "launchd domain",
+        f"{domain} unreachable",
+        Verdict.CANNOT,
+        f"launchctl cannot reach the {domain} domain on {host.name}, where Ray's job would run: a "
+        "LaunchAgent needs its user logged in to the Mac's desktop; log in there (and turn on "
+        "automatic login), or let Ray run as a LaunchDaemon (macos_service: daemon, use_sudo: true).",
+    )
 
 
 def _apple_gpu(host: Host) -> Finding:
@@ -108,18 +130,26 @@ def _apple_gpu(host: Host) -> Finding:
         cores = f", {gpu['cores']} GPU cores" if gpu.get("cores") else ""
         return Finding("Apple GPU", f"{gpu['model']}{cores}, {gpu['metal']}")
     found = f"{gpu['model']} without Metal" if gpu else "none listed"
-    return Finding("Apple GPU", found, Verdict.CANNOT,
-                   f"{host.name} shows no GPU with Metal support (`system_profiler SPDisplaysDataType`), and MLX "
-                   "computes on Metal: check that this is an Apple Silicon Mac on a supported macOS.")
+    return Finding(
+        "Apple GPU",
+        found,
+        Verdict.CANNOT,
+        f"{host.name} shows no GPU with Metal support (`system_profiler SPDisplaysDataType`), and MLX "
+        "computes on Metal: check that this is an Apple Silicon Mac on a supported macOS.",
+    )
 
 
 def _processor_on_linux(host: Host) -> Finding:
     arch = host.get_fact(Arch)
     if arch in SUPPORTED_LINUX_ARCHS:
         return Finding("processor", str(arch))
-    return Finding("processor", str(arch), Verdict.CANNOT,
-                   f"{host.name} is a Linux {arch} machine: Ray and MLX publish wheels for "
-                   f"{' and '.join(SUPPORTED_LINUX_ARCHS)} only. Remove the node from the cluster file.")
+    return Finding(
+        "processor",
+        str(arch),
+        Verdict.CANNOT,
+        f"{host.name} is a Linux {arch} machine: Ray and MLX publish wheels for "
+        f"{' and '.join(SUPPORTED_LINUX_ARCHS)} only. Remove the node from the cluster file.",
+    )
 
 
 def _free_disk(host: Host) -> Finding:
@@ -130,10 +160,14 @@ def _free_disk(host: Host) -> Finding:
     found = f"{free_kib / 1024 / 1024:.1f} GB in the home directory"
     if free_kib >= needed_gb * 1024 * 1024:
         return Finding("free disk", found)
-    return Finding("free disk", found, Verdict.CANNOT,
-                   f"{host.name} has {free_kib / 1024 / 1024:.1f} GB free in the home directory, less than the "
-                   f"{needed_gb} GB a Python build and two venvs need: free some space (or lower "
-                   "min_free_disk_gb in the cluster file's settings), then re-run.")
+    return Finding(
+        "free disk",
+        found,
+        Verdict.CANNOT,
+        f"{host.name} has {free_kib / 1024 / 1024:.1f} GB free in the home directory, less than the "
+        f"{needed_gb} GB a Python build and two venvs need: free some space (or lower "
+        "min_free_disk_gb in the cluster file's settings), then re-run.",
+    )
 
 
 def _sudo(host: Host) -> Finding:
@@ -141,10 +175,14 @@ def _sudo(host: Host) -> Finding:
         return Finding("sudo", "not used (use_sudo: false)")
     if host.get_fact(PasswordlessSudo):
         return Finding("sudo", "passwordless")
-    return Finding("sudo", "asks for a password", Verdict.CANNOT,
-                   f"sudo asks {host.name}'s SSH user for a password, and the deploy needs sudo for system "
-                   "services, the MTU and build dependencies: allow it without a password for that user "
-                   "(a file in /etc/sudoers.d), or set use_sudo: false in the cluster file's settings.")
+    return Finding(
+        "sudo",
+        "asks for a password",
+        Verdict.CANNOT,
+        f"sudo asks {host.name}'s SSH user for a password, and the deploy needs sudo for system "
+        "services, the MTU and build dependencies: allow it without a password for that user "
+        "(a file in /etc/sudoers.d), or set use_sudo: false in the cluster file's settings.",
+    )
 
 
 def root_paths(host: Host) -> tuple[str, str]:
@@ -159,37 +197,53 @@ def saf_roots(host: Host) -> tuple[str, str, dict]:
     return venv_root, pyenv_root, host.get_fact(SafRoots, venv_root=venv_root, pyenv_root=pyenv_root)
 
 
-_FOUND = {"absent": "absent (SAF creates it)", "empty": "empty", "ours": "holds only SAF's venvs",
-          "pyenv": "a pyenv checkout"}
+_FOUND = {
+    "absent": "absent (SAF creates it)",
+    "empty": "empty",
+    "ours": "holds only SAF's venvs",
+    "pyenv": "a pyenv checkout",
+}
 
 
 def _venv_root(host: Host, path: str, found: dict) -> Finding:
     """venv_root must be SAF's: SAF prunes venvs there and teardown removes them."""
     if found["state"] == "notdir":
-        return Finding("venv_root", f"{path}: a file", Verdict.CANNOT,
-                       f"venv_root {path} on {host.name} is a file, not a folder: set venv_root in the cluster "
-                       "file's settings to a folder of its own (the default is ~/saf/venv), then re-run.")
+        return Finding(
+            "venv_root",
+            f"{path}: a file",
+            Verdict.CANNOT,
+            f"venv_root {path} on {host.name} is a file, not a folder: set venv_root in the cluster "
+            "file's settings to a folder of its own (the default is ~/saf/venv), then re-run.",
+        )
     if found["marked"]:
         return Finding("venv_root", f"{path}: SAF's ({ROOT_MARKER})")
     if found["state"] != "foreign":
         return Finding("venv_root", f"{path}: {_FOUND.get(found['state'], found['state'])}")
-    return Finding("venv_root", f"{path}: holds {found['entry']}", Verdict.CANNOT,
-                   f"venv_root {path} on {host.name} already exists and holds {found['entry']!r}, which SAF did "
-                   "not make: SAF builds and prunes its venvs there and `saf teardown` removes them, so it does not "
-                   "take over a folder of yours. Set venv_root in the cluster file's settings to a folder of its "
-                   "own (the default is ~/saf/venv), or, if the folder is SAF's, create "
-                   f"{path}/{ROOT_MARKER} on {host.name}; then re-run.")
+    return Finding(
+        "venv_root",
+        f"{path}: holds {found['entry']}",
+        Verdict.CANNOT,
+        f"venv_root {path} on {host.name} already exists and holds {found['entry']!r}, which SAF did "
+        "not make: SAF builds and prunes its venvs there and `saf teardown` removes them, so it does not "
+        "take over a folder of yours. Set venv_root in the cluster file's settings to a folder of its "
+        "own (the default is ~/saf/venv), or, if the folder is SAF's, create "
+        f"{path}/{ROOT_MARKER} on {host.name}; then re-run.",
+    )
 
 
 def _pyenv_root(host: Host, path: str, found: dict) -> Finding:
     """pyenv_root must be pyenv's (a checkout, or only what pyenv keeps there) or new."""
     if found["state"] in ("foreign", "notdir"):
         what = "is a file" if found["state"] == "notdir" else f"holds {found['entry']!r}"
-        return Finding("pyenv_root", f"{path}: {what}", Verdict.CANNOT,
-                       f"pyenv_root {path} on {host.name} {what} and is not a pyenv checkout (no bin/pyenv): SAF "
-                       "installs pyenv and builds Python there, so it does not write into a folder of yours. Set "
-                       "pyenv_root in the cluster file's settings to a pyenv checkout or a new folder (the default "
-                       "is ~/.pyenv), then re-run.")
+        return Finding(
+            "pyenv_root",
+            f"{path}: {what}",
+            Verdict.CANNOT,
+            f"pyenv_root {path} on {host.name} {what} and is not a pyenv checkout (no bin/pyenv): SAF "
+            "installs pyenv and builds Python there, so it does not write into a folder of yours. Set "
+            "pyenv_root in the cluster file's settings to a pyenv checkout or a new folder (the default "
+            "is ~/.pyenv), then re-run.",
+        )
     return Finding("pyenv_root", f"{path}: {_FOUND.get(found['state'], found['state'])}")
 
 
@@ -208,8 +262,14 @@ def preflight_findings(host: Host) -> list[Finding]:
     elif kernel == "Linux":
         findings = [_processor_on_linux(host)]
     else:
-        return [Finding("operating system", str(kernel), Verdict.CANNOT,
-                        f"{host.name} runs {kernel}: SAF provisions macOS (Apple Silicon) and Linux nodes only.")]
+        return [
+            Finding(
+                "operating system",
+                str(kernel),
+                Verdict.CANNOT,
+                f"{host.name} runs {kernel}: SAF provisions macOS (Apple Silicon) and Linux nodes only.",
+            )
+        ]
     return findings + [_free_disk(host), _sudo(host), *_saf_folders(host)]
 
 

@@ -21,8 +21,11 @@ class LongStep:
     nodes: list[str] = field(default_factory=list)
 
     def announcement(self) -> str:
-        where = f"{len(self.nodes)} nodes ({', '.join(self.nodes)}), in parallel" if len(self.nodes) > 1 \
+        where = (
+            f"{len(self.nodes)} nodes ({', '.join(self.nodes)}), in parallel"
+            if len(self.nodes) > 1
             else f"1 node ({self.nodes[0]})"
+        )
         return f"--> {self.what} on {where}: {self.estimate}; nothing more is printed for this step until it ends"
 
 

@@ -72,8 +72,7 @@ def _changed_after(run: dict, path: str | None) -> bool:
 
 
 def _site_packages_changed(run: dict) -> bool:
-    return any(path.endswith("/site-packages") and mtime > run["started"]
-               for path, mtime in run["mtimes"].items())
+    return any(path.endswith("/site-packages") and mtime > run["started"] for path, mtime in run["mtimes"].items())
 
 
 def stale_ray(run: dict, definition: str, token: str | None = None) -> StaleRay:
@@ -91,8 +90,10 @@ def stale_ray(run: dict, definition: str, token: str | None = None) -> StaleRay:
         reasons.append(f"the packages of its venv {run['venv']} changed after it started")
     definition_changed = need_reload or _changed_after(run, definition)
     if definition_changed:
-        reasons.append(f"its definition {definition} changed after it started"
-                       + (" (systemd has not loaded it: NeedDaemonReload)" if need_reload else ""))
+        reasons.append(
+            f"its definition {definition} changed after it started"
+            + (" (systemd has not loaded it: NeedDaemonReload)" if need_reload else "")
+        )
     if _changed_after(run, token):
         reasons.append("its auth token changed after it started")
     return StaleRay(tuple(reasons), reload_definition=definition_changed, daemon_reload=need_reload)

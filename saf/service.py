@@ -110,7 +110,6 @@ class RayService(SupervisedProgram):
         return f"{self.venv_current}/bin/python"
 
 
-
 def in_role_order(host: Host, add_operations: Callable[[], None], first: Role = "head") -> None:
     """Add this host's operations so that pyinfra runs every one of them on the ``first`` role's
     node(s) before any on the others': the head before the workers (a worker joins a running head),
@@ -143,13 +142,24 @@ def ray_arguments(host: Host) -> tuple[str, ...]:
     """``ray start`` arguments for the node's role, ending in --block (the supervisor keeps it)."""
     data = host.data
     if data.role == "head":
-        role_args = ("--head", port("ray_port").argument(data.ray_port), f"--dashboard-host={dashboard_host(host)}",
-                     port("dashboard_port").argument(data.dashboard_port),
-                     port("ray_client_server_port").argument(data.ray_client_server_port))
+        role_args = (
+            "--head",
+            port("ray_port").argument(data.ray_port),
+            f"--dashboard-host={dashboard_host(host)}",
+            port("dashboard_port").argument(data.dashboard_port),
+            port("ray_client_server_port").argument(data.ray_client_server_port),
+        )
     else:
         role_args = (f"--address={data.head_ip}:{data.ray_port}",)
-    return ("start", *role_args, f"--node-ip-address={data.cluster_ip}", *pinned_port_arguments(data),
-            *serve_resource_arguments(data), "--disable-usage-stats", "--block")
+    return (
+        "start",
+        *role_args,
+        f"--node-ip-address={data.cluster_ip}",
+        *pinned_port_arguments(data),
+        *serve_resource_arguments(data),
+        "--disable-usage-stats",
+        "--block",
+    )
 
 
 SERVE_RESOURCE = "saf_serve"  # the custom resource a serving node offers: Ray Serve places one replica on each
@@ -167,10 +177,7 @@ def node_auth_environment(host: Host, home: str) -> tuple[tuple[str, str], ...]:
     return auth_environment(mode, on_node(NODE_TOKEN_FILE, home))
 
 
-
-
-def ray_service(host: Host, user: str, home: str, venv_current: str, system: bool = True,
-                uid: str = "") -> RayService:
+def ray_service(host: Host, user: str, home: str, venv_current: str, system: bool = True, uid: str = "") -> RayService:
     environment = (
         ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1"),  # Ray refuses multi-node macOS clusters without it
         ("HOME", home),

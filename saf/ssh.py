@@ -45,5 +45,12 @@ def scp_argv(node: NodeSpec, sources: list[str], dest: str, options: tuple[str, 
     ``dest`` (scp's ``-l`` is a bandwidth limit, so the user goes in ``-o User=``; an IPv6 address is
     bracketed, as scp's ``host:path`` needs)."""
     host = f"[{node.address}]" if ":" in node.address else node.address
-    return ["scp", *options, *ssh_options(node, port_flag="-P"), *_user_options(node, "-o"), "--", *sources,
-            f"{host}:{dest}"]
+    return [
+        "scp",
+        *options,
+        *ssh_options(node, port_flag="-P"),
+        *_user_options(node, "-o"),
+        "--",
+        *sources,
+        f"{host}:{dest}",
+    ]

@@ -49,7 +49,8 @@ def _refuse(value: str, where: str, why: str) -> UnsafeValueError:
     return UnsafeValueError(
         f"SAF refuses to write {value!r} into a systemd unit's {where}: {why}. The value comes from the cluster "
         "file (a path, user name or address in its settings or nodes) or from a node's facts: fix it there "
-        "(paths and names of letters, digits, '.', '_', '-' and '/'), then re-run.")
+        "(paths and names of letters, digits, '.', '_', '-' and '/'), then re-run."
+    )
 
 
 def _quoted(value: str, dollar: bool) -> str:
@@ -112,8 +113,12 @@ class SystemdFilters(Extension):
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        environment.filters.update(systemd_word=systemd_word, systemd_words=systemd_words,
-                                   systemd_environment=systemd_environment, systemd_value=systemd_value)
+        environment.filters.update(
+            systemd_word=systemd_word,
+            systemd_words=systemd_words,
+            systemd_environment=systemd_environment,
+            systemd_value=systemd_value,
+        )
 
 
 def unit_template_env() -> dict[str, Any]:

@@ -64,8 +64,9 @@ def mlx_extra(host: Host) -> str:
     return "cuda" if host.get_fact(Which, command="nvidia-smi") else "cpu"
 
 
-def requirements(ray_version: str, mlx_version: str, extra: str, extra_packages: list[str],
-                 serve_packages: list[str] | None = None) -> tuple[str, ...]:
+def requirements(
+    ray_version: str, mlx_version: str, extra: str, extra_packages: list[str], serve_packages: list[str] | None = None
+) -> tuple[str, ...]:
     """The venv's exact pins; with ``serve_packages`` (a cluster that serves a model) Ray gets its
     ``serve`` extra and those pins join the others (so the venv's name changes with them)."""
     mlx = f"mlx[{extra}]" if extra else "mlx"

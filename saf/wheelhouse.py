@@ -70,8 +70,10 @@ def ensure_wheels(
     target = wheel_dir(wheelhouse, key, venv_name)
     with _locks[str(target)]:
         if not (target / COMPLETE).exists():
-            logger.info(f"--> Downloading the wheels of {venv_name} for {key} into {target} (for every node of "
-                        "this platform; once): about a minute, nothing more is printed until it ends")
+            logger.info(
+                f"--> Downloading the wheels of {venv_name} for {key} into {target} (for every node of "
+                "this platform; once): about a minute, nothing more is printed until it ends"
+            )
             _download(target, requirements, platforms, python_version, key, node)
     return sorted(path for path in target.iterdir() if path.suffix == ".whl")
 
@@ -89,8 +91,18 @@ def check_pins_available(
         return
     with tempfile.TemporaryDirectory(prefix="saf-pin-check-") as scratch:
         command = [
-            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
-            "--disable-pip-version-check", "--quiet", "--target", scratch, *_platform_args(platforms, python_version),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            scratch,
+            *_platform_args(platforms, python_version),
             *requirements,
         ]
         result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -100,16 +112,30 @@ def check_pins_available(
 
 
 def _platform_args(platforms: list[str], python_version: str) -> list[str]:
-    return ["--only-binary=:all:", "--implementation", "cp", "--python-version", python_version,
-            *(arg for tag in platforms for arg in ("--platform", tag))]
+    return [
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        *(arg for tag in platforms for arg in ("--platform", tag)),
+    ]
 
 
 def _download(target: Path, requirements, platforms, python_version, key, node) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     command = [
-        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
-        "--dest", str(staging), *_platform_args(platforms, python_version), *requirements,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(staging),
+        *_platform_args(platforms, python_version),
+        *requirements,
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)

@@ -21,14 +21,18 @@ def allow_ray_through_the_app_firewall() -> None:
     """socketfilterfw --add/--unblockapp for Ray's binaries that the application firewall does not allow."""
     found = app_firewall_state(host)
     if found.state == BLOCKS_ALL:
-        logger.warning(f"[{host.name}] the application firewall blocks all incoming connections, so Ray's peers "
-                       "cannot reach this node: turn off \"Block all incoming connections\" (System Settings, "
-                       "Network, Firewall, Options).")
+        logger.warning(
+            f"[{host.name}] the application firewall blocks all incoming connections, so Ray's peers "
+            'cannot reach this node: turn off "Block all incoming connections" (System Settings, '
+            "Network, Firewall, Options)."
+        )
     if not found.missing:
         return
     if not host.data.use_sudo:
-        logger.warning(f"[{host.name}] the application firewall is on and SAF cannot allow Ray without sudo "
-                       f"(use_sudo: false): allow {', '.join(found.missing)} in System Settings, Network, Firewall.")
+        logger.warning(
+            f"[{host.name}] the application firewall is on and SAF cannot allow Ray without sudo "
+            f"(use_sudo: false): allow {', '.join(found.missing)} in System Settings, Network, Firewall."
+        )
         return
     commands = []
     for path in found.missing:

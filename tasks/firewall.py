@@ -52,8 +52,10 @@ def rules_for(template: str) -> FirewallRules:
 def warn_about_limited_runs() -> None:
     left_out = [other.name for other in state.inventory if not state.is_host_in_limit(other)]
     if left_out:
-        logger.warning(f"[{host.name}] firewall: {', '.join(left_out)} keep their old rules in this limited run; "
-                       "a node new to the cluster file is admitted by them only after a run without --limit.")
+        logger.warning(
+            f"[{host.name}] firewall: {', '.join(left_out)} keep their old rules in this limited run; "
+            "a node new to the cluster file is admitted by them only after a run without --limit."
+        )
 
 
 def nft_command() -> str | None:
@@ -62,8 +64,10 @@ def nft_command() -> str | None:
     if nft:
         return nft
     if not host.get_fact(Which, command="apt-get"):
-        stop_host(name="nftables", reason=(
-            f"firewall: true needs nftables (`nft`) on {host.name}: install it, or set firewall: false."))
+        stop_host(
+            name="nftables",
+            reason=(f"firewall: true needs nftables (`nft`) on {host.name}: install it, or set firewall: false."),
+        )
         return None
     apt.packages(name="Install nftables (apt)", packages=["nftables"], update=True, _sudo=True)
     return "/usr/sbin/nft"
@@ -74,27 +78,47 @@ def linux_firewall() -> None:
     if nft is None:
         return
     rules = rules_for(NFT_TEMPLATE)
-    files.template(name="Ray's firewall rules (/etc/saf/firewall.nft)", src=NFT_TEMPLATE, dest=NFT_FILE,
-                   rules=rules, mode="644", _sudo=True)
-    unit = files.template(name=f"Load them at boot ({UNIT})", src=UNIT_TEMPLATE, dest=UNIT_FILE, nft=nft,
-                          rules_file=NFT_FILE, mode="644", jinja_env_kwargs=unit_template_env(), _sudo=True)
+    files.template(
+        name="Ray's firewall rules (/etc/saf/firewall.nft)",
+        src=NFT_TEMPLATE,
+        dest=NFT_FILE,
+        rules=rules,
+        mode="644",
+        _sudo=True,
+    )
+    unit = files.template(
+        name=f"Load them at boot ({UNIT})",
+        src=UNIT_TEMPLATE,
+        dest=UNIT_FILE,
+        nft=nft,
+        rules_file=NFT_FILE,
+        mode="644",
+        jinja_env_kwargs=unit_template_env(),
+        _sudo=True,
+    )
     loaded = host.get_fact(NftRules, _sudo=True)
     if (loaded or {}).get("digest") != rules.digest:  # the file's first lines make this an atomic replace
-        server.shell(name="Load Ray's firewall rules (table inet saf)", commands=[f"{shlex.quote(nft)} -f {NFT_FILE}"],
-                     _sudo=True)
+        server.shell(
+            name="Load Ray's firewall rules (table inet saf)",
+            commands=[f"{shlex.quote(nft)} -f {NFT_FILE}"],
+            _sudo=True,
+        )
     # the unit only loads them at boot (like saf-mtu.service): nothing is restarted by a deploy
-    systemd.service(name=f"Enable {UNIT}", service=UNIT, running=None, enabled=True,
-                    daemon_reload=unit.will_change, _sudo=True)
+    systemd.service(
+        name=f"Enable {UNIT}", service=UNIT, running=None, enabled=True, daemon_reload=unit.will_change, _sudo=True
+    )
 
 
 def remove_linux_firewall() -> None:
     if host.get_fact(NftRules, _sudo=True) is not None:
-        server.shell(name="Remove Ray's firewall rules (table inet saf)", commands=["nft delete table inet saf"],
-                     _sudo=True)
+        server.shell(
+            name="Remove Ray's firewall rules (table inet saf)", commands=["nft delete table inet saf"], _sudo=True
+        )
     # only where there is something to remove: a converged run then has no operation to execute here
     if host.get_fact(File, path=UNIT_FILE):
-        systemd.service(name=f"Stop loading them at boot ({UNIT})", service=UNIT, running=False, enabled=False,
-                        _sudo=True)
+        systemd.service(
+            name=f"Stop loading them at boot ({UNIT})", service=UNIT, running=False, enabled=False, _sudo=True
+        )
         files.file(name=f"Remove {UNIT}", path=UNIT_FILE, present=False, _sudo=True)
         systemd.daemon_reload(name="Reload systemd (firewall unit removed)", _sudo=True)
     if host.get_fact(File, path=NFT_FILE):
@@ -103,31 +127,64 @@ def remove_linux_firewall() -> None:
 
 def macos_firewall() -> None:
     rules = rules_for(PF_TEMPLATE)
-    files.template(name="Ray's firewall rules (/etc/saf/firewall.pf)", src=PF_TEMPLATE, dest=PF_FILE, rules=rules,
-                   anchor=PF_ANCHOR, user="root", group="wheel", mode="644", _sudo=True)
+    files.template(
+        name="Ray's firewall rules (/etc/saf/firewall.pf)",
+        src=PF_TEMPLATE,
+        dest=PF_FILE,
+        rules=rules,
+        anchor=PF_ANCHOR,
+        user="root",
+        group="wheel",
+        mode="644",
+        _sudo=True,
+    )
     pf = host.get_fact(PfRules, _sudo=True)
     if not pf["anchor_point"]:
-        logger.warning(f"[{host.name}] pf's main ruleset has no `anchor \"com.apple/*\"` (Apple's /etc/pf.conf has "
-                       f"it): until it does, the rules in {PF_ANCHOR} are loaded but not consulted.")
+        logger.warning(
+            f"[{host.name}] pf's main ruleset has no `anchor \"com.apple/*\"` (Apple's /etc/pf.conf has "
+            f"it): until it does, the rules in {PF_ANCHOR} are loaded but not consulted."
+        )
     load = [f"pfctl -a {PF_ANCHOR} -f {PF_FILE}"] if pf["digest"] != rules.digest else []
     enable = [] if pf["enabled"] else ["pfctl -E"]  # -E: an enable reference, as Apple's pf.conf asks
     if load or enable:
         server.shell(name=f"Load Ray's firewall rules (pf anchor {PF_ANCHOR})", commands=load + enable, _sudo=True)
-    plist = linted_plist(name=f"Load them at boot (LaunchDaemon {LAUNCHD_LABEL})", src=PLIST_TEMPLATE,
-                         dest=PLIST_FILE, label=LAUNCHD_LABEL, anchor=PF_ANCHOR, rules_file=PF_FILE,
-                         user="root", group="wheel", mode="644", _sudo=True)
+    plist = linted_plist(
+        name=f"Load them at boot (LaunchDaemon {LAUNCHD_LABEL})",
+        src=PLIST_TEMPLATE,
+        dest=PLIST_FILE,
+        label=LAUNCHD_LABEL,
+        anchor=PF_ANCHOR,
+        rules_file=PF_FILE,
+        user="root",
+        group="wheel",
+        mode="644",
+        _sudo=True,
+    )
     # a oneshot job: loaded is what matters (it runs once at load and at boot, then is "not running")
-    job(name=f"Load the firewall job ({LAUNCHD_LABEL})", label=LAUNCHD_LABEL, plist=PLIST_FILE, domain="system",
-        definition_changed=plist.will_change, oneshot=True, _sudo=True)
+    job(
+        name=f"Load the firewall job ({LAUNCHD_LABEL})",
+        label=LAUNCHD_LABEL,
+        plist=PLIST_FILE,
+        domain="system",
+        definition_changed=plist.will_change,
+        oneshot=True,
+        _sudo=True,
+    )
 
 
 def remove_macos_firewall() -> None:
     if host.get_fact(PfRules, _sudo=True)["loaded"]:
-        server.shell(name=f"Remove Ray's firewall rules (pf anchor {PF_ANCHOR})",
-                     commands=[f"pfctl -a {PF_ANCHOR} -F rules", f"pfctl -a {PF_ANCHOR} -F Tables"], _sudo=True)
+        server.shell(
+            name=f"Remove Ray's firewall rules (pf anchor {PF_ANCHOR})",
+            commands=[f"pfctl -a {PF_ANCHOR} -F rules", f"pfctl -a {PF_ANCHOR} -F Tables"],
+            _sudo=True,
+        )
     if host.get_fact(LaunchdJob, target=f"system/{LAUNCHD_LABEL}") is not None:
-        server.shell(name=f"Unload the firewall job ({LAUNCHD_LABEL})",
-                     commands=[f"launchctl bootout system/{LAUNCHD_LABEL}"], _sudo=True)
+        server.shell(
+            name=f"Unload the firewall job ({LAUNCHD_LABEL})",
+            commands=[f"launchctl bootout system/{LAUNCHD_LABEL}"],
+            _sudo=True,
+        )
     for path, what in ((PLIST_FILE, "Remove the firewall job definition"), (PF_FILE, "Remove the firewall rules file")):
         if host.get_fact(File, path=path):  # only where there is something to remove
             files.file(name=what, path=path, present=False, _sudo=True)

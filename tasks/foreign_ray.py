@@ -44,18 +44,27 @@ def take_out_of_service() -> None:
     if found.launchers or found.cron_lines:
         server.shell(name="Folder for what SAF sets aside (foreign Ray)", commands=[backup_folder_command(backup)])
     for launcher in found.launchers:
-        server.shell(name=f"Take the {launcher.describe()} out of service (foreign Ray)",
-                     commands=launcher_commands(launcher, backup), _sudo=launcher.needs_sudo)
+        server.shell(
+            name=f"Take the {launcher.describe()} out of service (foreign Ray)",
+            commands=launcher_commands(launcher, backup),
+            _sudo=launcher.needs_sudo,
+        )
     if found.cron_lines:
         numbers = ", ".join(str(number) for number, _ in found.cron_lines)
-        server.shell(name=f"Comment out crontab line(s) {numbers} that start Ray (foreign Ray)",
-                     commands=[crontab_command(found.cron_lines, found.cron_checksum, backup),
-                               manifest_command(backup, crontab_entry(found.user, found.cron_lines, backup))])
+        server.shell(
+            name=f"Comment out crontab line(s) {numbers} that start Ray (foreign Ray)",
+            commands=[
+                crontab_command(found.cron_lines, found.cron_checksum, backup),
+                manifest_command(backup, crontab_entry(found.user, found.cron_lines, backup)),
+            ],
+        )
     if found.processes:
         pids = ", ".join(str(process["pid"]) for process in found.processes)
-        server.shell(name=f"Stop the Ray not started by SAF: pids {pids}",
-                     commands=[stop_processes_command(found.processes, owner=found.owner,
-                                                     job_target=found.job_target)], _sudo=bool(found.others_processes))
+        server.shell(
+            name=f"Stop the Ray not started by SAF: pids {pids}",
+            commands=[stop_processes_command(found.processes, owner=found.owner, job_target=found.job_target)],
+            _sudo=bool(found.others_processes),
+        )
 
 
 if found.found or found.unreadable_jobs:

@@ -15,5 +15,9 @@ from saf.paths import on_node
 hostfile = on_node(HOSTFILE, host.get_fact(Home))
 if not host.get_fact(Directory, path=hostfile.rsplit("/", 1)[0]):
     files.directory(name="MLX hostfile directory", path=hostfile.rsplit("/", 1)[0], present=True)
-files.put(name="MLX hostfile for mlx.launch (ring, cluster ips)", src=StringIO(host.data.mlx_hostfile),
-          dest=hostfile, mode="644")
+files.put(
+    name="MLX hostfile for mlx.launch (ring, cluster ips)",
+    src=StringIO(host.data.mlx_hostfile),
+    dest=hostfile,
+    mode="644",
+)

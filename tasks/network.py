@@ -22,15 +22,27 @@ elif finding.verdict is Verdict.ATTENTION:
     logger.warning(f"[{host.name}] {finding.fix}")
 elif interface and is_macos(host):
     if finding.verdict is Verdict.WOULD_CHANGE:
-        server.shell(name=f"Set MTU {mtu} on {interface.name} ({interface.label})",
-                     commands=[finding.fix], _sudo=True)  # the fix of a "would change" is its command
+        server.shell(
+            name=f"Set MTU {mtu} on {interface.name} ({interface.label})", commands=[finding.fix], _sudo=True
+        )  # the fix of a "would change" is its command
 elif interface:
     if finding.verdict is Verdict.WOULD_CHANGE:
-        server.shell(name=f"Set MTU {mtu} on {interface.name}",
-                     commands=[finding.fix], _sudo=True)
-    unit = files.template(name="Keep the MTU across reboots (saf-mtu.service)",
-                          src="templates/saf-mtu.service.j2", dest="/etc/systemd/system/saf-mtu.service",
-                          interface=interface.name, mtu=mtu, ip=host.get_fact(Which, command="ip") or "/usr/sbin/ip",
-                          mode="644", jinja_env_kwargs=unit_template_env(), _sudo=True)
-    systemd.service(name="Enable saf-mtu.service", service="saf-mtu.service", enabled=True,
-                    daemon_reload=unit.will_change, _sudo=True)
+        server.shell(name=f"Set MTU {mtu} on {interface.name}", commands=[finding.fix], _sudo=True)
+    unit = files.template(
+        name="Keep the MTU across reboots (saf-mtu.service)",
+        src="templates/saf-mtu.service.j2",
+        dest="/etc/systemd/system/saf-mtu.service",
+        interface=interface.name,
+        mtu=mtu,
+        ip=host.get_fact(Which, command="ip") or "/usr/sbin/ip",
+        mode="644",
+        jinja_env_kwargs=unit_template_env(),
+        _sudo=True,
+    )
+    systemd.service(
+        name="Enable saf-mtu.service",
+        service="saf-mtu.service",
+        enabled=True,
+        daemon_reload=unit.will_change,
+        _sudo=True,
+    )

@@ -19,8 +19,7 @@ token_path = on_node(NODE_TOKEN_FILE, host.get_fact(Home))
 
 if auth_mode(host.data.ray_auth, host.data.ray_version) == "token":
     token = ensure_control_token(on_control(host.data.ray_auth_token_file, state.cwd))
-    files.directory(name="Ray auth token directory (0700)", path=token_path.rsplit("/", 1)[0], mode="700",
-                    present=True)
+    files.directory(name="Ray auth token directory (0700)", path=token_path.rsplit("/", 1)[0], mode="700", present=True)
     pushed = files.put(name="Ray auth token (0600)", src=str(token), dest=token_path, mode="600")
     if pushed.will_change:
         restart_ray_because(host, RestartReason.AUTH_TOKEN_CHANGED)

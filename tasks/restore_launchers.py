@@ -31,19 +31,29 @@ from saf.foreign_ray import (
 entries = host.get_fact(SetAsideLaunchers, backup_root=backup_root(host.get_fact(Home)))
 restored, left = latest_entries(entries)
 for entry in left:
-    logger.warning(f"[{host.name}] left in {entry['saved']}: an older copy of the {restore_describe(entry)} "
-                   "(a newer one is put back)")
+    logger.warning(
+        f"[{host.name}] left in {entry['saved']}: an older copy of the {restore_describe(entry)} "
+        "(a newer one is put back)"
+    )
 for entry in (e for e in restored if e["kind"] != "crontab"):
-    server.shell(name=f"Put back the {restore_describe(entry)} and enable it (not started)",
-                 commands=restore_commands(entry), _sudo=bool(entry.get("sudo")))
-    logger.warning(f"[{host.name}] put back, not started: the {restore_describe(entry)}; to start it now: "
-                   f"{start_hint(entry)}")
+    server.shell(
+        name=f"Put back the {restore_describe(entry)} and enable it (not started)",
+        commands=restore_commands(entry),
+        _sudo=bool(entry.get("sudo")),
+    )
+    logger.warning(
+        f"[{host.name}] put back, not started: the {restore_describe(entry)}; to start it now: {start_hint(entry)}"
+    )
 cron_lines = [line for entry in restored if entry["kind"] == "crontab" for _, line in entry["lines"]]
 if cron_lines:
-    server.shell(name=f"Uncomment the {len(cron_lines)} crontab line(s) SAF commented out",
-                 commands=[uncomment_crontab_command(cron_lines)])
+    server.shell(
+        name=f"Uncomment the {len(cron_lines)} crontab line(s) SAF commented out",
+        commands=[uncomment_crontab_command(cron_lines)],
+    )
 for manifest in sorted({entry["manifest"] for entry in entries}):
-    server.shell(name=f"Mark {manifest.rsplit('/', 2)[-2]}'s set-aside launchers restored",
-                 commands=[f"mv -- {shlex.quote(manifest)} {shlex.quote(manifest[: -len(MANIFEST)] + RESTORED_MANIFEST)}"])
+    server.shell(
+        name=f"Mark {manifest.rsplit('/', 2)[-2]}'s set-aside launchers restored",
+        commands=[f"mv -- {shlex.quote(manifest)} {shlex.quote(manifest[: -len(MANIFEST)] + RESTORED_MANIFEST)}"],
+    )
 if not entries:
     logger.info(f"[{host.name}] nothing set aside by SAF to put back")

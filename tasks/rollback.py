@@ -15,16 +15,28 @@ service = node_ray_service(host)
 
 
 def switch_and_restart() -> None:
-    switched = rolled_back_venv(name="Make the previous venv current",
-                                root=on_node(host.data.venv_root, host.get_fact(Home)))
+    switched = rolled_back_venv(
+        name="Make the previous venv current", root=on_node(host.data.venv_root, host.get_fact(Home))
+    )
     if not switched.will_change:
         return
     if is_macos(host):
-        job(name=f"Restart Ray {service.role} (launchd)", label=service.label, plist=service.plist_path,
-            domain=service.launchd_domain, restart=True, _sudo=service.system)
+        job(
+            name=f"Restart Ray {service.role} (launchd)",
+            label=service.label,
+            plist=service.plist_path,
+            domain=service.launchd_domain,
+            restart=True,
+            _sudo=service.system,
+        )
     else:
-        systemd.service(name=f"Restart Ray {service.role} (systemd)", service=service.unit, restarted=True,
-                        user_mode=not service.system, _sudo=service.system)
+        systemd.service(
+            name=f"Restart Ray {service.role} (systemd)",
+            service=service.unit,
+            restarted=True,
+            user_mode=not service.system,
+            _sudo=service.system,
+        )
 
 
 in_role_order(host, switch_and_restart, first="head")

@@ -63,31 +63,41 @@ def stage_model() -> None:
     if staged["dirs"].get(name) != digest:
         incoming = f"{INCOMING_PREFIX}{name}"
         files.directory(name="Models folder", path=models, present=True)
-        files.rsync(name=f"Copy the model {serve['model_id']} ({name}) to the node",
-                    src=serve["model_path"].rstrip("/") + "/", dest=f"{models}/{incoming}/",
-                    flags=["-a", "--checksum", "--partial", "--delete", "--exclude=.*"])
-        server.shell(name=f"Mark the model {name} complete and put it in place", commands=[
-            f"printf %s {shlex.quote(digest)} > {_path(incoming)}/{DIGEST_MARKER} && rm -rf {_path(name)} "
-            f"&& mv {_path(incoming)} {_path(name)}"])
+        files.rsync(
+            name=f"Copy the model {serve['model_id']} ({name}) to the node",
+            src=serve["model_path"].rstrip("/") + "/",
+            dest=f"{models}/{incoming}/",
+            flags=["-a", "--checksum", "--partial", "--delete", "--exclude=.*"],
+        )
+        server.shell(
+            name=f"Mark the model {name} complete and put it in place",
+            commands=[
+                f"printf %s {shlex.quote(digest)} > {_path(incoming)}/{DIGEST_MARKER} && rm -rf {_path(name)} "
+                f"&& mv {_path(incoming)} {_path(name)}"
+            ],
+        )
     if staged["current"] != name:
-        server.shell(name=f"Models: {CURRENT} -> {name}",
-                     commands=[f"ln -sfn {shlex.quote(name)} {_path(CURRENT)}"])
+        server.shell(name=f"Models: {CURRENT} -> {name}", commands=[f"ln -sfn {shlex.quote(name)} {_path(CURRENT)}"])
     old = sorted(set(staged["dirs"]) - {name, staged["current"], f"{INCOMING_PREFIX}{name}"})
     if old:
-        server.shell(name=f"Prune older models ({', '.join(old)})",
-                     commands=[f"rm -rf {' '.join(_path(entry) for entry in old)}"])
+        server.shell(
+            name=f"Prune older models ({', '.join(old)})",
+            commands=[f"rm -rf {' '.join(_path(entry) for entry in old)}"],
+        )
 
 
 def serving_files() -> list[str]:
     """The program, its config and (serve_bind: cluster) the API key on the head; why the service restarts."""
     why = []
     files.directory(name="Serving folder (0700)", path=service.directory, mode="700", present=True)
-    program = files.put(name="Serving program (serve_app.py)", src=str(NODE_SCRIPTS / PROGRAM), dest=service.program,
-                        mode="644")
+    program = files.put(
+        name="Serving program (serve_app.py)", src=str(NODE_SCRIPTS / PROGRAM), dest=service.program, mode="644"
+    )
     if program.will_change:
         why.append("the serving program changes")
-    config = files.put(name="Serving config", src=StringIO(config_text(serve_config(host.data, home))),
-                       dest=service.config, mode="644")
+    config = files.put(
+        name="Serving config", src=StringIO(config_text(serve_config(host.data, home))), dest=service.config, mode="644"
+    )
     if config.will_change:
         why.append("its config (model, port, replicas or bind) changes")
     if host.data.serve_bind == "cluster":
@@ -106,23 +116,51 @@ def supervised_program(why: list[str]) -> None:
     owner = {"user": "root", "group": "wheel", "_sudo": True} if service.system and macos else {}
     if macos:
         files.directory(name="Serving log directory", path=service.logs, present=True)
-        plist = linted_plist(name="Serving job definition", src="templates/serve.plist.j2", dest=service.plist_path,
-                             service=service, daemon=service.system, mode="644", **owner)
+        plist = linted_plist(
+            name="Serving job definition",
+            src="templates/serve.plist.j2",
+            dest=service.plist_path,
+            service=service,
+            daemon=service.system,
+            mode="644",
+            **owner,
+        )
         changed = plist.will_change
         _say_why(why, changed)
-        job(name="Serving program (launchd)", label=service.label, plist=service.plist_path,
-            domain=service.launchd_domain, definition_changed=changed, restart=bool(why), _sudo=service.system)
+        job(
+            name="Serving program (launchd)",
+            label=service.label,
+            plist=service.plist_path,
+            domain=service.launchd_domain,
+            definition_changed=changed,
+            restart=bool(why),
+            _sudo=service.system,
+        )
         return
     if not service.system:
         files.directory(name="User unit directory", path=service.unit_dir, present=True)
-    unit = files.template(name="Serving unit", src="templates/serve.service.j2", dest=service.unit_path,
-                          service=service, ray_unit="saf-ray-head.service", mode="644",
-                          jinja_env_kwargs=unit_template_env(), _sudo=service.system)
+    unit = files.template(
+        name="Serving unit",
+        src="templates/serve.service.j2",
+        dest=service.unit_path,
+        service=service,
+        ray_unit="saf-ray-head.service",
+        mode="644",
+        jinja_env_kwargs=unit_template_env(),
+        _sudo=service.system,
+    )
     changed = unit.will_change
     _say_why(why, changed)
-    systemd.service(name="Serving program (systemd)", service=service.unit, running=True, enabled=True,
-                    restarted=bool(why) or changed, daemon_reload=changed, user_mode=not service.system,
-                    _sudo=service.system)
+    systemd.service(
+        name="Serving program (systemd)",
+        service=service.unit,
+        running=True,
+        enabled=True,
+        restarted=bool(why) or changed,
+        daemon_reload=changed,
+        user_mode=not service.system,
+        _sudo=service.system,
+    )
 
 
 def _say_why(why: list[str], definition_changed: bool) -> None:

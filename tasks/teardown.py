@@ -24,15 +24,32 @@ service = node_ray_service(host)
 
 def remove_service() -> None:
     if is_macos(host):
-        job(name=f"Stop Ray {service.role} (launchd)", label=service.label, plist=service.plist_path,
-            domain=service.launchd_domain, present=False, _sudo=service.system)
-        files.file(name=f"Remove the Ray {service.role} job definition", path=service.plist_path, present=False,
-                   _sudo=service.system)
+        job(
+            name=f"Stop Ray {service.role} (launchd)",
+            label=service.label,
+            plist=service.plist_path,
+            domain=service.launchd_domain,
+            present=False,
+            _sudo=service.system,
+        )
+        files.file(
+            name=f"Remove the Ray {service.role} job definition",
+            path=service.plist_path,
+            present=False,
+            _sudo=service.system,
+        )
     else:
-        systemd.service(name=f"Stop Ray {service.role} (systemd)", service=service.unit, running=False,
-                        enabled=False, user_mode=not service.system, _sudo=service.system)
-        removed = files.file(name=f"Remove the Ray {service.role} unit", path=service.unit_path, present=False,
-                             _sudo=service.system)
+        systemd.service(
+            name=f"Stop Ray {service.role} (systemd)",
+            service=service.unit,
+            running=False,
+            enabled=False,
+            user_mode=not service.system,
+            _sudo=service.system,
+        )
+        removed = files.file(
+            name=f"Remove the Ray {service.role} unit", path=service.unit_path, present=False, _sudo=service.system
+        )
         if removed.will_change:
             systemd.daemon_reload(name="Reload systemd", user_mode=not service.system, _sudo=service.system)
 

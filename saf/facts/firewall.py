@@ -48,9 +48,11 @@ class PfRules(FactBase[dict]):
     """
 
     def command(self) -> str:
-        return (f"pfctl -s info 2>/dev/null | grep -i '^status'; echo '-- main'; "
-                f"pfctl -s rules 2>/dev/null | grep -F 'anchor \"com.apple/*\"'; echo '-- anchor'; "
-                f"pfctl -a {PF_ANCHOR} -s rules 2>/dev/null; true")
+        return (
+            f"pfctl -s info 2>/dev/null | grep -i '^status'; echo '-- main'; "
+            f"pfctl -s rules 2>/dev/null | grep -F 'anchor \"com.apple/*\"'; echo '-- anchor'; "
+            f"pfctl -a {PF_ANCHOR} -s rules 2>/dev/null; true"
+        )
 
     def process(self, output: list[str]) -> dict:
         sections: dict[str, list[str]] = {"status": [], "main": [], "anchor": []}
@@ -63,8 +65,12 @@ class PfRules(FactBase[dict]):
                 sections[section].append(line)
         enabled = any(re.match(r"^\s*status\s*:\s*enabled", line, re.IGNORECASE) for line in sections["status"])
         anchor_point = any(line.strip().startswith('anchor "com.apple/*"') for line in sections["main"])
-        return {"enabled": enabled, "anchor_point": anchor_point, "loaded": bool(sections["anchor"]),
-                "digest": _digest(sections["anchor"])}
+        return {
+            "enabled": enabled,
+            "anchor_point": anchor_point,
+            "loaded": bool(sections["anchor"]),
+            "digest": _digest(sections["anchor"]),
+        }
 
 
 class AppFirewall(FactBase[dict]):
@@ -80,8 +86,10 @@ class AppFirewall(FactBase[dict]):
     default = dict
 
     def command(self) -> str:
-        return (f"{SOCKETFILTERFW} --getglobalstate 2>/dev/null; {SOCKETFILTERFW} --getblockall 2>/dev/null; "
-                f"{SOCKETFILTERFW} --listapps 2>/dev/null; true")
+        return (
+            f"{SOCKETFILTERFW} --getglobalstate 2>/dev/null; {SOCKETFILTERFW} --getblockall 2>/dev/null; "
+            f"{SOCKETFILTERFW} --listapps 2>/dev/null; true"
+        )
 
     def process(self, output: list[str]) -> dict:
         state, block_all = _global_state(output), _block_all(output)

@@ -40,8 +40,11 @@ class AppleGPU(FactBase[dict | None]):
             raise UnexpectedOutput(APPLE_GPU_COMMAND, output)
         cores = re.match(r"\d+", fields.get("Total Number of Cores", ""))
         metal = fields.get("Metal Support") or fields.get("Metal Family") or fields.get("Metal")  # 10.14-10.15
-        return {"model": fields["Chipset Model"], "cores": int(cores.group()) if cores else None,
-                "metal": metal if metal and not metal.lower().startswith("not supported") else None}
+        return {
+            "model": fields["Chipset Model"],
+            "cores": int(cores.group()) if cores else None,
+            "metal": metal if metal and not metal.lower().startswith("not supported") else None,
+        }
 
 
 class NvidiaGPUs(FactBase[list]):

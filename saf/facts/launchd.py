@@ -40,7 +40,9 @@ class LaunchdDomain(FactBase[bool]):
         return "launchctl"
 
     def command(self, domain: str) -> StringCommand:
-        return StringCommand("launchctl print", QuoteString(domain), ">/dev/null 2>&1 && echo reachable || echo unreachable")
+        return StringCommand(
+            "launchctl print", QuoteString(domain), ">/dev/null 2>&1 && echo reachable || echo unreachable"
+        )
 
     def process(self, output: list[str]) -> bool:
         return any(line.strip() == "reachable" for line in output)

@@ -96,8 +96,10 @@ class LinuxInterfaces(FactBase[dict]):
     default = dict
 
     def command(self) -> str:
-        return ("ip -j addr; echo; for d in /sys/class/net/*; do "
-                '[ -d "$d/wireless" ] && echo "wireless ${d##*/}"; done; true')
+        return (
+            "ip -j addr; echo; for d in /sys/class/net/*; do "
+            '[ -d "$d/wireless" ] && echo "wireless ${d##*/}"; done; true'
+        )
 
     def process(self, output: list[str]) -> dict:
         interfaces: dict = {}

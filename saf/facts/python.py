@@ -35,7 +35,12 @@ class PythonInterpreter(FactBase[dict | None]):
 
     def command(self, python: str) -> StringCommand:
         return StringCommand(
-            "if [ -x", QuoteString(python), "]; then", QuoteString(python), "-c", QuoteString(_PROBE),
+            "if [ -x",
+            QuoteString(python),
+            "]; then",
+            QuoteString(python),
+            "-c",
+            QuoteString(_PROBE),
             "2>/dev/null || echo BROKEN; fi",
         )
 
@@ -93,8 +98,9 @@ class VenvDistributions(FactBase[dict | None]):
     def command(self, venv: str) -> StringCommand:
         python = f"{venv}/bin/python"
         site_packages = f"{shlex.quote(f'{venv}/lib')}/python*/site-packages"  # the glob outside the quotes
-        return StringCommand("if [ -x", QuoteString(python), f"]; then echo {self.MARK}; ls -1", site_packages,
-                             "2>/dev/null; fi")
+        return StringCommand(
+            "if [ -x", QuoteString(python), f"]; then echo {self.MARK}; ls -1", site_packages, "2>/dev/null; fi"
+        )
 
     def process(self, output: list[str]) -> dict | None:
         if self.MARK not in (line.strip() for line in output):

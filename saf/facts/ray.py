@@ -33,7 +33,8 @@ SS_COMMAND = "ss -Hltnp"
 LSOF_COMMAND = "lsof -iTCP -sTCP:LISTEN -n -P"
 _RAY_PROGRAM = re.compile(
     r"(/raylet(\s|$)|/gcs_server(\s|$)|\bray start\b|/bin/ray\s+start\b|ray/dashboard/|ray/_private/"
-    r"|ray/autoscaler/_private/monitor\.py|^ray::|^ray-dashboard-|default_worker\.py|-m ray\.util\.client\.server\b)")
+    r"|ray/autoscaler/_private/monitor\.py|^ray::|^ray-dashboard-|default_worker\.py|-m ray\.util\.client\.server\b)"
+)
 # what runs `ray start` (directly, from a shell line, or through `python -m ray.scripts.scripts start`)
 RAY_START = re.compile(r"(\bray(\.scripts\.scripts)?\s+start\b)")
 _LINE = re.compile(r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")
@@ -96,8 +97,16 @@ class RayProcessUnits(FactBase[list]):
             user, pid, ppid, unit, user_unit, command = found.groups()
             any_unit = any_unit or unit != "-"
             if is_ray_command(command):
-                processes.append({"user": user, "pid": int(pid), "ppid": int(ppid), "command": command,
-                                  "unit": _unit(unit), "user_unit": _unit(user_unit)})
+                processes.append(
+                    {
+                        "user": user,
+                        "pid": int(pid),
+                        "ppid": int(ppid),
+                        "command": command,
+                        "unit": _unit(unit),
+                        "user_unit": _unit(user_unit),
+                    }
+                )
         if processes and not any_unit:
             # on systemd every process but the kernel's is in a unit (pid 1 in init.scope): a column of
             # '-' means ps cannot read units here, and SAF's own service would look foreign
@@ -140,8 +149,14 @@ class LinuxListeners(FactBase[list]):
             address, port, users = found.groups()
             owners = _SS_USER.findall(users or "") or [(None, None)]
             for program, pid in owners:  # a socket shared by several processes: one entry each
-                listeners.append({"address": _bind_address(address), "port": int(port),
-                                  "pid": int(pid) if pid else None, "program": program})
+                listeners.append(
+                    {
+                        "address": _bind_address(address),
+                        "port": int(port),
+                        "pid": int(pid) if pid else None,
+                        "program": program,
+                    }
+                )
         return listeners
 
 
@@ -171,8 +186,15 @@ class MacListeners(FactBase[list]):
             if not found:
                 raise UnexpectedOutput(LSOF_COMMAND, [line])
             program, pid, user, _, address, port = found.groups()
-            listeners.append({"address": _bind_address(address), "port": int(port), "pid": int(pid),
-                              "program": program, "user": user})
+            listeners.append(
+                {
+                    "address": _bind_address(address),
+                    "port": int(port),
+                    "pid": int(pid),
+                    "program": program,
+                    "user": user,
+                }
+            )
         return listeners
 
 
@@ -185,8 +207,10 @@ class SystemdRayUnits(FactBase[list]):
     default = list
 
     def command(self, home: str) -> str:
-        return (f"grep -sHE '^[[:space:]]*ExecStart=' /etc/systemd/system/*.service "
-                f"{shlex.quote(home)}/.config/systemd/user/*.service || true")
+        return (
+            f"grep -sHE '^[[:space:]]*ExecStart=' /etc/systemd/system/*.service "
+            f"{shlex.quote(home)}/.config/systemd/user/*.service || true"
+        )
 
     def process(self, output: list[str]) -> list:
         units = []
@@ -197,8 +221,14 @@ class SystemdRayUnits(FactBase[list]):
             if not separator or not path.endswith(".service"):
                 raise UnexpectedOutput("grep ExecStart= (systemd unit files)", [line])
             if RAY_START.search(exec_line):
-                units.append({"path": path, "unit": path.rsplit("/", 1)[1], "exec": exec_line.strip(),
-                              "user": "/.config/systemd/user/" in path})
+                units.append(
+                    {
+                        "path": path,
+                        "unit": path.rsplit("/", 1)[1],
+                        "exec": exec_line.strip(),
+                        "user": "/.config/systemd/user/" in path,
+                    }
+                )
         return units
 
 
@@ -220,9 +250,11 @@ class LaunchdRayJobs(FactBase[list]):
 
     def command(self, home: str) -> str:
         dirs = " ".join(f"{directory}/*.plist" for directory in LAUNCHD_DIRS)
-        return (f"for f in {dirs} {shlex.quote(home)}/Library/LaunchAgents/*.plist; do "
-                "[ -f \"$f\" ] && grep -q ray \"$f\" 2>/dev/null || continue; "
-                "echo \"== $f\"; plutil -convert json -o - \"$f\" 2>/dev/null || echo '!! not JSON'; echo; done")
+        return (
+            f"for f in {dirs} {shlex.quote(home)}/Library/LaunchAgents/*.plist; do "
+            '[ -f "$f" ] && grep -q ray "$f" 2>/dev/null || continue; '
+            'echo "== $f"; plutil -convert json -o - "$f" 2>/dev/null || echo \'!! not JSON\'; echo; done'
+        )
 
     def process(self, output: list[str]) -> list:
         jobs = []
@@ -237,8 +269,12 @@ class LaunchdRayJobs(FactBase[list]):
                     plist = json.loads(line)
                 except ValueError:
                     raise UnexpectedOutput("plutil -convert json (launchd plists)", [line]) from None
-                program = " ".join([*([plist["Program"]] if plist.get("Program") else []),
-                                    *map(str, plist.get("ProgramArguments") or [])])
+                program = " ".join(
+                    [
+                        *([plist["Program"]] if plist.get("Program") else []),
+                        *map(str, plist.get("ProgramArguments") or []),
+                    ]
+                )
                 if RAY_START.search(program):
                     jobs.append({"path": path, "label": str(plist.get("Label") or ""), "program": program})
             elif line.strip():
@@ -265,6 +301,9 @@ class CrontabRayLines(FactBase[dict]):
             return {"checksum": "", "lines": []}
         if not _CKSUM.match(output[0].strip()):
             raise UnexpectedOutput("crontab -l | cksum", output)
-        lines = [(number, line) for number, line in enumerate(output[1:], start=1)
-                 if RAY_START.search(line) and not line.lstrip().startswith("#")]
+        lines = [
+            (number, line)
+            for number, line in enumerate(output[1:], start=1)
+            if RAY_START.search(line) and not line.lstrip().startswith("#")
+        ]
         return {"checksum": output[0].strip(), "lines": lines}

@@ -27,9 +27,11 @@ class RdmaThunderbolt(FactBase[dict]):
         return {"rdma_ctl": ABSENT, "devices": []}
 
     def command(self) -> str:
-        return (f"echo '{RDMA_CTL_MARK}'; if command -v rdma_ctl >/dev/null 2>&1; then rdma_ctl status 2>&1; "
-                f"else echo {ABSENT}; fi; echo '{IBV_DEVICES_MARK}'; if command -v ibv_devices >/dev/null 2>&1; "
-                f"then ibv_devices 2>&1; fi; true")
+        return (
+            f"echo '{RDMA_CTL_MARK}'; if command -v rdma_ctl >/dev/null 2>&1; then rdma_ctl status 2>&1; "
+            f"else echo {ABSENT}; fi; echo '{IBV_DEVICES_MARK}'; if command -v ibv_devices >/dev/null 2>&1; "
+            f"then ibv_devices 2>&1; fi; true"
+        )
 
     def process(self, output: list[str]) -> dict:
         sections: dict[str, list[str]] = {RDMA_CTL_MARK: [], IBV_DEVICES_MARK: []}

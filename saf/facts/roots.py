@@ -80,10 +80,18 @@ class SafRoots(FactBase[dict]):
         return {"venv_root": root_state(), "pyenv_root": root_state()}
 
     def command(self, venv_root: str, pyenv_root: str) -> StringCommand:
-        return StringCommand("sh -c", QuoteString(_SCRIPT), "saf", QuoteString(venv_root), QuoteString(pyenv_root),
-                             QuoteString(VENV_NAME_PATTERN), QuoteString(ROOT_MARKER),
-                             QuoteString(f"{CURRENT} {PREVIOUS} .{CURRENT}.tmp .{PREVIOUS}.tmp"),
-                             QuoteString(" ".join(VENV_SIDE_FILES)), QuoteString(" ".join(PYENV_ENTRIES)))
+        return StringCommand(
+            "sh -c",
+            QuoteString(_SCRIPT),
+            "saf",
+            QuoteString(venv_root),
+            QuoteString(pyenv_root),
+            QuoteString(VENV_NAME_PATTERN),
+            QuoteString(ROOT_MARKER),
+            QuoteString(f"{CURRENT} {PREVIOUS} .{CURRENT}.tmp .{PREVIOUS}.tmp"),
+            QuoteString(" ".join(VENV_SIDE_FILES)),
+            QuoteString(" ".join(PYENV_ENTRIES)),
+        )
 
     def process(self, output: list[str]) -> dict:
         result = self.default()

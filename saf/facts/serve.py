@@ -36,7 +36,9 @@ class StagedModels(FactBase[dict]):
     """``{"current": "<name>" | None, "dirs": {"<name>": "<digest>" or ""}}`` for the node's models folder
     (an absolute path); empty when it does not exist."""
 
-    pure_read = True  # reads a folder's listing and its marker files only: may be kept and asked ahead (saf/fact_cache.py)
+    pure_read = (
+        True  # reads a folder's listing and its marker files only: may be kept and asked ahead (saf/fact_cache.py)
+    )
 
     def command(self, models: str) -> str:
         from shlex import quote
@@ -72,16 +74,33 @@ class ServeProbe(FactBase[dict]):
     def default() -> dict:
         return {"ok": False, "reason": "no_probe_output", "detail": "the serving probe printed nothing"}
 
-    def command(self, python: str, endpoint: str, model: str, replicas: int, key_file: str = "",
-                timeout: int = 120) -> StringCommand:
+    def command(
+        self, python: str, endpoint: str, model: str, replicas: int, key_file: str = "", timeout: int = 120
+    ) -> StringCommand:
         key = ["--key-file", QuoteString(key_file)] if key_file else []
-        return StringCommand(QuoteString(python), "-c", QuoteString(PROBE_PROGRAM), "--endpoint", QuoteString(endpoint),
-                             "--model", QuoteString(model), "--replicas", str(int(replicas)), *key,
-                             "--timeout", str(int(timeout)), "2>&1 || true")
+        return StringCommand(
+            QuoteString(python),
+            "-c",
+            QuoteString(PROBE_PROGRAM),
+            "--endpoint",
+            QuoteString(endpoint),
+            "--model",
+            QuoteString(model),
+            "--replicas",
+            str(int(replicas)),
+            *key,
+            "--timeout",
+            str(int(timeout)),
+            "2>&1 || true",
+        )
 
     def process(self, output: list[str]) -> dict:
         for line in output:
             if line.startswith(PROBE_MARKER):
-                return json.loads(line[len(PROBE_MARKER):])
+                return json.loads(line[len(PROBE_MARKER) :])
         tail = " | ".join(line.strip() for line in output[-5:])
-        return {"ok": False, "reason": "no_probe_output", "detail": f"the serving probe printed no result: {tail[:800]}"}
+        return {
+            "ok": False,
+            "reason": "no_probe_output",
+            "detail": f"the serving probe printed no result: {tail[:800]}",
+        }

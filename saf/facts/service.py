@@ -49,30 +49,46 @@ def _service_lines(manager: str, target: str, user_mode: bool) -> str:
     """Shell printing the service manager's view (raw) and setting ``pid`` to the main process."""
     if manager == "systemd":
         systemctl = "systemctl --user" if user_mode else "systemctl"
-        return (f"out=$({systemctl} show -p MainPID -p NeedDaemonReload {shlex.quote(target)} 2>/dev/null); "
-                "printf '%s\\n' \"$out\"; pid=$(printf '%s\\n' \"$out\" | sed -n 's/^MainPID=//p')")
-    return (f"out=$(launchctl print {shlex.quote(target)} 2>/dev/null); printf '%s\\n' \"$out\"; "
-            "pid=$(printf '%s\\n' \"$out\" | sed -n 's/^[[:space:]]*pid = \\([0-9][0-9]*\\)$/\\1/p' | head -n 1)")
+        return (
+            f"out=$({systemctl} show -p MainPID -p NeedDaemonReload {shlex.quote(target)} 2>/dev/null); "
+            "printf '%s\\n' \"$out\"; pid=$(printf '%s\\n' \"$out\" | sed -n 's/^MainPID=//p')"
+        )
+    return (
+        f"out=$(launchctl print {shlex.quote(target)} 2>/dev/null); printf '%s\\n' \"$out\"; "
+        "pid=$(printf '%s\\n' \"$out\" | sed -n 's/^[[:space:]]*pid = \\([0-9][0-9]*\\)$/\\1/p' | head -n 1)"
+    )
 
 
-def service_run_command(manager: str, target: str, venv_root: str, watched: tuple[str, ...],
-                        user_mode: bool = False) -> str:
+def service_run_command(
+    manager: str, target: str, venv_root: str, watched: tuple[str, ...], user_mode: bool = False
+) -> str:
     """The one shell command behind :class:`RayServiceRun` (sections headed ``== name``)."""
     root = shlex.quote(venv_root.rstrip("/"))
     files = " ".join([*(shlex.quote(path) for path in watched), f"{root}/current/lib/python*/site-packages"])
-    return "; ".join([
-        "echo '== service'", f"echo {manager}", _service_lines(manager, target, user_mode),
-        "echo '== root'", f"echo {root}",
-        "echo '== process'",
-        ("if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then ps -A -ww -o pid= -o ppid= -o etime= -o args= "
-         "| awk -v p=\"$pid\" '$1 == p || $2 == p'; fi"),
-        "echo '== current'", f"(cd -P {root}/current 2>/dev/null && pwd -P)",
-        "echo '== now'", "date +%s",
-        "echo '== mtime'",
-        (f"for f in {files}; do [ -e \"$f\" ] || continue; "
-         "m=$(stat -c %Y \"$f\" 2>/dev/null || stat -f %m \"$f\" 2>/dev/null) && echo \"$m $f\"; done"),
-        "true",
-    ])
+    return "; ".join(
+        [
+            "echo '== service'",
+            f"echo {manager}",
+            _service_lines(manager, target, user_mode),
+            "echo '== root'",
+            f"echo {root}",
+            "echo '== process'",
+            (
+                'if [ -n "$pid" ] && [ "$pid" != 0 ]; then ps -A -ww -o pid= -o ppid= -o etime= -o args= '
+                "| awk -v p=\"$pid\" '$1 == p || $2 == p'; fi"
+            ),
+            "echo '== current'",
+            f"(cd -P {root}/current 2>/dev/null && pwd -P)",
+            "echo '== now'",
+            "date +%s",
+            "echo '== mtime'",
+            (
+                f'for f in {files}; do [ -e "$f" ] || continue; '
+                'm=$(stat -c %Y "$f" 2>/dev/null || stat -f %m "$f" 2>/dev/null) && echo "$m $f"; done'
+            ),
+            "true",
+        ]
+    )
 
 
 def _sections(output: list[str], command: str) -> dict[str, list[str]]:
@@ -106,8 +122,9 @@ class RayServiceRun(FactBase[dict]):
     venv it runs and the one ``current`` names (directory names), systemd's NeedDaemonReload, and
     ``{path: mtime}`` of the watched files that exist. See the module docstring."""
 
-    def command(self, manager: str, target: str, venv_root: str, watched: tuple[str, ...] = (),
-                user_mode: bool = False) -> str:
+    def command(
+        self, manager: str, target: str, venv_root: str, watched: tuple[str, ...] = (), user_mode: bool = False
+    ) -> str:
         return service_run_command(manager, target, venv_root, tuple(watched), user_mode)
 
     def process(self, output: list[str]) -> dict:
@@ -146,9 +163,14 @@ class RayServiceRun(FactBase[dict]):
                 raise UnexpectedOutput("stat (modification times)", [line])
             if found:
                 mtimes[found.group(2)] = int(found.group(1))
-        return {"pid": pid, "started": started, "venv": venv if pid else None, "current": current,
-                "need_daemon_reload": need_reload, "mtimes": mtimes}
-
+        return {
+            "pid": pid,
+            "started": started,
+            "venv": venv if pid else None,
+            "current": current,
+            "need_daemon_reload": need_reload,
+            "mtimes": mtimes,
+        }
 
 
 def _service(lines: list[str]) -> tuple[int | None, bool]:

@@ -26,8 +26,10 @@ class SetAsideLaunchers(FactBase[list]):
     default = list
 
     def command(self, backup_root: str) -> str:
-        return (f"for f in {shlex.quote(backup_root)}/*/manifest.jsonl; do [ -f \"$f\" ] || continue; "
-                "echo \"== $f\"; cat \"$f\"; done; true")
+        return (
+            f'for f in {shlex.quote(backup_root)}/*/manifest.jsonl; do [ -f "$f" ] || continue; '
+            'echo "== $f"; cat "$f"; done; true'
+        )
 
     def process(self, output: list[str]) -> list:
         entries, manifest = [], None

@@ -21,4 +21,5 @@ class UnexpectedOutput(FactProcessError):
         shown = " | ".join(line.strip() for line in output[:SHOWN_LINES] if line.strip()) or "(nothing)"
         super().__init__(
             f"SAF does not understand the output of `{command}`: {shown}. Nothing was guessed; please "
-            "report this output (it is new to SAF) and re-run when SAF reads it.")
+            "report this output (it is new to SAF) and re-run when SAF reads it."
+        )

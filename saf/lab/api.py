@@ -1,11 +1,11 @@
 """The lab as a whole: up, status, down, and the cluster file that points SAF at it.
 
-    from saf.lab import api
-    lab = api.Lab(project_dir)
-    lab.up(3)                         # alpha (head), beta, gamma: booted and reachable over SSH
-    lab.exec("beta", ["systemctl", "is-system-running"])
-    lab.write_cluster_file(["alpha", "beta"])   # a cluster of a subset (onboarding tests)
-    lab.down()
+from saf.lab import api
+lab = api.Lab(project_dir)
+lab.up(3)                         # alpha (head), beta, gamma: booted and reachable over SSH
+lab.exec("beta", ["systemctl", "is-system-running"])
+lab.write_cluster_file(["alpha", "beta"])   # a cluster of a subset (onboarding tests)
+lab.down()
 """
 
 from __future__ import annotations
@@ -89,15 +89,22 @@ class Lab:
         lines = [f"{node.address} {host_keys[node.name]}" for node in wanted]
         self.layout.known_hosts.write_text("\n".join(lines) + "\n")
 
-    def write_cluster_file(self, names: list[str], settings: dict | None = None, path: Path | None = None,
-                           serve: dict | None = None) -> Path:
+    def write_cluster_file(
+        self, names: list[str], settings: dict | None = None, path: Path | None = None, serve: dict | None = None
+    ) -> Path:
         """A cluster file for these lab nodes (default: .saf/lab/cluster.yaml); ``serve``: its serve: part
         (none by default: Ray Serve's processes would slow every test on the lab's two cores)."""
         chosen = [self.node(name) for name in names]
         content = {
             "nodes": [
-                {"name": node.name, "role": node.role, "address": node.address, "ssh_user": NODE_USER,
-                 "ssh_key": str(self.layout.ssh_key), "ssh_known_hosts_file": str(self.layout.known_hosts)}
+                {
+                    "name": node.name,
+                    "role": node.role,
+                    "address": node.address,
+                    "ssh_user": NODE_USER,
+                    "ssh_key": str(self.layout.ssh_key),
+                    "ssh_known_hosts_file": str(self.layout.known_hosts),
+                }
                 for node in chosen
             ],
             "settings": {
@@ -119,8 +126,9 @@ class Lab:
 
     # --- using nodes ----------------------------------------------------------------------------
 
-    def exec(self, name: str, argv: list[str], user: str | None = None, check: bool = True,
-             timeout: float = 300) -> subprocess.CompletedProcess:
+    def exec(
+        self, name: str, argv: list[str], user: str | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         """Run a command inside a node, as root (default) or as ``user``."""
         return nodes.node_exec(self.layout, self.node(name), argv, user=user, check=check, timeout=timeout)
 
@@ -144,9 +152,19 @@ class Lab:
 
     def ssh_argv(self, name: str, command: list[str] | None = None) -> list[str]:
         node = self.node(name)
-        return ["ssh", "-i", str(self.layout.ssh_key), "-o", f"UserKnownHostsFile={self.layout.known_hosts}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"{NODE_USER}@{node.address}",
-                *(command or [])]
+        return [
+            "ssh",
+            "-i",
+            str(self.layout.ssh_key),
+            "-o",
+            f"UserKnownHostsFile={self.layout.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{NODE_USER}@{node.address}",
+            *(command or []),
+        ]
 
     # --- status and down --------------------------------------------------------------------------
 
@@ -158,8 +176,9 @@ class Lab:
             systemd = "-"
             if running:
                 systemd = self.exec(node.name, ["systemctl", "is-system-running"], check=False).stdout.strip() or "?"
-            result.append(NodeStatus(node.name, node.address, node.netns in namespaces, running, systemd,
-                                     _ssh_answers(node)))
+            result.append(
+                NodeStatus(node.name, node.address, node.netns in namespaces, running, systemd, _ssh_answers(node))
+            )
         return result
 
     def down(self, purge: bool = False) -> None:

@@ -59,8 +59,10 @@ def status() -> None:
         return
     click.echo(f"{'node':8} {'address':12} {'netns':6} {'systemd':12} ssh")
     for row in rows:
-        click.echo(f"{row.name:8} {row.address:12} {'yes' if row.namespace else 'no':6} "
-                   f"{row.systemd if row.running else 'stopped':12} {'yes' if row.ssh else 'no'}")
+        click.echo(
+            f"{row.name:8} {row.address:12} {'yes' if row.namespace else 'no':6} "
+            f"{row.systemd if row.running else 'stopped':12} {'yes' if row.ssh else 'no'}"
+        )
 
 
 @lab.command(context_settings={"ignore_unknown_options": True})
@@ -93,12 +95,18 @@ def run(count: int, no_serve: bool) -> None:
         lab_.write_cluster_file([node.name for node in made[:count]], serve={"model": str(model), "mode": "replicas"})
     click.echo(f"lab up; deploying with SAF_CLUSTER={cluster}")
     env = {**os.environ, "SAF_CLUSTER": str(cluster)}
-    result = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "-y"],
-                            cwd=lab_.layout.project, env=env, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "-y"],
+        cwd=lab_.layout.project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode == 0 and model is not None:
-        click.echo(f"the lab serves the tiny model {model.name} (random weights: its answers are gibberish, its "
-                   f"plumbing is real). Ask it:\n  SAF_CLUSTER={cluster} saf ask \"Hello\"\nor open the endpoint "
-                   f"for any OpenAI client:\n  SAF_CLUSTER={cluster} saf serve-tunnel   # http://127.0.0.1:8000/v1")
+        click.echo(
+            f"the lab serves the tiny model {model.name} (random weights: its answers are gibberish, its "
+            f'plumbing is real). Ask it:\n  SAF_CLUSTER={cluster} saf ask "Hello"\nor open the endpoint '
+            f"for any OpenAI client:\n  SAF_CLUSTER={cluster} saf serve-tunnel   # http://127.0.0.1:8000/v1"
+        )
     sys.exit(result.returncode)
 
 
@@ -116,4 +124,5 @@ def tiny_model(lab_: Lab) -> Path:
     except ImportError as error:
         raise click.ClickException(
             f"the lab serves a tiny model made with mlx-lm, which this control machine lacks ({error}); install "
-            "the serve extra (`.venv/bin/pip install -e '.[serve]'`), or run `saf lab run --no-serve`") from None
+            "the serve extra (`.venv/bin/pip install -e '.[serve]'`), or run `saf lab run --no-serve`"
+        ) from None

@@ -19,9 +19,16 @@ DEB_SRC = "deb-src http://deb.debian.org/debian bookworm main\n"
 def _apt_options(state: Path) -> list[str]:
     """apt options that use the lab's own sources and lists, never the machine's /etc/apt."""
     return [
-        "-o", f"Dir::Etc::SourceList={state / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={state / 'lists'}", "-o", f"Dir::Cache={state / 'cache'}",
-        "-o", "APT::Sandbox::User=root",
+        "-o",
+        f"Dir::Etc::SourceList={state / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={state / 'lists'}",
+        "-o",
+        f"Dir::Cache={state / 'cache'}",
+        "-o",
+        "APT::Sandbox::User=root",
     ]
 
 
@@ -35,8 +42,11 @@ def ensure_python_source(layout: LabLayout, pyenv_source: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
     (state / "sources.list").write_text(DEB_SRC)
     run(["apt-get", *_apt_options(state), "-qq", "update"])
-    run(["apt-get", *_apt_options(state), "-qq", "source", "--download-only", "python3.11"],
-        timeout=900, cwd=state / "src")
+    run(
+        ["apt-get", *_apt_options(state), "-qq", "source", "--download-only", "python3.11"],
+        timeout=900,
+        cwd=state / "src",
+    )
     orig = next((state / "src").glob(f"python3.11_{PYTHON_VERSION}.orig.tar.gz"), None)
     if orig is None:
         raise LabError(f"Debian's archive did not give python3.11_{PYTHON_VERSION}.orig.tar.gz")
@@ -89,8 +99,19 @@ def start_git_daemon(layout: LabLayout) -> None:
     """Serve the pyenv mirror as git://<gateway>/pyenv.git, on the lab bridge only."""
     if git_daemon_running(layout):
         return
-    run(["git", "daemon", "--reuseaddr", "--export-all", "--detach", f"--listen={gateway()}",
-         f"--pid-file={layout.git_daemon_pid}", f"--base-path={layout.cache}", str(layout.cache)])
+    run(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--detach",
+            f"--listen={gateway()}",
+            f"--pid-file={layout.git_daemon_pid}",
+            f"--base-path={layout.cache}",
+            str(layout.cache),
+        ]
+    )
 
 
 def stop_git_daemon(layout: LabLayout) -> None:

@@ -34,8 +34,23 @@ def ensure_namespace(node: LabNode) -> None:
     if node.netns not in namespaces():
         run(["ip", "netns", "add", node.netns])
     if not _link_exists("eth0", node.netns):
-        run(["ip", "link", "add", node.host_veth, "mtu", str(BRIDGE_MTU), "type", "veth",
-             "peer", "name", "eth0", "netns", node.netns])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                node.host_veth,
+                "mtu",
+                str(BRIDGE_MTU),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                node.netns,
+            ]
+        )
         run(["ip", "link", "set", node.host_veth, "master", BRIDGE, "up"])
         run(["ip", "-n", node.netns, "addr", "add", f"{node.address}/{SUBNET.prefixlen}", "dev", "eth0"])
         run(["ip", "-n", node.netns, "link", "set", "eth0", "mtu", "1500", "up"])

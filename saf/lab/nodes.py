@@ -55,13 +55,27 @@ def boot(layout: LabLayout, node: LabNode) -> None:
     node_dir = layout.node_dir(node.name)
     log = open(node_dir / "console.log", "ab")
     process = subprocess.Popen(
-        ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
-         f"--machine=saf-{node.name}", f"--hostname={node.name}", f"--directory={node_dir / 'root'}",
-         f"--network-namespace-path=/run/netns/{node.netns}", "--console=passive",
-         # the node's own network namespace is its to configure (MTU, nftables), as on a real machine
-         "--capability=CAP_NET_ADMIN",
-         "--link-journal=no", "--resolv-conf=off", "--timezone=off"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "systemd-nspawn",
+            "--quiet",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            f"--machine=saf-{node.name}",
+            f"--hostname={node.name}",
+            f"--directory={node_dir / 'root'}",
+            f"--network-namespace-path=/run/netns/{node.netns}",
+            "--console=passive",
+            # the node's own network namespace is its to configure (MTU, nftables), as on a real machine
+            "--capability=CAP_NET_ADMIN",
+            "--link-journal=no",
+            "--resolv-conf=off",
+            "--timezone=off",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _pid_file(layout, node).write_text(str(process.pid))
 
@@ -75,12 +89,15 @@ def wait_for_ssh(node: LabNode, timeout: float = 90) -> None:
                     return
         except OSError:
             time.sleep(0.5)
-    raise LabError(f"lab node {node.name} did not answer SSH on {node.address}:22 within {timeout:.0f} s; "
-                   f"see .saf/lab/nodes/{node.name}/console.log")
+    raise LabError(
+        f"lab node {node.name} did not answer SSH on {node.address}:22 within {timeout:.0f} s; "
+        f"see .saf/lab/nodes/{node.name}/console.log"
+    )
 
 
-def node_exec(layout: LabLayout, node: LabNode, argv: list[str], user: str | None = None,
-              check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def node_exec(
+    layout: LabLayout, node: LabNode, argv: list[str], user: str | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run a command inside the node (all its namespaces), as root or as ``user``."""
     pid = init_pid(layout, node)
     if pid is None:
@@ -127,8 +144,11 @@ def stray_inits() -> list[int]:
     """Lab nodes' systemd left running without their systemd-nspawn (nspawn killed before it could
     halt the node): they keep the node's network namespace, and its veth, alive."""
     own_mount_ns = os.readlink("/proc/self/ns/mnt")
-    return [int(proc.name) for proc in Path("/proc").iterdir()
-            if proc.name.isdigit() and _is_lab_node_init(proc, own_mount_ns)]
+    return [
+        int(proc.name)
+        for proc in Path("/proc").iterdir()
+        if proc.name.isdigit() and _is_lab_node_init(proc, own_mount_ns)
+    ]
 
 
 def stray_nspawns() -> list[int]:
@@ -144,4 +164,3 @@ def stray_nspawns() -> list[int]:
         if cmdline and cmdline[0].endswith(b"systemd-nspawn") and any(a.startswith(b"--machine=saf-") for a in cmdline):
             found.append(int(proc.name))
     return found
-

@@ -16,15 +16,33 @@ from saf.lab.system import run
 
 MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "iputils-ping", "procps",
-    "ca-certificates", "curl", "nftables", "python3", "tk-dev",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "iputils-ping",
+    "procps",
+    "ca-certificates",
+    "curl",
+    "nftables",
+    "python3",
+    "tk-dev",
     "rsync",  # `ray up` (benchmarks/rerun.py) syncs its config and key to the head with it
     *DEBIAN_BUILD_DEPS,
 )
 READY = ".saf-lab-base"  # written last; it names the packages, so a changed list makes the base again
 # timers and units that have no business in a test node (and would fetch from the internet)
-MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
-                "systemd-timesyncd.service", "getty@tty1.service", "console-getty.service")
+MASKED_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-timesyncd.service",
+    "getty@tty1.service",
+    "console-getty.service",
+)
 SSHD_CONFIG = """# SAF lab: key authentication only
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -41,8 +59,10 @@ def ensure_base(layout: LabLayout) -> None:
     staging = base.with_name(base.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm",
-         str(staging), MIRROR], timeout=1800)
+    run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm", str(staging), MIRROR],
+        timeout=1800,
+    )
     _configure_base(staging)
     (staging / READY).write_text(base_marker())
     shutil.rmtree(base, ignore_errors=True)

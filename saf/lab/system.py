@@ -12,12 +12,25 @@ class LabError(Exception):
     """Something the lab cannot do; the message says what and how to fix it."""
 
 
-def run(argv: Sequence[str], check: bool = True, capture: bool = True, timeout: float | None = 600,
-        input: str | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str],
+    check: bool = True,
+    capture: bool = True,
+    timeout: float | None = 600,
+    input: str | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess:
     """Run a host command; a failure becomes a LabError naming the command and its error output."""
     try:
-        result = subprocess.run(list(argv), capture_output=capture, text=True, timeout=timeout, input=input, cwd=cwd,
-                                stdin=None if input is not None else subprocess.DEVNULL)
+        result = subprocess.run(
+            list(argv),
+            capture_output=capture,
+            text=True,
+            timeout=timeout,
+            input=input,
+            cwd=cwd,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise LabError(f"`{argv[0]}` is not installed on this machine; run `bash .ci/setup` (as root).") from None
     except subprocess.TimeoutExpired:
@@ -48,5 +61,7 @@ def check_prerequisites() -> None:
         raise LabError("the lab makes network namespaces and containers: run it as root.")
     missing = sorted({package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
     if missing:
-        raise LabError(f"the lab needs these Debian packages: {' '.join(missing)}; run `bash .ci/setup` "
-                       f"(or apt-get install {' '.join(missing)}).")
+        raise LabError(
+            f"the lab needs these Debian packages: {' '.join(missing)}; run `bash .ci/setup` "
+            f"(or apt-get install {' '.join(missing)})."
+        )

@@ -39,16 +39,27 @@ class Rank:
     """One rank on its node: the user's command as a child process group, its output in a queue."""
 
     def start(self, rank: int, hosts: list, command: list, name: str) -> str:
-        """"" once started; else why not."""
+        """ "" once started; else why not."""
         handle, self.hostfile = tempfile.mkstemp(prefix="saf-launch-", suffix=".json")
         with os.fdopen(handle, "w") as out:
             json.dump(hosts, out)
-        env = dict(os.environ, MLX_RANK=str(rank), MLX_HOSTFILE=self.hostfile, SAF_NODE=name,
-                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        env = dict(
+            os.environ,
+            MLX_RANK=str(rank),
+            MLX_HOSTFILE=self.hostfile,
+            SAF_NODE=name,
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        )
         self.lines: queue.Queue = queue.Queue()
         try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         except OSError as error:
             self.process = None
             return f"cannot run {command[0]}: {error.strerror or error}"
@@ -143,18 +154,23 @@ def launch(address: str, nodes: list, port: int, command: list) -> int:
     from saf_verify_node.ring import ring_hosts
     from saf_verify_node.scheduling import on_node, wait_for_nodes
 
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"working_dir": str(HERE / "work")})
+    ray.init(
+        address=address, logging_level="ERROR", log_to_driver=False, runtime_env={"working_dir": str(HERE / "work")}
+    )
     alive = wait_for_nodes(ray, [node["ip"] for node in nodes], JOIN_PATIENCE_S)
     absent = [node["name"] for node in nodes if len(alive.get(node["ip"], [])) != 1]
     if absent:
-        print(f"saf launch: not one Ray node alive at the address of {', '.join(absent)}; run `saf verify` "
-              "to see why", file=sys.stderr, flush=True)
+        print(
+            f"saf launch: not one Ray node alive at the address of {', '.join(absent)}; run `saf verify` to see why",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     hosts = ring_hosts([node["ip"] for node in nodes], port)
     actor = ray.remote(num_cpus=0, max_concurrency=2)(Rank)
-    ranks = {node["name"]: actor.options(scheduling_strategy=on_node(ray, alive[node["ip"]][0])).remote()
-             for node in nodes}
+    ranks = {
+        node["name"]: actor.options(scheduling_strategy=on_node(ray, alive[node["ip"]][0])).remote() for node in nodes
+    }
     try:
         return _run(ray, ranks, hosts, command)
     finally:

@@ -26,8 +26,10 @@ def main(version: str, node: str, names: list) -> object:
     """0 when every module imports, else the message to exit with."""
     missing = missing_modules(names)
     if missing:
-        return (f"SAF: Python {version} on {node} was built without {', '.join(missing)}: install the build "
-                "dependencies (see README), then re-run to rebuild it")
+        return (
+            f"SAF: Python {version} on {node} was built without {', '.join(missing)}: install the build "
+            "dependencies (see README), then re-run to rebuild it"
+        )
     return 0
 
 

@@ -123,8 +123,14 @@ def authorized(header: Optional[str], digest: Optional[str]) -> bool:
 class RequestError(Exception):
     """A request the API refuses: its HTTP status and OpenAI's error body."""
 
-    def __init__(self, message: str, param: Optional[str] = None, status: int = 400,
-                 code: Optional[str] = None, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        message: str,
+        param: Optional[str] = None,
+        status: int = 400,
+        code: Optional[str] = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.body = status, error_body(message, kind, param, code)
 
@@ -132,8 +138,16 @@ class RequestError(Exception):
 class Sampling:
     """What a request asks of the generation."""
 
-    def __init__(self, max_tokens: int, temperature: float, top_p: float, stops: List[str],
-                 seed: Optional[int], stream: bool, include_usage: bool) -> None:
+    def __init__(
+        self,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stops: List[str],
+        seed: Optional[int],
+        stream: bool,
+        include_usage: bool,
+    ) -> None:
         self.max_tokens, self.temperature, self.top_p = max_tokens, temperature, top_p
         self.stops, self.seed, self.stream, self.include_usage = stops, seed, stream, include_usage
 
@@ -174,8 +188,12 @@ def _object(body: Any) -> Dict[str, Any]:
 def _check_model(body: Dict[str, Any], model_id: str) -> None:
     model = body.get("model")
     if model is not None and model != model_id:
-        raise RequestError(f"model {model!r} is not served here; this endpoint serves {model_id!r}", "model",
-                           status=404, code="model_not_found")
+        raise RequestError(
+            f"model {model!r} is not served here; this endpoint serves {model_id!r}",
+            "model",
+            status=404,
+            code="model_not_found",
+        )
 
 
 def _plain_message(message: Any, index: int) -> Dict[str, str]:
@@ -184,8 +202,10 @@ def _plain_message(message: Any, index: int) -> Dict[str, str]:
         raise RequestError(f"{param} must be an object with a role ({', '.join(ROLES)})", param)
     content = message.get("content")
     if isinstance(content, list):  # content parts: only text can be served by a text model
-        if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-                   for part in content):
+        if not all(
+            isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            for part in content
+        ):
             raise RequestError(f"{param}.content: only text parts are supported", f"{param}.content")
         content = "".join(part["text"] for part in content)
     if content is None:
@@ -236,42 +256,76 @@ def _stops(stop: Any) -> List[str]:
 # --- responses -----------------------------------------------------------------------------------
 
 
-def error_body(message: str, kind: str = "invalid_request_error", param: Optional[str] = None,
-               code: Optional[str] = None) -> Dict[str, Any]:
+def error_body(
+    message: str, kind: str = "invalid_request_error", param: Optional[str] = None, code: Optional[str] = None
+) -> Dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int) -> Dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def models_body(model_id: str, created: int) -> Dict[str, Any]:
     return {"object": "list", "data": [{"id": model_id, "object": "model", "created": created, "owned_by": "saf"}]}
 
 
-def completion_body(request_id: str, created: int, model_id: str, text: str, finish_reason: Optional[str],
-                    usage: Optional[Dict[str, int]] = None, chunk: bool = False) -> Dict[str, Any]:
+def completion_body(
+    request_id: str,
+    created: int,
+    model_id: str,
+    text: str,
+    finish_reason: Optional[str],
+    usage: Optional[Dict[str, int]] = None,
+    chunk: bool = False,
+) -> Dict[str, Any]:
     """A ``text_completion`` (whole, or one streamed chunk: a chunk's usage, when asked, is its own last chunk)."""
-    body = {"id": request_id, "object": "text_completion", "created": created, "model": model_id,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+    body = {
+        "id": request_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model_id,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+    }
     if usage is not None or not chunk:
         body["usage"] = usage
     return body
 
 
-def chat_body(request_id: str, created: int, model_id: str, text: str, finish_reason: Optional[str],
-              usage: Dict[str, int]) -> Dict[str, Any]:
-    return {"id": request_id, "object": "chat.completion", "created": created, "model": model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                         "finish_reason": finish_reason}],
-            "usage": usage}
+def chat_body(
+    request_id: str, created: int, model_id: str, text: str, finish_reason: Optional[str], usage: Dict[str, int]
+) -> Dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage,
+    }
 
 
-def chat_chunk(request_id: str, created: int, model_id: str, delta: Dict[str, str],
-               finish_reason: Optional[str]) -> Dict[str, Any]:
-    return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model_id,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+def chat_chunk(
+    request_id: str, created: int, model_id: str, delta: Dict[str, str], finish_reason: Optional[str]
+) -> Dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model_id,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
 
 
 def usage_chunk(request_id: str, created: int, model_id: str, obj: str, usage: Dict[str, int]) -> Dict[str, Any]:
@@ -300,11 +354,12 @@ class StopScanner:
         hits = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
         if hits:
             self.stopped = True
-            text, self.pending = self.pending[:min(hits)], ""
+            text, self.pending = self.pending[: min(hits)], ""
             return text
-        hold = max((n for stop in self.stops for n in range(1, len(stop)) if self.pending.endswith(stop[:n])),
-                   default=0)
-        text, self.pending = self.pending[:len(self.pending) - hold], self.pending[len(self.pending) - hold:]
+        hold = max(
+            (n for stop in self.stops for n in range(1, len(stop)) if self.pending.endswith(stop[:n])), default=0
+        )
+        text, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold :]
         return text
 
     def flush(self) -> str:
@@ -343,8 +398,9 @@ def shaped_events(steps: Iterator[Tuple[str, Optional[str], int, int]], stops: L
 def merged(events: List[Event]) -> Event:
     """Consecutive events as one: their text, the last one's end and counts."""
     last = events[-1]
-    return Event("".join(event.text for event in events), last.finish_reason, last.prompt_tokens,
-                 last.completion_tokens)
+    return Event(
+        "".join(event.text for event in events), last.finish_reason, last.prompt_tokens, last.completion_tokens
+    )
 
 
 # --- the model (mlx-lm), in one thread per replica ------------------------------------------------
@@ -371,8 +427,9 @@ class Engine:
             return self.completion_tokens(text)
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
-    def steps(self, tokens: List[int], sampling: Sampling,
-              cancelled: Callable[[], bool]) -> Iterator[Tuple[str, Optional[str], int, int]]:
+    def steps(
+        self, tokens: List[int], sampling: Sampling, cancelled: Callable[[], bool]
+    ) -> Iterator[Tuple[str, Optional[str], int, int]]:
         import mlx.core as mx
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
@@ -380,8 +437,9 @@ class Engine:
         if sampling.seed is not None:
             mx.random.seed(sampling.seed)
         sampler = make_sampler(sampling.temperature, sampling.top_p)  # temperature 0: argmax (greedy)
-        for response in stream_generate(self.model, self.tokenizer, tokens, max_tokens=sampling.max_tokens,
-                                        sampler=sampler):
+        for response in stream_generate(
+            self.model, self.tokenizer, tokens, max_tokens=sampling.max_tokens, sampler=sampler
+        ):
             yield response.text, response.finish_reason, response.prompt_tokens, response.generation_tokens
             if cancelled():
                 return
@@ -437,8 +495,13 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
     if config["resource"]:
         options["resources"] = {config["resource"]: 1}
 
-    deployment = {"num_replicas": config["replicas"], "max_replicas_per_node": 1, "ray_actor_options": options,
-                  "max_ongoing_requests": config["max_ongoing_requests"], "health_check_period_s": 10}
+    deployment = {
+        "num_replicas": config["replicas"],
+        "max_replicas_per_node": 1,
+        "ray_actor_options": options,
+        "max_ongoing_requests": config["max_ongoing_requests"],
+        "health_check_period_s": 10,
+    }
 
     @serve.deployment(**deployment)
     @serve.ingress(api)
@@ -464,8 +527,7 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
         def _refusal(self, request: Request) -> Optional[JSONResponse]:
             if authorized(request.headers.get("authorization"), self.digest):
                 return None
-            body = error_body("a valid API key is required: Authorization: Bearer <key>",
-                              code="invalid_api_key")
+            body = error_body("a valid API key is required: Authorization: Bearer <key>", code="invalid_api_key")
             return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
         async def _body(self, request: Request) -> Any:
@@ -505,7 +567,7 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
                         while not queue.empty():
                             items.append(queue.get_nowait())
                         if done in items:
-                            finished, items = True, items[:items.index(done)]
+                            finished, items = True, items[: items.index(done)]
                         for item in items:
                             if isinstance(item, BaseException):
                                 raise item
@@ -521,8 +583,9 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
 
         @api.get("/v1/models")
         async def models(self, request: Request) -> Any:
-            return self._refusal(request) or JSONResponse(models_body(self.model_id, self.created),
-                                                          headers=self._headers())
+            return self._refusal(request) or JSONResponse(
+                models_body(self.model_id, self.created), headers=self._headers()
+            )
 
         @api.post("/v1/completions")
         async def completions(self, request: Request) -> Any:
@@ -536,12 +599,17 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
             events = self._events(lambda engine: engine.completion_tokens(prompt), sampling)
             request_id, created = "cmpl-" + uuid.uuid4().hex, int(time.time())
             if sampling.stream:
-                return StreamingResponse(self._completion_stream(events, request_id, created, sampling),
-                                         media_type="text/event-stream", headers=self._headers())
+                return StreamingResponse(
+                    self._completion_stream(events, request_id, created, sampling),
+                    media_type="text/event-stream",
+                    headers=self._headers(),
+                )
             text, last = await self._collect(events)
             usage = usage_body(last.prompt_tokens, last.completion_tokens)
-            return JSONResponse(completion_body(request_id, created, self.model_id, text, last.finish_reason, usage),
-                                headers=self._headers())
+            return JSONResponse(
+                completion_body(request_id, created, self.model_id, text, last.finish_reason, usage),
+                headers=self._headers(),
+            )
 
         @api.post("/v1/chat/completions")
         async def chat(self, request: Request) -> Any:
@@ -555,12 +623,16 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
             events = self._events(lambda engine: engine.chat_tokens(messages), sampling)
             request_id, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
             if sampling.stream:
-                return StreamingResponse(self._chat_stream(events, request_id, created, sampling),
-                                         media_type="text/event-stream", headers=self._headers())
+                return StreamingResponse(
+                    self._chat_stream(events, request_id, created, sampling),
+                    media_type="text/event-stream",
+                    headers=self._headers(),
+                )
             text, last = await self._collect(events)
             usage = usage_body(last.prompt_tokens, last.completion_tokens)
-            return JSONResponse(chat_body(request_id, created, self.model_id, text, last.finish_reason, usage),
-                                headers=self._headers())
+            return JSONResponse(
+                chat_body(request_id, created, self.model_id, text, last.finish_reason, usage), headers=self._headers()
+            )
 
         async def _collect(self, events: Any) -> Tuple[str, Event]:
             parts, last = [], None
@@ -573,8 +645,9 @@ def build_application(config: Dict[str, Any], digest: Optional[str]) -> Any:
             last = None
             async for event in events:
                 last = event
-                yield sse(completion_body(request_id, created, self.model_id, event.text, event.finish_reason,
-                                          chunk=True))
+                yield sse(
+                    completion_body(request_id, created, self.model_id, event.text, event.finish_reason, chunk=True)
+                )
             if sampling.include_usage and last is not None:
                 usage = usage_body(last.prompt_tokens, last.completion_tokens)
                 yield sse(usage_chunk(request_id, created, self.model_id, "text_completion", usage))
@@ -652,8 +725,11 @@ def deploy(config: Dict[str, Any], digest: Optional[str]) -> None:
     else:
         serve.run(build_application(config, digest), name=config["app_name"], route_prefix="/", blocking=False)
         wait_running(config)
-    print(f"{READY_MARKER}http://{config['host']}:{config['port']}/v1 model={config['model_id']} "
-          f"replicas={config['replicas']}", flush=True)
+    print(
+        f"{READY_MARKER}http://{config['host']}:{config['port']}/v1 model={config['model_id']} "
+        f"replicas={config['replicas']}",
+        flush=True,
+    )
 
 
 def app_status(name: str) -> str:

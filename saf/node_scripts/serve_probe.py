@@ -62,8 +62,14 @@ class ProbeError(Exception):
 
 def one_stream(endpoint: str, model: str, key: Optional[str], timeout: float) -> Dict[str, Any]:
     """One streamed greedy completion: its replica, text, usage and timings."""
-    body = {"model": model, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "prompt": PROMPT,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.monotonic()
     arrivals: List[float] = []
     text, usage = [], {}
@@ -73,7 +79,7 @@ def one_stream(endpoint: str, model: str, key: Optional[str], timeout: float) ->
             line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[len("data: "):])
+            chunk = json.loads(line[len("data: ") :])
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for choice in chunk.get("choices", []):
@@ -83,11 +89,17 @@ def one_stream(endpoint: str, model: str, key: Optional[str], timeout: float) ->
     end = time.monotonic()
     prompt_tokens, completion_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
     ttft = (arrivals[0] if arrivals else end) - start
-    return {"node_id": node_id, "replica": replica or node_id, "text": "".join(text),
-            "ttft_ms": round(ttft * 1000, 1), "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "prompt_tps": round(prompt_tokens / ttft, 1) if ttft > 0 else None,
-            "generation_tps": generation_rate(arrivals, completion_tokens),
-            "end_to_end_tps": round(completion_tokens / (end - start), 1) if end > start else None}
+    return {
+        "node_id": node_id,
+        "replica": replica or node_id,
+        "text": "".join(text),
+        "ttft_ms": round(ttft * 1000, 1),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "prompt_tps": round(prompt_tokens / ttft, 1) if ttft > 0 else None,
+        "generation_tps": generation_rate(arrivals, completion_tokens),
+        "end_to_end_tps": round(completion_tokens / (end - start), 1) if end > start else None,
+    }
 
 
 def generation_rate(arrivals: List[float], completion_tokens: int) -> Optional[float]:
@@ -157,8 +169,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.key_file:
         with open(args.key_file, encoding="utf-8") as stream:
             key = stream.read().strip()
-    print(MARKER + json.dumps(probe(args.endpoint, args.model, args.replicas, key, args.timeout), sort_keys=True),
-          flush=True)
+    print(
+        MARKER + json.dumps(probe(args.endpoint, args.model, args.replicas, key, args.timeout), sort_keys=True),
+        flush=True,
+    )
     return 0
 
 

@@ -16,8 +16,15 @@ from saf.facts.launchd import LaunchdJob
 
 
 @operation()
-def job(label: str, plist: str, domain: str = "system", definition_changed: bool = False,
-        restart: bool = False, present: bool = True, oneshot: bool = False):
+def job(
+    label: str,
+    plist: str,
+    domain: str = "system",
+    definition_changed: bool = False,
+    restart: bool = False,
+    present: bool = True,
+    oneshot: bool = False,
+):
     """
     Load, reload or restart a launchd job so that it runs its current definition.
 
@@ -30,17 +37,32 @@ def job(label: str, plist: str, domain: str = "system", definition_changed: bool
     + oneshot: a job that runs once at load (and at boot) and exits: loaded is all it needs
     """
     target = f"{domain}/{label}"
-    commands = job_commands(host.get_fact(LaunchdJob, target=target), label, plist, domain,
-                            definition_changed=definition_changed, restart=restart, present=present,
-                            oneshot=oneshot)
+    commands = job_commands(
+        host.get_fact(LaunchdJob, target=target),
+        label,
+        plist,
+        domain,
+        definition_changed=definition_changed,
+        restart=restart,
+        present=present,
+        oneshot=oneshot,
+    )
     if commands or not present:
         yield from commands
     else:
         host.noop(f"launchd job {label} is loaded" + ("" if oneshot else " and running"))
 
 
-def job_commands(loaded: dict | None, label: str, plist: str, domain: str, definition_changed: bool = False,
-                 restart: bool = False, present: bool = True, oneshot: bool = False) -> list[str]:
+def job_commands(
+    loaded: dict | None,
+    label: str,
+    plist: str,
+    domain: str,
+    definition_changed: bool = False,
+    restart: bool = False,
+    present: bool = True,
+    oneshot: bool = False,
+) -> list[str]:
     """What a job needs, given what ``launchctl print`` says of it (``loaded``): [] when nothing."""
     target = f"{domain}/{label}"
     if not present:
@@ -52,10 +74,14 @@ def job_commands(loaded: dict | None, label: str, plist: str, domain: str, defin
         return bootstrap
     if definition_changed:
         # bootstrap of a loaded job fails (exit 5): unload first, and wait until it is gone
-        return [f"launchctl bootout {target} || true",
-                (f"for i in $(seq 50); do launchctl print {target} >/dev/null 2>&1 || exit 0; sleep 0.2; done; "
-                 f"echo 'SAF: {label} did not unload within 10 s' >&2; exit 1"),
-                *bootstrap]
+        return [
+            f"launchctl bootout {target} || true",
+            (
+                f"for i in $(seq 50); do launchctl print {target} >/dev/null 2>&1 || exit 0; sleep 0.2; done; "
+                f"echo 'SAF: {label} did not unload within 10 s' >&2; exit 1"
+            ),
+            *bootstrap,
+        ]
     if restart or (not oneshot and loaded.get("state") != "running"):
         return [f"launchctl kickstart -k {target}"]
     return []

@@ -39,8 +39,7 @@ def _attribute_commands(path: str, user: str | None, group: str | None, mode: st
 
 
 @operation()
-def linted_plist(src: str, dest: str, user: str | None = None, group: str | None = None, mode: str = "644",
-                 **context):
+def linted_plist(src: str, dest: str, user: str | None = None, group: str | None = None, mode: str = "644", **context):
     """
     Install a plist rendered from the template ``src`` at ``dest``, checked by ``plutil -lint`` first.
 

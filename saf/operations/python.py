@@ -70,13 +70,17 @@ def pyenv_python(
     yield from _build_python(found, version, pyenv, pyenv_root, source_tarball, path_prefix)
 
 
-def _build_python(found: dict | None, version: str, pyenv: str, pyenv_root: str, source_tarball: str | None,
-                  path_prefix: str):
+def _build_python(
+    found: dict | None, version: str, pyenv: str, pyenv_root: str, source_tarball: str | None, path_prefix: str
+):
     """Build with pyenv (again, with ``--force``, over a broken build in ``found``), then prove it."""
     cache = f"{pyenv_root}/cache"
-    env = [f"PYENV_ROOT={_q(pyenv_root)}", f"PYTHON_BUILD_CACHE_PATH={_q(cache)}",
-           # a fixed build date: every node's `python -VV` is then identical, not just its version
-           f"SOURCE_DATE_EPOCH={BUILD_DATE_EPOCH}"]
+    env = [
+        f"PYENV_ROOT={_q(pyenv_root)}",
+        f"PYTHON_BUILD_CACHE_PATH={_q(cache)}",
+        # a fixed build date: every node's `python -VV` is then identical, not just its version
+        f"SOURCE_DATE_EPOCH={BUILD_DATE_EPOCH}",
+    ]
     if path_prefix:
         env.append(f'PATH={_q(path_prefix)}:"$PATH"')
     if source_tarball:
@@ -89,8 +93,10 @@ def _build_python(found: dict | None, version: str, pyenv: str, pyenv_root: str,
     # would otherwise hold the session open, and the deploy would wait for it forever. On failure
     # the log's end is printed, so the run still shows why.
     log = f"{pyenv_root}/saf-build-{version}.log"
-    yield StringCommand(f"env {' '.join(env)} {_q(pyenv)} install {force} {_q(version)} </dev/null >{_q(log)} 2>&1 "
-                        f"|| {{ tail -n 40 {_q(log)}; exit 1; }}")
+    yield StringCommand(
+        f"env {' '.join(env)} {_q(pyenv)} install {force} {_q(version)} </dev/null >{_q(log)} 2>&1 "
+        f"|| {{ tail -n 40 {_q(log)}; exit 1; }}"
+    )
     yield _module_check(f"{pyenv_root}/versions/{version}/bin/python", version)
 
 
@@ -103,10 +109,7 @@ def drifted(requirements: tuple[str, ...], installed: dict | None) -> list[str]:
     """The pins whose installed version differs (or that are missing) in a venv."""
     if installed is None:
         return list(requirements)
-    return [
-        req for req in requirements
-        if installed.get(_distribution_name(req)) != req.split("==")[1]
-    ]
+    return [req for req in requirements if installed.get(_distribution_name(req)) != req.split("==")[1]]
 
 
 def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:
@@ -117,8 +120,7 @@ def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:
 def _create_venv(venv: str, python: str, cleanup: str, consequence: str) -> str:
     """Shell that creates an empty venv with ``python`` (afresh); on failure runs ``cleanup``."""
     message = f"SAF: creating the venv failed on {host.name}; {consequence}"
-    return (f"rm -rf {_q(venv)}; {_q(python)} -m venv {_q(venv)} "
-            f"|| {{ {cleanup}echo {_q(message)} >&2; exit 1; }}")
+    return f"rm -rf {_q(venv)}; {_q(python)} -m venv {_q(venv)} || {{ {cleanup}echo {_q(message)} >&2; exit 1; }}"
 
 
 def _pip_install(venv: str, requirements_file: str, wheels: str | None, cleanup: str, consequence: str) -> str:
@@ -205,8 +207,10 @@ def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | No
         yield _create_venv(spec.path, python, cleanup, consequence)
     yield _pip_install(spec.path, requirements_file, pushed, cleanup, consequence)
     on_fail = f"rm -rf {_q(spec.path)}; " if build else ""
-    yield (f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_q(pin) for pin in _pins(spec))} "
-           f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}")
+    yield (
+        f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_q(pin) for pin in _pins(spec))} "
+        f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}"
+    )
     if build:
         reqs = " ".join(_q(r) for r in spec.requirements)
         yield f"printf '%s\\n' {reqs} > {_q(spec.path)}/{COMPLETE_MARKER}"

@@ -49,8 +49,10 @@ def api_key(cluster: Cluster, project_dir: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ServeClientError(f"the endpoint asks for the API key in {path}, which cannot be read "
-                               f"({error.strerror}); run the deploy, which generates it") from None
+        raise ServeClientError(
+            f"the endpoint asks for the API key in {path}, which cannot be read "
+            f"({error.strerror}); run the deploy, which generates it"
+        ) from None
 
 
 def free_local_port() -> int:
@@ -63,8 +65,9 @@ def free_local_port() -> int:
 def tunnel(cluster: Cluster, local_port: int | None = None) -> Iterator[str]:
     """An SSH tunnel to the head's endpoint for the ``with`` block; yields the local URL (ending in /v1)."""
     port = local_port or free_local_port()
-    process = subprocess.Popen(tunnel_argv(cluster, port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        tunnel_argv(cluster, port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         _wait_for_port(process, port, cluster.head.name)
         yield f"http://127.0.0.1:{port}/v1"
@@ -108,11 +111,18 @@ class Answer:
 
     def summary(self) -> str:
         rate = self.generation_tps
-        tps = (f"{rate:.1f} tok/s" if rate is not None
-               else f"{self.completion_tokens / self.total_s:.1f} tok/s end to end" if self.total_s > 0 else "n/a")
+        tps = (
+            f"{rate:.1f} tok/s"
+            if rate is not None
+            else f"{self.completion_tokens / self.total_s:.1f} tok/s end to end"
+            if self.total_s > 0
+            else "n/a"
+        )
         where = f", from {self.replica}" if self.replica else ""
-        return (f"{self.completion_tokens} tokens at {tps} (first token {self.ttft_s * 1000:.0f} ms, prompt "
-                f"{self.prompt_tokens} tokens{where})")
+        return (
+            f"{self.completion_tokens} tokens at {tps} (first token {self.ttft_s * 1000:.0f} ms, prompt "
+            f"{self.prompt_tokens} tokens{where})"
+        )
 
 
 def model_id(url: str, key: str | None) -> str:
@@ -121,26 +131,34 @@ def model_id(url: str, key: str | None) -> str:
         return json.load(answer)["data"][0]["id"]
 
 
-def ask(url: str, prompt: str, key: str | None, max_tokens: int = 128,
-        on_text: Callable[[str], None] = lambda text: None) -> Answer:
+def ask(
+    url: str, prompt: str, key: str | None, max_tokens: int = 128, on_text: Callable[[str], None] = lambda text: None
+) -> Answer:
     """One chat turn, greedy, streamed: ``on_text`` gets each piece as it arrives."""
     model = model_id(url, key)
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.monotonic()
     arrivals, parts, usage = [], [], {}
     try:
         answer = urllib.request.urlopen(_request(f"{url}/chat/completions", key, body), timeout=300)
     except urllib.error.HTTPError as error:
-        raise ServeClientError(f"the endpoint answered HTTP {error.code}: {error.read().decode(errors='replace')}") \
-            from None
+        raise ServeClientError(
+            f"the endpoint answered HTTP {error.code}: {error.read().decode(errors='replace')}"
+        ) from None
     with answer:
         replica = answer.headers.get("x-saf-replica")
         for raw in answer:
             line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[len("data: "):])
+            chunk = json.loads(line[len("data: ") :])
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices", []):
                 piece = (choice.get("delta") or {}).get("content")
@@ -150,14 +168,26 @@ def ask(url: str, prompt: str, key: str | None, max_tokens: int = 128,
                     on_text(piece)
     end = time.monotonic()
     first, last = (arrivals[0], arrivals[-1]) if arrivals else (end, end)
-    return Answer("".join(parts), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                  first - start, end - start, replica, len(arrivals), last - start)
+    return Answer(
+        "".join(parts),
+        usage.get("prompt_tokens", 0),
+        usage.get("completion_tokens", 0),
+        first - start,
+        end - start,
+        replica,
+        len(arrivals),
+        last - start,
+    )
 
 
 def _request(url: str, key: str | None, body: dict | None = None) -> urllib.request.Request:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    return urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                  headers=headers, method="POST" if body is not None else "GET")
+    return urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=headers,
+        method="POST" if body is not None else "GET",
+    )
 
 
 def print_answer(url: str, prompt: str, key: str | None, max_tokens: int) -> Answer:

@@ -24,8 +24,10 @@ def model_directory_problems(path: Path) -> list[str]:
     """Every reason ``path`` is not a model directory mlx-lm can load, each with its fix; [] when it is."""
     path = Path(path)
     if not path.exists():
-        return [f"{path} does not exist: give the path of an MLX model directory (config.json, "
-                "model*.safetensors and the tokenizer files)"]
+        return [
+            f"{path} does not exist: give the path of an MLX model directory (config.json, "
+            "model*.safetensors and the tokenizer files)"
+        ]
     if not path.is_dir():
         return [f"{path} is a file, not a directory: give the directory that holds config.json"]
     return [*_config_problems(path), *_weight_problems(path), *_tokenizer_problems(path)]
@@ -34,15 +36,19 @@ def model_directory_problems(path: Path) -> list[str]:
 def _config_problems(path: Path) -> list[str]:
     config = path / "config.json"
     if not config.is_file():
-        return [f"{path} has no config.json: an MLX model directory names its architecture there "
-                "(convert a Hugging Face model with `mlx_lm.convert`)"]
+        return [
+            f"{path} has no config.json: an MLX model directory names its architecture there "
+            "(convert a Hugging Face model with `mlx_lm.convert`)"
+        ]
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return [f"{config} is not valid JSON ({error}): restore it from the model's source"]
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str) or not data["model_type"]:
-        return [f"{config} has no model_type (such as \"llama\"): mlx-lm picks the model's code by it; "
-                "restore the file from the model's source"]
+        return [
+            f'{config} has no model_type (such as "llama"): mlx-lm picks the model\'s code by it; '
+            "restore the file from the model's source"
+        ]
     return []
 
 
@@ -51,8 +57,10 @@ def _weight_problems(path: Path) -> list[str]:
     if not shards:
         other = sorted(p.name for p in path.glob("*") if p.suffix in (".safetensors", ".bin", ".gguf", ".pth"))
         seen = f" (found {', '.join(other)}: mlx-lm reads only model*.safetensors)" if other else ""
-        return [f"{path} has no weights{seen}: mlx-lm loads model*.safetensors; "
-                "convert the model with `mlx_lm.convert --hf-path <repo> --mlx-path <dir>`"]
+        return [
+            f"{path} has no weights{seen}: mlx-lm loads model*.safetensors; "
+            "convert the model with `mlx_lm.convert --hf-path <repo> --mlx-path <dir>`"
+        ]
     empty = [p.name for p in shards if p.stat().st_size == 0]
     if empty:
         return [f"{path}: weight file(s) {', '.join(empty)} are empty: copy the model again"]
@@ -69,8 +77,10 @@ def _shard_index_problems(path: Path) -> list[str]:
         return [f"{index} is not a valid shard index ({error}): restore it from the model's source"]
     missing = sorted({name for name in weight_map.values() if not (path / name).is_file()})
     if missing:
-        return [f"{path} lacks the weight shard(s) {', '.join(missing)} named in {SHARD_INDEX}: "
-                "copy the whole model directory"]
+        return [
+            f"{path} lacks the weight shard(s) {', '.join(missing)} named in {SHARD_INDEX}: "
+            "copy the whole model directory"
+        ]
     return []
 
 
@@ -78,8 +88,10 @@ def _tokenizer_problems(path: Path) -> list[str]:
     if any(all((path / name).is_file() for name in names) for names in TOKENIZER_FILE_SETS):
         return _tokenizer_json_problems(path)
     wanted = " or ".join(" + ".join(names) for names in TOKENIZER_FILE_SETS)
-    return [f"{path} has no tokenizer ({wanted}): copy the tokenizer files from the model's source "
-            "into the directory (mlx_lm.convert does)"]
+    return [
+        f"{path} has no tokenizer ({wanted}): copy the tokenizer files from the model's source "
+        "into the directory (mlx_lm.convert does)"
+    ]
 
 
 def _tokenizer_json_problems(path: Path) -> list[str]:
@@ -97,8 +109,10 @@ def _tokenizer_json_problems(path: Path) -> list[str]:
 def model_files(path: Path) -> list[Path]:
     """The regular files of the model directory, in a stable order (what is digested and staged)."""
     path = Path(path)
-    return sorted((p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))),
-                  key=lambda p: p.relative_to(path).as_posix())
+    return sorted(
+        (p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
 
 
 def _hidden(relative: Path) -> bool:

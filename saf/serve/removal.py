@@ -24,8 +24,12 @@ def remove_models(host: Host, staged: dict, models: str) -> None:
         return
     paths = " ".join(shlex.quote(f"{models}/{entry}") for entry in sorted(staged["dirs"]))
     remove_dirs = f"rm -rf {paths} && " if paths else ""
-    server.shell(name="Remove the served models (this node serves none)", commands=[
-        f"{remove_dirs}rm -f {shlex.quote(f'{models}/{CURRENT}')} && {{ rmdir {shlex.quote(models)} || true; }}"])
+    server.shell(
+        name="Remove the served models (this node serves none)",
+        commands=[
+            f"{remove_dirs}rm -f {shlex.quote(f'{models}/{CURRENT}')} && {{ rmdir {shlex.quote(models)} || true; }}"
+        ],
+    )
 
 
 def remove_serving(host: Host, service: ServeService) -> None:
@@ -35,13 +39,24 @@ def remove_serving(host: Host, service: ServeService) -> None:
     definition = service.plist_path if macos else service.unit_path
     if host.get_fact(File, path=definition):
         if macos:
-            job(name="Stop the serving program (launchd)", label=service.label, plist=service.plist_path,
-                domain=service.launchd_domain, present=False, _sudo=service.system)
+            job(
+                name="Stop the serving program (launchd)",
+                label=service.label,
+                plist=service.plist_path,
+                domain=service.launchd_domain,
+                present=False,
+                _sudo=service.system,
+            )
         else:
-            systemd.service(name="Stop the serving program (systemd)", service=service.unit, running=False,
-                            enabled=False, user_mode=not service.system, _sudo=service.system)
-        files.file(name="Remove the serving service definition", path=definition, present=False,
-                   _sudo=service.system)
+            systemd.service(
+                name="Stop the serving program (systemd)",
+                service=service.unit,
+                running=False,
+                enabled=False,
+                user_mode=not service.system,
+                _sudo=service.system,
+            )
+        files.file(name="Remove the serving service definition", path=definition, present=False, _sudo=service.system)
         if not macos:
             systemd.daemon_reload(name="Reload systemd", user_mode=not service.system, _sudo=service.system)
     if host.get_fact(File, path=service.program) or host.get_fact(File, path=service.config):

@@ -51,7 +51,7 @@ def model_dir_name(digest: str) -> str:
 
 def is_model_dir_name(name: str) -> bool:
     """Whether ``name`` is exactly a name :func:`model_dir_name` makes, or one being copied."""
-    bare = name[len(INCOMING_PREFIX):] if name.startswith(INCOMING_PREFIX) else name
+    bare = name[len(INCOMING_PREFIX) :] if name.startswith(INCOMING_PREFIX) else name
     return re.fullmatch(MODEL_NAME_PATTERN, bare) is not None
 
 
@@ -126,7 +126,6 @@ class ServeService(SupervisedProgram):
         return (self.python, self.program, "--config", self.config)
 
 
-
 def serve_environment(data: object, home: str, venv_current: str) -> tuple[tuple[str, str], ...]:
     """The program's environment: PATH with the venv first, Ray's auth token path (never the token) and,
     with ``serve_bind: cluster``, the API key's file (never the key)."""
@@ -157,8 +156,13 @@ def serve_expectation(data: object, home: str, python: str) -> dict | None:
     verifying node is not the head, whose endpoint the probe needs)."""
     if not getattr(data, "serve", None) or data.role != "head":
         return None
-    return {"python": python, "endpoint": endpoint_url(data), "model": data.serve["model_id"],
-            "mode": data.serve["mode"], "replicas": len(data.serve["serving_nodes"]),
-            "key_file": on_node(NODE_KEY_FILE, home) if data.serve_bind == "cluster" else "",
-            # a model's replicas may still be loading after a (re)start: at least 5 minutes for the endpoint
-            "timeout": max(data.verify_timeout_s, SERVE_READY_S)}
+    return {
+        "python": python,
+        "endpoint": endpoint_url(data),
+        "model": data.serve["model_id"],
+        "mode": data.serve["mode"],
+        "replicas": len(data.serve["serving_nodes"]),
+        "key_file": on_node(NODE_KEY_FILE, home) if data.serve_bind == "cluster" else "",
+        # a model's replicas may still be loading after a (re)start: at least 5 minutes for the endpoint
+        "timeout": max(data.verify_timeout_s, SERVE_READY_S),
+    }

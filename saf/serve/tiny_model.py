@@ -64,8 +64,12 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     return tokenizer
@@ -73,9 +77,17 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE):
 
 def tokenizer_config(tokenizer) -> dict:
     """tokenizer_config.json: what AutoTokenizer needs besides tokenizer.json (class, special tokens, template)."""
-    decoder = {str(tokenizer.token_to_id(token)): {"content": token, "special": True, "lstrip": False,
-                                                    "rstrip": False, "normalized": False, "single_word": False}
-               for token in SPECIAL_TOKENS}
+    decoder = {
+        str(tokenizer.token_to_id(token)): {
+            "content": token,
+            "special": True,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        }
+        for token in SPECIAL_TOKENS
+    }
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": BOS,
@@ -95,8 +107,13 @@ def scaled(hidden_size: int, layers: int) -> dict:
     if hidden_size < 32 or hidden_size % 32 or layers < 1:
         raise ValueError(f"hidden_size must be a multiple of 32 (got {hidden_size}), layers at least 1 (got {layers})")
     heads = hidden_size // 16
-    return {"hidden_size": hidden_size, "num_hidden_layers": layers, "intermediate_size": 2 * hidden_size,
-            "num_attention_heads": heads, "num_key_value_heads": heads // 2}
+    return {
+        "hidden_size": hidden_size,
+        "num_hidden_layers": layers,
+        "intermediate_size": 2 * hidden_size,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads // 2,
+    }
 
 
 def build_model(config: dict, seed: int):
@@ -114,9 +131,13 @@ def silenced_tokens(tokenizer) -> list[int]:
     """Tokens the model never says: the special ones and those that decode to anything but printable
     ASCII (lone bytes of UTF-8 sequences would read as U+FFFD, control bytes as noise)."""
     printable = set(string.printable) - set("\t\r\x0b\x0c")
-    return [index for index in range(tokenizer.get_vocab_size())
-            if tokenizer.id_to_token(index) in SPECIAL_TOKENS or not set(tokenizer.decode([index])) <= printable
-            or not tokenizer.decode([index])]
+    return [
+        index
+        for index in range(tokenizer.get_vocab_size())
+        if tokenizer.id_to_token(index) in SPECIAL_TOKENS
+        or not set(tokenizer.decode([index])) <= printable
+        or not tokenizer.decode([index])
+    ]
 
 
 def silence(model, token_ids: list[int]) -> None:
@@ -142,8 +163,12 @@ def make_tiny_model(directory: Path, seed: int = 0, hidden_size: int = 64, layer
     tokenizer = train_tokenizer()
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tokenizer), indent=2) + "\n")
-    config = {**MODEL_CONFIG, **scaled(hidden_size, layers),
-              "bos_token_id": tokenizer.token_to_id(BOS), "eos_token_id": tokenizer.token_to_id(EOS)}
+    config = {
+        **MODEL_CONFIG,
+        **scaled(hidden_size, layers),
+        "bos_token_id": tokenizer.token_to_id(BOS),
+        "eos_token_id": tokenizer.token_to_id(EOS),
+    }
     model = build_model(config, seed)
     silence(model, silenced_tokens(tokenizer))
     save_model(directory, model)
@@ -164,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         path = make_tiny_model(args.directory, args.seed, args.hidden_size, args.layers)
     except ValueError as error:
         parser.error(str(error))
-    print(f"{path}: tiny llama ({args.layers} layers, hidden {args.hidden_size}, vocab {VOCAB_SIZE}), "
-          f"digest {model_digest(path)[:16]}")
+    print(
+        f"{path}: tiny llama ({args.layers} layers, hidden {args.hidden_size}, vocab {VOCAB_SIZE}), "
+        f"digest {model_digest(path)[:16]}"
+    )
     return 0
 
 

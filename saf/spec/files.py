@@ -42,17 +42,22 @@ def read_cluster_text(path: Path) -> str:
     """The cluster file's text, or a ValueError whose message says what is wrong with the file and the fix."""
     problem = file_problem(path)
     if problem == "does not exist":
-        raise ValueError("the file does not exist. Copy cluster.example.yaml to cluster.yaml and list your "
-                         f"nodes, or point {CLUSTER_ENV} at your cluster file.")
+        raise ValueError(
+            "the file does not exist. Copy cluster.example.yaml to cluster.yaml and list your "
+            f"nodes, or point {CLUSTER_ENV} at your cluster file."
+        )
     if problem == "is a directory, not a file":
-        raise ValueError(f"it is a directory, not a file; point {CLUSTER_ENV} at the cluster file itself "
-                         f"(like {path / DEFAULT_CLUSTER_FILE}).")
+        raise ValueError(
+            f"it is a directory, not a file; point {CLUSTER_ENV} at the cluster file itself "
+            f"(like {path / DEFAULT_CLUSTER_FILE})."
+        )
     try:
         data = path.read_bytes()
     except OSError as error:
         reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or str(error)
-        raise ValueError(f"the file cannot be read ({reason}); make it readable by this user "
-                         "(chmod u+r), or run as its owner.") from None
+        raise ValueError(
+            f"the file cannot be read ({reason}); make it readable by this user (chmod u+r), or run as its owner."
+        ) from None
     return decode_text(data)
 
 
@@ -61,9 +66,13 @@ def decode_text(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"the file is not text (byte {data[error.start]:#04x} at offset {error.start} is not "
-                         "UTF-8); a cluster file is YAML written in a text editor and saved as UTF-8.") from None
+        raise ValueError(
+            f"the file is not text (byte {data[error.start]:#04x} at offset {error.start} is not "
+            "UTF-8); a cluster file is YAML written in a text editor and saved as UTF-8."
+        ) from None
     if "\x00" in text:
-        raise ValueError(f"the file is not text (it holds a NUL byte at offset {text.index(chr(0))}); a cluster "
-                         "file is YAML written in a text editor and saved as UTF-8.")
+        raise ValueError(
+            f"the file is not text (it holds a NUL byte at offset {text.index(chr(0))}); a cluster "
+            "file is YAML written in a text editor and saved as UTF-8."
+        )
     return text

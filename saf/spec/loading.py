@@ -62,12 +62,14 @@ def load_cluster(project_dir: Path | str, path: Path | str | None = None) -> Clu
     problems += serve_errors
     if problems:
         raise ClusterFileError(path, problems)
-    return Cluster(path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings,
-                   serve=serve)
+    return Cluster(
+        path=path, nodes=tuple(with_resolved_paths(path, node) for node in nodes), settings=settings, serve=serve
+    )
 
 
-def validate_serve(entry: dict[str, Any] | None, raw: Any, path: Path, nodes: list[NodeSpec],
-                   settings: Settings | None) -> tuple[ServeSpec | None, list[str]]:
+def validate_serve(
+    entry: dict[str, Any] | None, raw: Any, path: Path, nodes: list[NodeSpec], settings: Settings | None
+) -> tuple[ServeSpec | None, list[str]]:
     """The ``serve:`` part (None when absent), and its problems with these nodes and settings."""
     if entry is None:
         return None, []
@@ -120,14 +122,18 @@ def ring_port_problems(settings: Settings, ranks: int) -> list[str]:
     """The MLX ring takes one port per node from mlx_ring_port on: they must stay clear of Ray's."""
     low, high = ring_ports(settings.mlx_ring_port, ranks)
     if high > 65535:
-        return [f"settings, key mlx_ring_port: the MLX ring needs one port per node ({ranks}), {low}-{high}, and "
-                f"ports end at 65535; lower mlx_ring_port"]
+        return [
+            f"settings, key mlx_ring_port: the MLX ring needs one port per node ({ranks}), {low}-{high}, and "
+            f"ports end at 65535; lower mlx_ring_port"
+        ]
     clashes = ring_port_clashes(settings, ranks)
     if not clashes:
         return []
-    return [f"settings, key mlx_ring_port: the MLX ring's ports {low}-{high} (one per node, {ranks} nodes) take "
-            f"{', '.join(clashes)}; move mlx_ring_port to a free run of {ranks} ports outside Ray's, like "
-            f"{_free_ring_base(settings, ranks)}"]
+    return [
+        f"settings, key mlx_ring_port: the MLX ring's ports {low}-{high} (one per node, {ranks} nodes) take "
+        f"{', '.join(clashes)}; move mlx_ring_port to a free run of {ranks} ports outside Ray's, like "
+        f"{_free_ring_base(settings, ranks)}"
+    ]
 
 
 def control_path_problems(settings: Settings, project_dir: Path) -> list[str]:

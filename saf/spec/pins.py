@@ -53,8 +53,10 @@ def python_pin_problems(python_version: str, pins: dict[str, str]) -> list[str]:
     """Why ``python_version`` cannot run the pinned packages (``{"ray": "2.49.1", ...}``): one sentence each."""
     minor = tuple(int(part) for part in python_version.split(".")[:2])
     if minor < OLDEST_PYTHON:
-        return [f"python_version {python_version} is older than any Ray or MLX SAF installs supports; pin "
-                f"Python {_dotted(OLDEST_PYTHON)} or newer, like 3.9.23 (with the default pins) or 3.11.9"]
+        return [
+            f"python_version {python_version} is older than any Ray or MLX SAF installs supports; pin "
+            f"Python {_dotted(OLDEST_PYTHON)} or newer, like 3.9.23 (with the default pins) or 3.11.9"
+        ]
     problems = []
     for package, version in pins.items():
         row = supported_python(package, version)

@@ -43,10 +43,17 @@ EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==\d+(\.\d+)*$")
 MACOS_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 NODE_FOLDERS = ("venv_root", "pyenv_root")  # on every node, SAF's own: it prunes and tears down inside them
-CONTROL_PATHS = ("wheelhouse", "python_source_cache", "ray_auth_token_file", "serve_api_key_file")  # on the control machine
+CONTROL_PATHS = (
+    "wheelhouse",
+    "python_source_cache",
+    "ray_auth_token_file",
+    "serve_api_key_file",
+)  # on the control machine
 OPTIONAL_PATHS = ("wheelhouse", "python_source_cache")  # "" turns them off
 PATH_EXAMPLES = {
     "venv_root": "~/saf/venv or /opt/saf/venv",
@@ -77,11 +84,15 @@ def usable_ip(value: str) -> str:
 def own_path_fix(key: str) -> str:
     """How to fix a path setting: what the path is for, and an example."""
     if key in NODE_FOLDERS:
-        return (f"SAF manages (and prunes) what is in {key} on every node, so give it a folder of its own, like "
-                f"{PATH_EXAMPLES[key]}")
+        return (
+            f"SAF manages (and prunes) what is in {key} on every node, so give it a folder of its own, like "
+            f"{PATH_EXAMPLES[key]}"
+        )
     what = "a file" if key.endswith("_file") else "a folder"
-    return (f"{key} is {what} of SAF's own on the control machine (relative paths are from the project "
-            f"directory), like {PATH_EXAMPLES[key]}")
+    return (
+        f"{key} is {what} of SAF's own on the control machine (relative paths are from the project "
+        f"directory), like {PATH_EXAMPLES[key]}"
+    )
 
 
 def _not_an_address(value: str) -> str:
@@ -93,8 +104,10 @@ def _not_an_address(value: str) -> str:
         else:
             if network.num_addresses > 1 and network.network_address == ipaddress.ip_interface(value).ip:
                 return f"{value!r} is a network, not one machine's address; {USE_INSTEAD}"
-            return (f"{value!r} is written with a prefix length; write the address alone, like "
-                    f"{ipaddress.ip_interface(value).ip}")
+            return (
+                f"{value!r} is written with a prefix length; write the address alone, like "
+                f"{ipaddress.ip_interface(value).ip}"
+            )
     return f"{value!r} is not an IP address; write it like 192.168.1.42"
 
 
@@ -262,8 +275,9 @@ class Settings(_Strict):
             )
         return value
 
-    @field_validator("venv_root", "pyenv_root", "wheelhouse", "python_source_cache", "ray_auth_token_file",
-                     "serve_api_key_file")
+    @field_validator(
+        "venv_root", "pyenv_root", "wheelhouse", "python_source_cache", "ray_auth_token_file", "serve_api_key_file"
+    )
     @classmethod
     def _own_path(cls, value: str, info: ValidationInfo) -> str:
         if value == "" and info.field_name in OPTIONAL_PATHS:
@@ -287,8 +301,11 @@ class Settings(_Strict):
     @classmethod
     def _mlx_backend(cls, value: str) -> str:
         if value != "ring":
-            later = " (RDMA over Thunderbolt 5 is not offered yet; `saf doctor` says which Macs have it)" \
-                if value == "jaccl" else ""
+            later = (
+                " (RDMA over Thunderbolt 5 is not offered yet; `saf doctor` says which Macs have it)"
+                if value == "jaccl"
+                else ""
+            )
             raise ValueError(f"{value!r} is not an MLX backend SAF provisions{later}; use ring")
         return value
 
@@ -329,12 +346,15 @@ class Settings(_Strict):
     def _worker_port_range(self) -> Settings:
         low, high = self.min_worker_port, self.max_worker_port
         if low >= high:
-            raise ValueError(f"min_worker_port ({low}) must be below max_worker_port ({high}); "
-                             "Ray's own range is 10002-19999")
+            raise ValueError(
+                f"min_worker_port ({low}) must be below max_worker_port ({high}); Ray's own range is 10002-19999"
+            )
         inside = [key for key in SINGLE_PORT_SETTINGS if low <= getattr(self, key) <= high]
         if inside:
-            raise ValueError(f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
-                             f"worker port range {low}-{high}; move it out, or narrow the range")
+            raise ValueError(
+                f"{', '.join(inside)} ({', '.join(str(getattr(self, k)) for k in inside)}) falls in the "
+                f"worker port range {low}-{high}; move it out, or narrow the range"
+            )
         return self
 
     @model_validator(mode="after")
@@ -355,7 +375,7 @@ class Settings(_Strict):
     def _separate_node_folders(self) -> Settings:
         venvs, pyenv = (folder_parts(self.venv_root), folder_parts(self.pyenv_root))
         inner, outer = sorted((venvs, pyenv), key=lambda folder: len(folder[1]))[::-1]
-        if inner[0] == outer[0] and inner[1][:len(outer[1])] == outer[1]:
+        if inner[0] == outer[0] and inner[1][: len(outer[1])] == outer[1]:
             raise ValueError(
                 f"venv_root ({self.venv_root}) and pyenv_root ({self.pyenv_root}) overlap; SAF prunes venv_root and "
                 "pyenv manages its root, so give each a folder of its own, like ~/saf/venv and ~/.pyenv"

@@ -81,28 +81,37 @@ def serve_problems(serve: ServeSpec, cluster_file: Path, node_names: list[str], 
 
 def _model_problems(serve: ServeSpec, cluster_file: Path) -> list[str]:
     if serve.model.startswith(HF_PREFIX):
-        repo = serve.model[len(HF_PREFIX):]
-        return [f"key serve.model: {serve.model!r} is a Hugging Face repo id; SAF does not fetch models (the "
-                f"control machine may have no network, and the nodes never download): download it where there is a "
-                f"network (`huggingface-cli download {repo} --local-dir models/{repo.split('/')[-1]}`, an MLX "
-                "model, or convert one with `mlx_lm.convert`) and give that directory"]
+        repo = serve.model[len(HF_PREFIX) :]
+        return [
+            f"key serve.model: {serve.model!r} is a Hugging Face repo id; SAF does not fetch models (the "
+            f"control machine may have no network, and the nodes never download): download it where there is a "
+            f"network (`huggingface-cli download {repo} --local-dir models/{repo.split('/')[-1]}`, an MLX "
+            "model, or convert one with `mlx_lm.convert`) and give that directory"
+        ]
     path = model_path(cluster_file, serve.model).resolve()
     characters = path_characters_problem(str(path))
     if characters:  # rsync's command line on the control machine names it
-        return [f"key serve.model: {serve.model!r} (the folder {path}) {characters}; move the model, or link it, to "
-                "a path like ./models/my-model"]
+        return [
+            f"key serve.model: {serve.model!r} (the folder {path}) {characters}; move the model, or link it, to "
+            "a path like ./models/my-model"
+        ]
     return [f"key serve.model: {problem}" for problem in model_directory_problems(path)]
 
 
 def _node_problems(serve: ServeSpec, node_names: list[str]) -> list[str]:
     if serve.nodes is None:
         return []
-    problems = [f"key serve.nodes: {name!r} is not a node of this cluster file; name nodes from `nodes:` "
-                f"({', '.join(node_names)})" for name in serve.nodes if name not in node_names]
+    problems = [
+        f"key serve.nodes: {name!r} is not a node of this cluster file; name nodes from `nodes:` "
+        f"({', '.join(node_names)})"
+        for name in serve.nodes
+        if name not in node_names
+    ]
     repeated = sorted({name for name in serve.nodes if serve.nodes.count(name) > 1})
     if repeated:
-        problems.append(f"key serve.nodes: {', '.join(repeated)} listed twice; a node serves one replica, "
-                        "name each once")
+        problems.append(
+            f"key serve.nodes: {', '.join(repeated)} listed twice; a node serves one replica, name each once"
+        )
     return problems
 
 
@@ -119,8 +128,10 @@ def _port_problems(settings: Any, node_count: int) -> list[str]:
         taken.append(f"the MLX ring's ports {low}-{high}")
     if not taken:
         return []
-    return [f"key settings.serve_port: {port} is taken by {', '.join(taken)}; give the endpoint a port of its own, "
-            "like 8000"]
+    return [
+        f"key settings.serve_port: {port} is taken by {', '.join(taken)}; give the endpoint a port of its own, "
+        "like 8000"
+    ]
 
 
 def pinned_versions(pins: list[str]) -> dict[str, str]:
@@ -145,13 +156,17 @@ def _pin_problems(settings: Any) -> list[str]:
     pins = pinned_versions(settings.serve_packages)
     missing = [name for name in SERVE_PINS_NEEDED if name not in pins]
     if missing:
-        return [f"key settings.serve_packages: no exact pin of {', '.join(missing)}; add one, like mlx-lm==0.28.0 "
-                "and pip==26.0.1 (an older pip spends many minutes resolving Ray Serve's dependencies)"]
+        return [
+            f"key settings.serve_packages: no exact pin of {', '.join(missing)}; add one, like mlx-lm==0.28.0 "
+            "and pip==26.0.1 (an older pip spends many minutes resolving Ray Serve's dependencies)"
+        ]
     version = pins["mlx-lm"]
     needs = mlx_lm_needs(version) if EXACT.fullmatch(version) else None
     if needs is None:
-        return [f"key settings.serve_packages: mlx-lm=={version} is older than the mlx-lm SAF's server is made for; "
-                f"pin mlx-lm=={'.'.join(map(str, OLDEST_MLX_LM))} or newer"]
+        return [
+            f"key settings.serve_packages: mlx-lm=={version} is older than the mlx-lm SAF's server is made for; "
+            f"pin mlx-lm=={'.'.join(map(str, OLDEST_MLX_LM))} or newer"
+        ]
     mlx, python = needs
     changes = []
     if _version(settings.mlx_version) < mlx:
@@ -160,14 +175,18 @@ def _pin_problems(settings: Any) -> list[str]:
         changes.append(f"settings.python_version to {python[0]}.{python[1]}.x or newer")
     if not changes:
         return []
-    return [f"key settings.serve_packages: mlx-lm=={version} needs MLX >= {'.'.join(map(str, mlx))} and Python >= "
-            f"{python[0]}.{python[1]}, and the pins are mlx_version {settings.mlx_version}, python_version "
-            f"{settings.python_version}: set {' and '.join(changes)}, or pin mlx-lm==0.28.0 (MLX 0.29.1, Python 3.8+)"]
+    return [
+        f"key settings.serve_packages: mlx-lm=={version} needs MLX >= {'.'.join(map(str, mlx))} and Python >= "
+        f"{python[0]}.{python[1]}, and the pins are mlx_version {settings.mlx_version}, python_version "
+        f"{settings.python_version}: set {' and '.join(changes)}, or pin mlx-lm==0.28.0 (MLX 0.29.1, Python 3.8+)"
+    ]
 
 
 def _bind_problems(settings: Any) -> list[str]:
     if settings.serve_bind != "cluster" or settings.firewall:
         return []
-    return ["key settings.serve_bind: cluster puts the endpoint on the head's cluster ip; set firewall: true as well "
-            "(then only the cluster's nodes reach it, and it asks for the API key in serve_api_key_file), or keep "
-            "serve_bind: loopback and reach it with `saf serve-tunnel`"]
+    return [
+        "key settings.serve_bind: cluster puts the endpoint on the head's cluster ip; set firewall: true as well "
+        "(then only the cluster's nodes reach it, and it asks for the API key in serve_api_key_file), or keep "
+        "serve_bind: loopback and reach it with `saf serve-tunnel`"
+    ]

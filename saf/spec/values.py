@@ -23,21 +23,92 @@ FILE_URL = "file://"
 PLAIN_SCHEMES = ("http://", "git://")  # no transport security: only on a trusted network
 
 # Folders of the system: a path setting may not be one of them, nor a parent of one.
-SYSTEM_FOLDERS = frozenset({
-    "/", "/etc", "/usr", "/usr/local", "/usr/local/bin", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/share",
-    "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys", "/run", "/srv", "/mnt", "/media",
-    "/var", "/var/lib", "/var/log", "/var/tmp", "/opt", "/opt/homebrew", "/tmp", "/home", "/Users", "/root",
-    "/Library", "/System", "/Applications", "/Volumes", "/private", "/private/etc", "/private/var",
-    "/private/tmp",
-})
+SYSTEM_FOLDERS = frozenset(
+    {
+        "/",
+        "/etc",
+        "/usr",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/share",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/boot",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run",
+        "/srv",
+        "/mnt",
+        "/media",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+        "/opt",
+        "/opt/homebrew",
+        "/tmp",
+        "/home",
+        "/Users",
+        "/root",
+        "/Library",
+        "/System",
+        "/Applications",
+        "/Volumes",
+        "/private",
+        "/private/etc",
+        "/private/var",
+        "/private/tmp",
+    }
+)
 # System folders nothing of SAF's belongs in, at any depth.
-SYSTEM_ONLY = frozenset({"/etc", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys", "/System",
-                         "/usr/bin", "/usr/sbin", "/usr/lib", "/private/etc"})
+SYSTEM_ONLY = frozenset(
+    {
+        "/etc",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/boot",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/System",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/private/etc",
+    }
+)
 # Folders in a home directory that hold the user's own things ("" is the home itself).
-PERSONAL_FOLDERS = frozenset({
-    "", ".ssh", ".config", ".aws", ".gnupg", ".kube", ".docker", ".local", ".cache", ".saf", "Library",
-    "Desktop", "Documents", "Downloads", "Pictures", "Movies", "Music", "Public", "Applications",
-})
+PERSONAL_FOLDERS = frozenset(
+    {
+        "",
+        ".ssh",
+        ".config",
+        ".aws",
+        ".gnupg",
+        ".kube",
+        ".docker",
+        ".local",
+        ".cache",
+        ".saf",
+        "Library",
+        "Desktop",
+        "Documents",
+        "Downloads",
+        "Pictures",
+        "Movies",
+        "Music",
+        "Public",
+        "Applications",
+    }
+)
 # Folders in a home directory that hold secrets: nothing of SAF's belongs in them, at any depth.
 SECRET_FOLDERS = frozenset({".ssh", ".aws", ".gnupg"})
 HOMES = ("/home", "/Users")  # /home/<user>, /Users/<user> (and /root) are home directories
@@ -46,16 +117,20 @@ HOMES = ("/home", "/Users")  # /home/<user>, /Users/<user> (and /root) are home 
 def user_name_problem(value: str) -> str | None:
     if USER_NAME.fullmatch(value):
         return None
-    return (f"{value!r} is not a user name SAF accepts; a user name is lowercase letters, digits, '_', '.' and '-', "
-            "starting with a letter or '_' (at most 32 characters), like arthurdell")
+    return (
+        f"{value!r} is not a user name SAF accepts; a user name is lowercase letters, digits, '_', '.' and '-', "
+        "starting with a letter or '_' (at most 32 characters), like arthurdell"
+    )
 
 
 def scope_id_problem(scope_id: str) -> str | None:
     """An IPv6 scope id (``fe80::1%en0``) is written into units and rules: only an interface name will do."""
     if SCOPE_ID.fullmatch(scope_id):
         return None
-    return (f"its scope id {scope_id!r} is not an interface name; write the interface the address is on, "
-            "like fe80::1%en0 (letters, digits, '_', '.' and '-', at most 15 characters)")
+    return (
+        f"its scope id {scope_id!r} is not an interface name; write the interface the address is on, "
+        "like fe80::1%en0 (letters, digits, '_', '.' and '-', at most 15 characters)"
+    )
 
 
 def path_characters_problem(value: str) -> str | None:
@@ -72,7 +147,13 @@ def path_characters_problem(value: str) -> str | None:
 
 
 def _named(character: str) -> str:
-    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space", "~": "a '~' that is not a leading ~/"}
+    names = {
+        "\n": "a newline",
+        "\r": "a carriage return",
+        "\t": "a tab",
+        " ": "a space",
+        "~": "a '~' that is not a leading ~/",
+    }
     if character in names:
         return names[character]
     if not character.isprintable():
@@ -125,7 +206,7 @@ def _home_folder_problem(parts: tuple[str, ...]) -> str | None:
 def _holds(parts: tuple[str, ...], folder: str) -> bool:
     """Whether ``parts`` names ``folder`` or one of its parents."""
     inner = tuple(part for part in folder.split("/") if part)
-    return inner[:len(parts)] == parts
+    return inner[: len(parts)] == parts
 
 
 def git_url_problem(value: str, trusted_network: bool) -> str | None:
@@ -140,12 +221,16 @@ def git_url_problem(value: str, trusted_network: bool) -> str | None:
     if plain and _plain_url(value):
         if trusted_network:
             return None
-        return (f"is a plain {plain} URL: anyone on the network between a node and the server can change the "
-                "pyenv it clones, and so the Python every node runs; use an https:// URL or a local path "
-                "(or trusted_network: true, if no one else is on that network)")
-    return (f"{value!r} is not an https:// URL or a local path; pyenv is cloned from it on every node, so write "
-            "it like https://github.com/pyenv/pyenv.git (no user name or password in it, letters, digits and "
-            "'. _ ~ / -' in its path), or an absolute path or file:// URL on the nodes")
+        return (
+            f"is a plain {plain} URL: anyone on the network between a node and the server can change the "
+            "pyenv it clones, and so the Python every node runs; use an https:// URL or a local path "
+            "(or trusted_network: true, if no one else is on that network)"
+        )
+    return (
+        f"{value!r} is not an https:// URL or a local path; pyenv is cloned from it on every node, so write "
+        "it like https://github.com/pyenv/pyenv.git (no user name or password in it, letters, digits and "
+        "'. _ ~ / -' in its path), or an absolute path or file:// URL on the nodes"
+    )
 
 
 def _plain_url(value: str) -> bool:

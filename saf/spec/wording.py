@@ -70,7 +70,7 @@ def describe_error(error: dict[str, Any]) -> str:
         expected = error.get("ctx", {}).get("expected", "")
         return f"is {value!r}; it must be one of {expected}{_unquoted_word_hint(value)}"
     if kind in EXPECTED_TYPE:
-        hint = " (quote versions and names: python_version: \"3.9.23\")" if kind == "string_type" else ""
+        hint = ' (quote versions and names: python_version: "3.9.23")' if kind == "string_type" else ""
         return f"is {value!r}; it must be {EXPECTED_TYPE[kind]}{hint}"
     if kind == "greater_than_equal":
         return f"is {value!r}; it must be at least {error['ctx']['ge']}"
@@ -86,7 +86,7 @@ def describe_error(error: dict[str, Any]) -> str:
 def _unquoted_word_hint(value: Any) -> str:
     # YAML reads an unquoted on/off/yes/no as a boolean: `ray_auth: off` arrives as False
     if isinstance(value, bool):
-        return " (YAML reads an unquoted off, no, on or yes as true/false: quote the word, like ray_auth: \"off\")"
+        return ' (YAML reads an unquoted off, no, on or yes as true/false: quote the word, like ray_auth: "off")'
     return ""
 
 

@@ -25,12 +25,16 @@ def _construct_mapping(loader: ClusterYamlLoader, node: yaml.MappingNode, deep: 
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise yaml.constructor.ConstructorError(
-                None, None, "a key is a list or a mapping (a complex `? ...` key); a cluster file's keys are plain words like `name:`",
-                key_node.start_mark)
+                None,
+                None,
+                "a key is a list or a mapping (a complex `? ...` key); a cluster file's keys are plain words like `name:`",
+                key_node.start_mark,
+            )
         key = key_node.value if key_node.tag == MERGE_TAG else loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} is written twice in one mapping", key_node.start_mark)
+                None, None, f"the key {key!r} is written twice in one mapping", key_node.start_mark
+            )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)  # SafeLoader's: merges `<<` first, explicit keys win
 
@@ -38,8 +42,11 @@ def _construct_mapping(loader: ClusterYamlLoader, node: yaml.MappingNode, deep: 
 def _refuse_tag(loader: ClusterYamlLoader, tag_suffix: str, node: yaml.Node) -> Any:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
     raise yaml.constructor.ConstructorError(
-        None, None, f"the tag {tag} is not allowed in a cluster file; remove it, a cluster file holds plain text, numbers, true/false, lists and mappings",
-        node.start_mark)
+        None,
+        None,
+        f"the tag {tag} is not allowed in a cluster file; remove it, a cluster file holds plain text, numbers, true/false, lists and mappings",
+        node.start_mark,
+    )
 
 
 ClusterYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

@@ -29,12 +29,23 @@ class ClusterVerification(FactBase[dict]):
     def command(self, python: str, address: str, expect: str, timeout: int, environment: str = "") -> StringCommand:
         # environment: ``KEY=value`` shell words for the driver, e.g. RAY_AUTH_TOKEN_PATH (a path, not the token)
         env = ["env", *(QuoteString(word) for word in shlex.split(environment))] if environment else []
-        return StringCommand(*env, QuoteString(python), "-c", QuoteString(DRIVER_PROGRAM),
-                             "--address", QuoteString(address), "--expect", QuoteString(expect), "--timeout", str(timeout), "2>&1 || true")
+        return StringCommand(
+            *env,
+            QuoteString(python),
+            "-c",
+            QuoteString(DRIVER_PROGRAM),
+            "--address",
+            QuoteString(address),
+            "--expect",
+            QuoteString(expect),
+            "--timeout",
+            str(timeout),
+            "2>&1 || true",
+        )
 
     def process(self, output: list[str]) -> dict:
         for line in output:
             if line.startswith(MARKER):
-                return json.loads(line[len(MARKER):])
+                return json.loads(line[len(MARKER) :])
         tail = " | ".join(line.strip() for line in output[-5:])
         return {"nodes": [], "problems": [f"the verification printed no report: {tail[:800]}"]}

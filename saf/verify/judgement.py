@@ -17,28 +17,38 @@ DTYPES = ("f32", "f16")
 CPU_ON_A_MAC = (
     "MLX computed on the CPU, not the Mac's GPU: Metal was not available to it (a virtual machine, a macOS "
     "older than the pinned MLX supports, or the default device set to cpu); check in the venv with "
-    "`python -c 'import mlx.core as mx; print(mx.metal.is_available())'` and run SAF on the Mac itself")
+    "`python -c 'import mlx.core as mx; print(mx.metal.is_available())'` and run SAF on the Mac itself"
+)
 CPU_ON_CUDA = (
     "MLX computed on the CPU although the node has an NVIDIA GPU (nvidia-smi) and MLX's CUDA build: MLX "
     "found no usable GPU (an NVIDIA driver older than the CUDA mlx-cuda is built for, or CUDA_VISIBLE_DEVICES "
     "hiding it); check `nvidia-smi` and `python -c 'import mlx.core as mx; print(mx.default_device())'` "
-    "in the venv, update the driver, then re-run the deploy")
+    "in the venv, update the driver, then re-run the deploy"
+)
 NOTHING_OBSERVED = (
     "the verification driver reported no node and no problem of its own: nothing was verified; run `saf verify` "
-    "to see the driver's output, and check that Ray is running on the head")
-UNNAMED_FAILURE = ("the verification report says it failed but names no problem: it cannot be trusted; run "
-                   "`saf verify` again and read its JSON report")
+    "to see the driver's output, and check that Ray is running on the head"
+)
+UNNAMED_FAILURE = (
+    "the verification report says it failed but names no problem: it cannot be trusted; run "
+    "`saf verify` again and read its JSON report"
+)
 
 
-def judge(observed: dict[str, Any], expect: dict[str, Any],
-          stray_check: Callable[[dict], list[str]] | None = None) -> dict[str, Any]:
+def judge(
+    observed: dict[str, Any], expect: dict[str, Any], stray_check: Callable[[dict], list[str]] | None = None
+) -> dict[str, Any]:
     """The report: the observed nodes, each with its ``problems`` and ``ok``, and the cluster's ``ok``.
 
     ``stray_check``: a node's problems from the Ray census the driver brought back (Ray that is not
     SAF's service's: saf/verify/strays.py); the census itself is left out of the report."""
-    report: dict[str, Any] = {"ok": False, "address": observed.get("address"),
-                              "nodes": [{**node, "problems": []} for node in observed.get("nodes", [])],
-                              "problems": list(observed.get("problems", [])), "transfer": []}
+    report: dict[str, Any] = {
+        "ok": False,
+        "address": observed.get("address"),
+        "nodes": [{**node, "problems": []} for node in observed.get("nodes", [])],
+        "problems": list(observed.get("problems", [])),
+        "transfer": [],
+    }
     if observed.get("step_seconds"):
         report["step_seconds"] = observed["step_seconds"]  # where the verification's time went
     if expect.get("protection"):
@@ -86,13 +96,15 @@ def failure_reasons(report: dict[str, Any]) -> list[str]:
 def check_alive(nodes: dict[str, dict], address: str | None) -> None:
     for node in nodes.values():
         if not node.get("alive"):
-            node["problems"].append(f"{node['name']} ({node['ip']}) is not alive in the Ray cluster at {address}: "
-                                    + NOT_ALIVE_FIX)
+            node["problems"].append(
+                f"{node['name']} ({node['ip']}) is not alive in the Ray cluster at {address}: " + NOT_ALIVE_FIX
+            )
         elif node.get("ray_nodes", 1) > 1:
             node["problems"].append(
                 f"{node['name']} ({node['ip']}) has {node['ray_nodes']} Ray nodes alive at its address: a second Ray "
                 "runs there beside SAF's service (one started by hand?); find it with `ps -ef | grep -e raylet "
-                "-e 'ray start'`, stop it, and re-run the deploy")
+                "-e 'ray start'`, stop it, and re-run the deploy"
+            )
         elif node.get("probe_error"):
             node["problems"].append(f"{node['name']}: {node['probe_error']}")
 
@@ -131,8 +143,10 @@ def check_figures(nodes: dict[str, dict]) -> None:
         for dtype in DTYPES:
             figure = node.get(f"gflops_{dtype}")
             if not isinstance(figure, (int, float)) or round(figure, 1) <= 0:
-                node["problems"].append(f"{node['name']} measured {figure} GFLOPS in {dtype}: MLX's matmul gave no "
-                                        "throughput (see the node's MLX installation)")
+                node["problems"].append(
+                    f"{node['name']} measured {figure} GFLOPS in {dtype}: MLX's matmul gave no "
+                    "throughput (see the node's MLX installation)"
+                )
 
 
 def check_speed(nodes: dict[str, dict], slow_ratio: float) -> None:
@@ -146,7 +160,8 @@ def check_speed(nodes: dict[str, dict], slow_ratio: float) -> None:
                 node["problems"].append(
                     f"{node['name']} is slow: {node[key]} GFLOPS ({dtype}) against a median of "
                     f"{statistics.median(peers):.1f} on its peers of the same hardware (thermals, background "
-                    "load, power settings?)")
+                    "load, power settings?)"
+                )
 
 
 def check_paths(nodes: dict[str, dict], mtu: int) -> None:
@@ -161,17 +176,21 @@ def check_paths(nodes: dict[str, dict], mtu: int) -> None:
         node["mtu_path_ok"] = all(path["ok"] for path in node["paths"].values())
         for ip, path in node["paths"].items():
             if not path["ok"]:
-                node["problems"].append(f"{mtu}-byte frames do not pass from {node['name']} to {by_ip.get(ip, ip)} "
-                                        f"({ip}): {_largest_passing(path)}; check the MTU of both nodes' interfaces "
-                                        "and of the switch ports between them")
+                node["problems"].append(
+                    f"{mtu}-byte frames do not pass from {node['name']} to {by_ip.get(ip, ip)} "
+                    f"({ip}): {_largest_passing(path)}; check the MTU of both nodes' interfaces "
+                    "and of the switch ports between them"
+                )
 
 
 def _largest_passing(path: dict[str, Any]) -> str:
     largest = path["largest"]
     if largest is None:
         return "no UDP datagram passes at all (a firewall between them?)"
-    return (f"the largest don't-fragment payload that passes is {largest} bytes "
-            f"(an MTU of {largest + path['headers']} on the way)")
+    return (
+        f"the largest don't-fragment payload that passes is {largest} bytes "
+        f"(an MTU of {largest + path['headers']} on the way)"
+    )
 
 
 def check_transfers(nodes: dict[str, dict], report: dict[str, Any]) -> None:
@@ -183,26 +202,43 @@ def check_transfers(nodes: dict[str, dict], report: dict[str, Any]) -> None:
         transfer = node.get("transfer")
         if transfer:
             intact = transfer["sent"] == transfer["received"]
-            report["transfer"].append({"from": head["name"], "to": node["name"], "mb": transfer["mb"],
-                                       "seconds": transfer["seconds"], "intact": intact})
+            report["transfer"].append(
+                {
+                    "from": head["name"],
+                    "to": node["name"],
+                    "mb": transfer["mb"],
+                    "seconds": transfer["seconds"],
+                    "intact": intact,
+                }
+            )
             if not intact:
                 node["problems"].append(f"an object sent from {head['name']} to {node['name']} arrived altered")
         if node.get("transfer_error"):
             node["problems"].append(f"transfer {head['name']} -> {node['name']} failed: {node['transfer_error']}")
 
 
-RING_FIX = ("a firewall between them, or the port taken? with `firewall: true`, run the deploy without --limit "
-            "so that every node admits every peer")
+RING_FIX = (
+    "a firewall between them, or the port taken? with `firewall: true`, run the deploy without --limit "
+    "so that every node admits every peer"
+)
 
 
-def check_collective(observed: dict[str, Any], nodes: dict[str, dict], expect: dict[str, Any],
-                     report: dict[str, Any]) -> dict[str, Any]:
+def check_collective(
+    observed: dict[str, Any], nodes: dict[str, dict], expect: dict[str, Any], report: dict[str, Any]
+) -> dict[str, Any]:
     """The MLX collective: every rank joined, all_sum right, and bus bandwidth per size (algorithm
     bandwidth x 2(n-1)/n, from the slowest rank's time). Each problem goes to the node it names
     (or to the cluster's), and is listed in the collective's own ``problems`` too."""
     ranks = list(observed.get("ranks", []))
-    collective = {"backend": observed.get("backend"), "ranks": len(ranks), "ok": False, "busbw_gbyte_s": {},
-                  "problems": [], "seconds": observed.get("seconds"), "reach_seconds": observed.get("reach_seconds")}
+    collective = {
+        "backend": observed.get("backend"),
+        "ranks": len(ranks),
+        "ok": False,
+        "busbw_gbyte_s": {},
+        "problems": [],
+        "seconds": observed.get("seconds"),
+        "reach_seconds": observed.get("reach_seconds"),
+    }
 
     def fail(name: str | None, problem: str) -> None:
         collective["problems"].append(problem)
@@ -234,10 +270,16 @@ def _rank_problems(name: str, result: dict[str, Any], size: int) -> list[str]:
     if result.get("size") != size:
         return [f"{name}: its MLX rank joined a group of {result.get('size')}, not the {size} ranks of the cluster"]
     expected = size * (size + 1) / 2  # rank r adds r + 1
-    wrong = [f"all_sum gave {result['sums']}, not {expected:g} everywhere"] if any(
-        value != expected for value in result.get("sums") or [None]) else []
-    wrong += [f"all_sum of {megabytes} MB of ones gave {ends}, not {size}"
-              for megabytes, ends in result.get("ends", {}).items() if any(value != size for value in ends)]
+    wrong = (
+        [f"all_sum gave {result['sums']}, not {expected:g} everywhere"]
+        if any(value != expected for value in result.get("sums") or [None])
+        else []
+    )
+    wrong += [
+        f"all_sum of {megabytes} MB of ones gave {ends}, not {size}"
+        for megabytes, ends in result.get("ends", {}).items()
+        if any(value != size for value in ends)
+    ]
     return [f"{name}: the MLX collective is wrong: {'; '.join(wrong)}"] if wrong else []
 
 

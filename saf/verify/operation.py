@@ -24,8 +24,15 @@ from saf.verify.strays import stray_check
 
 
 @operation(is_idempotent=True)
-def cluster_verified(python: str, address: str, expect: dict, timeout: int, reports_dir: str,
-                     environment: tuple[tuple[str, str], ...] = (), serve: dict | None = None):
+def cluster_verified(
+    python: str,
+    address: str,
+    expect: dict,
+    timeout: int,
+    reports_dir: str,
+    environment: tuple[tuple[str, str], ...] = (),
+    serve: dict | None = None,
+):
     """
     Verify the whole cluster from this node: every node alive in Ray, versions equal to the pins,
     an MLX job pinned to each node (correctness, GFLOPS), network path and throughput.
@@ -40,10 +47,15 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
     """
     if not state.is_executing:
         return  # a check, not a change: it runs when the deploy executes, after every other task
-    observed = host.get_fact(ClusterVerification, python=python, address=address,
-                             expect=json.dumps(expect, sort_keys=True), timeout=timeout,
-                             environment=shlex.join(f"{key}={value}" for key, value in environment),
-                             _timeout=timeout * 4 + 120)
+    observed = host.get_fact(
+        ClusterVerification,
+        python=python,
+        address=address,
+        expect=json.dumps(expect, sort_keys=True),
+        timeout=timeout,
+        environment=shlex.join(f"{key}={value}" for key, value in environment),
+        _timeout=timeout * 4 + 120,
+    )
     result = judge(observed, expect, stray_check(host.data, host.name, observed.get("driver_pids", ())))
     if serve:
         add_serve_part(result, serve)
@@ -55,9 +67,16 @@ def cluster_verified(python: str, address: str, expect: dict, timeout: int, repo
 def add_serve_part(result: dict, serve: dict) -> None:
     """The served model proven from this node (the head) through its endpoint: the report's ``serve`` part,
     and a problem of the cluster when it is not served as declared."""
-    probe = host.get_fact(ServeProbe, python=serve["python"], endpoint=serve["endpoint"], model=serve["model"],
-                          replicas=serve["replicas"], key_file=serve.get("key_file", ""), timeout=serve["timeout"],
-                          _timeout=serve["timeout"] * 4 + 60)
+    probe = host.get_fact(
+        ServeProbe,
+        python=serve["python"],
+        endpoint=serve["endpoint"],
+        model=serve["model"],
+        replicas=serve["replicas"],
+        key_file=serve.get("key_file", ""),
+        timeout=serve["timeout"],
+        _timeout=serve["timeout"] * 4 + 60,
+    )
     result["serve"] = serve_report(probe, serve)
     problem = serve_problem(result["serve"])
     if problem:

@@ -10,8 +10,11 @@ from saf.verify.strays import census_commands
 
 def verification_host(state: Any, cluster_nodes: list[dict]) -> str:
     """The head when it is part of this run, else the first node of the run (``--limit gamma``)."""
-    in_run = [node["name"] for node in cluster_nodes
-              if state.limit_hosts is None or node["name"] in {h.name for h in state.limit_hosts}]
+    in_run = [
+        node["name"]
+        for node in cluster_nodes
+        if state.limit_hosts is None or node["name"] in {h.name for h in state.limit_hosts}
+    ]
     heads = [node["name"] for node in cluster_nodes if node["role"] == "head" and node["name"] in in_run]
     return heads[0] if heads else (in_run[0] if in_run else "")
 

@@ -10,9 +10,21 @@ from saf.serve.report import serve_lines
 from saf.verify.judgement import passed
 from saf.verify.judgement import problems as all_problems
 
-COLUMNS = (("node", "name"), ("role", "role"), ("hostname", "hostname"), ("python", "python"), ("ray", "ray"),
-           ("mlx", "mlx"), ("device", "device"), ("size f32/f16", "size_f32"), ("GFLOPS f32", "gflops_f32"),
-           ("GFLOPS f16", "gflops_f16"), ("MTU path", "mtu_path_ok"), ("Gbit/s (link)", "gbit_s"), ("verdict", "ok"))
+COLUMNS = (
+    ("node", "name"),
+    ("role", "role"),
+    ("hostname", "hostname"),
+    ("python", "python"),
+    ("ray", "ray"),
+    ("mlx", "mlx"),
+    ("device", "device"),
+    ("size f32/f16", "size_f32"),
+    ("GFLOPS f32", "gflops_f32"),
+    ("GFLOPS f16", "gflops_f16"),
+    ("MTU path", "mtu_path_ok"),
+    ("Gbit/s (link)", "gbit_s"),
+    ("verdict", "ok"),
+)
 
 
 def _device(node: dict) -> str:
@@ -48,8 +60,7 @@ def _cell(key: str, value) -> str:
 
 
 def _row(node: dict) -> list[str]:
-    special = {"gbit_s": _throughput, "device": _device,
-               "size_f32": lambda n: f"{_size(n, 'f32')}/{_size(n, 'f16')}"}
+    special = {"gbit_s": _throughput, "device": _device, "size_f32": lambda n: f"{_size(n, 'f32')}/{_size(n, 'f16')}"}
     return [special[key](node) if key in special else _cell(key, node.get(key)) for _, key in COLUMNS]
 
 
@@ -60,9 +71,17 @@ def table(report: dict) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     problems = all_problems(report)
     verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
-    return "\n".join([*lines, *collective_lines(report), *serve_lines(report), *step_lines(report),
-                      *protection_lines(report),
-                      *(f"  - {problem}" for problem in problems), verdict])
+    return "\n".join(
+        [
+            *lines,
+            *collective_lines(report),
+            *serve_lines(report),
+            *step_lines(report),
+            *protection_lines(report),
+            *(f"  - {problem}" for problem in problems),
+            verdict,
+        ]
+    )
 
 
 def protection_lines(report: dict) -> list[str]:
@@ -92,8 +111,10 @@ def collective_lines(report: dict) -> list[str]:
         tcp = [n["gbit_s"] / 8 for n in report.get("nodes", []) if isinstance(n.get("gbit_s"), (int, float))]
         links = [n["link_gbit_s"] for n in report.get("nodes", []) if isinstance(n.get("link_gbit_s"), (int, float))]
         if tcp:
-            lines.append(f"  TCP head -> node GB/s: {min(tcp):.2f}-{max(tcp):.2f}"
-                         + (f"; slowest link {min(links):g} Gbit/s ({min(links) / 8:.2f} GB/s)" if links else ""))
+            lines.append(
+                f"  TCP head -> node GB/s: {min(tcp):.2f}-{max(tcp):.2f}"
+                + (f"; slowest link {min(links):g} Gbit/s ({min(links) / 8:.2f} GB/s)" if links else "")
+            )
     return lines
 
 

@@ -31,8 +31,10 @@ def census_commands(role: str, data: object) -> dict[str, dict[str, str]]:
     """What the driver runs on a node of ``role`` (a shell line each), by the node's OS: the Ray
     processes, the listening sockets and, on a Mac, SAF's launchd job (whose process tree is SAF's)."""
     job = f"launchctl print {launchd_target(role, data)} 2>/dev/null || true"  # read by LaunchdJob's parser
-    return {"linux": {"ps": PS_UNITS_COMMAND, "listeners": SS_COMMAND},
-            "darwin": {"ps": PS_COMMAND, "listeners": LSOF_COMMAND, "job": job}}
+    return {
+        "linux": {"ps": PS_UNITS_COMMAND, "listeners": SS_COMMAND},
+        "darwin": {"ps": PS_COMMAND, "listeners": LSOF_COMMAND, "job": job},
+    }
 
 
 def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> list[str]:
@@ -44,8 +46,15 @@ def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> li
         return [f"{node['name']}: its Ray processes could not be read ({census['error']})"]
     try:
         found = stray_problems_from_output(
-            census["os"] == "darwin", census["ps"], census["listeners"], census.get("job", ""),  # no job on Linux
-            service_unit(node["role"]), not is_system_service(data, macos=False), data, ignore_pids)
+            census["os"] == "darwin",
+            census["ps"],
+            census["listeners"],
+            census.get("job", ""),  # no job on Linux
+            service_unit(node["role"]),
+            not is_system_service(data, macos=False),
+            data,
+            ignore_pids,
+        )
     except UnexpectedOutput as error:
         return [f"{node['name']}: its Ray processes could not be read ({error})"]
     return [f"{node['name']}: {problem}; stop it (the next deploy does, with foreign_ray: stop)" for problem in found]

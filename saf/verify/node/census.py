@@ -28,8 +28,11 @@ def start_census(ray, nodes: dict, commands: dict) -> dict:
     """Every alive node's Ray census (``commands``: what to run, by node and OS), started on all nodes
     at once: the refs by name (collected by collect_census)."""
     census = ray.remote(num_cpus=0)(ray_census)
-    return {name: census.options(scheduling_strategy=on_node(ray, node["node_id"])).remote(commands[name])
-            for name, node in nodes.items() if node["node_id"] and name in commands}
+    return {
+        name: census.options(scheduling_strategy=on_node(ray, node["node_id"])).remote(commands[name])
+        for name, node in nodes.items()
+        if node["node_id"] and name in commands
+    }
 
 
 def collect_census(ray, nodes: dict, pending: dict, timeout: float) -> None:

@@ -38,8 +38,10 @@ def observe_cluster(address: str, expect: dict, timeout: float, ray=None) -> dic
     alive = wait_for_nodes(ray, [n["ip"] for n in expect["nodes"]], timeout / 2)
     steps["connect"] = round(time.monotonic() - started, 2)
     census_commands = {n["name"]: n["census"] for n in expect["nodes"] if n.get("census")}
-    nodes = {n["name"]: {**{k: v for k, v in n.items() if k != "census"}, "ray_nodes": len(alive.get(n["ip"], []))}
-             for n in expect["nodes"]}
+    nodes = {
+        n["name"]: {**{k: v for k, v in n.items() if k != "census"}, "ray_nodes": len(alive.get(n["ip"], []))}
+        for n in expect["nodes"]
+    }
     for node in nodes.values():
         node["alive"] = node["ray_nodes"] > 0
         # two raylets on one address: which one runs a placed task is anyone's guess, so none is probed
@@ -54,20 +56,35 @@ def observe_cluster(address: str, expect: dict, timeout: float, ray=None) -> dic
         _timed(steps, "objects", transfer.observe_objects, ray, nodes, timeout)
         _timed(steps, "paths", netprobe.observe_paths, ray, nodes, agents, expect["mtu"], timeout)
         _timed(steps, "tcp", transfer.observe_tcp, ray, nodes, agents, timeout)
-        collective = _timed(steps, "collective", ring.observe_collective, ray, nodes, expect["collective"], agents) \
-            if expect.get("collective") else None
+        collective = (
+            _timed(steps, "collective", ring.observe_collective, ray, nodes, expect["collective"], agents)
+            if expect.get("collective")
+            else None
+        )
         _timed(steps, "probes", measure.probe_nodes, ray, nodes, agents, expect.get("slow_ratio", 0), timeout)
         # last, on every node at once: a Ray just restarted by the deploy has had the longest to settle
         # (a dashboard agent still starting holds its port before the OS names its process)
-        _timed(steps, "census", census.collect_census, ray, nodes,
-               census.start_census(ray, nodes, census_commands), timeout)
+        _timed(
+            steps,
+            "census",
+            census.collect_census,
+            ray,
+            nodes,
+            census.start_census(ray, nodes, census_commands),
+            timeout,
+        )
     finally:
         for agent in agents.values():  # their processes end, MLX's ring sockets with them
             ray.kill(agent)  # killing a killed actor does nothing
     for node in nodes.values():
         node.pop("node_id", None)
-    observed = {"address": address, "nodes": list(nodes.values()), "problems": [], "driver_pids": census.own_ancestry(),
-                "step_seconds": steps}
+    observed = {
+        "address": address,
+        "nodes": list(nodes.values()),
+        "problems": [],
+        "driver_pids": census.own_ancestry(),
+        "step_seconds": steps,
+    }
     if collective is not None:
         observed["collective"] = collective
     return observed
@@ -109,8 +126,7 @@ def main() -> None:
     try:
         observed = observe_cluster(args.address, expect, args.timeout)
     except Deadline:
-        observed = {"nodes": [], "problems": [f"the verification did not finish within "
-                                                         f"{args.timeout * 3 + 60:.0f} s"]}
+        observed = {"nodes": [], "problems": [f"the verification did not finish within {args.timeout * 3 + 60:.0f} s"]}
     except Exception as error:  # noqa: BLE001 - the observations must always be printed
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         observed = {"nodes": [], "problems": [f"the verification driver failed: {last[:500]}"]}

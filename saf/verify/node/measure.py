@@ -88,8 +88,10 @@ def device_name(kind: str, info: dict, platform_name: str = sys.platform) -> str
 def _has_mlx_cuda() -> bool:
     import importlib.metadata as metadata
 
-    return any((dist.metadata["Name"] or "").lower().replace("_", "-").startswith("mlx-cuda")
-               for dist in metadata.distributions())
+    return any(
+        (dist.metadata["Name"] or "").lower().replace("_", "-").startswith("mlx-cuda")
+        for dist in metadata.distributions()
+    )
 
 
 def device_memory(info: dict) -> int:
@@ -128,19 +130,24 @@ def find_size(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_count
         a, b = _operands(mx, n, dtype)
         mx.eval(a @ b)
         step = max(_timed_step(mx, a, b, 1, clock), 1e-9)
-        rates[n] = 2 * n ** 3 / step
+        rates[n] = 2 * n**3 / step
         del a, b
         rising = len(rates) == 1 or rates[n] > SIGNIFICANT_GAIN * rates[n // 2]
         affordable = clock() - began + 2 * 8 * step <= GROWTH_BUDGET_S
-        if (not (step < LONG_ENOUGH_S or rising) or not affordable or 2 * n > MAX_SIZE
-                or not _fits(2 * n, 1, itemsize, memory_bound)):
+        if (
+            not (step < LONG_ENOUGH_S or rising)
+            or not affordable
+            or 2 * n > MAX_SIZE
+            or not _fits(2 * n, 1, itemsize, memory_bound)
+        ):
             break
         n *= 2
     return max(size for size, rate in rates.items() if rate * SIGNIFICANT_GAIN >= max(rates.values()))
 
 
-def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter,
-                       size: int | None = None) -> dict:
+def measure_throughput(
+    mx, dtype, itemsize: int, memory_bound: int, clock=time.perf_counter, size: int | None = None
+) -> dict:
     """Matmul throughput on MLX's default device: at ``size`` when given (the size found on a node of
     the same hardware), else the size found for it; WARMUP untimed steps, several products per
     mx.eval when one is too short to time well (memory allowing), then the median of up to REPEATS
@@ -156,7 +163,7 @@ def measure_throughput(mx, dtype, itemsize: int, memory_bound: int, clock=time.p
     times, began = [], clock()
     while len(times) < REPEATS and (len(times) < MIN_REPEATS or clock() - began < MEASURE_BUDGET_S):
         times.append(_timed_step(mx, a, b, batch, clock))
-    return {"gflops": 2 * n ** 3 * batch / statistics.median(times) / 1e9, "size": n, "batch": batch}
+    return {"gflops": 2 * n**3 * batch / statistics.median(times) / 1e9, "size": n, "batch": batch}
 
 
 def describe_device(mx) -> tuple[str, str, dict]:
@@ -265,8 +272,14 @@ def outliers(nodes: dict, slow_ratio: float) -> list[dict]:
     for node in nodes.values():
         for dtype in DTYPES:
             key = f"gflops_{dtype}"
-            peers = [p[key] for p in nodes.values() if p is not node and p.get("hardware") == node.get("hardware")
-                     and isinstance(p.get(key), (int, float)) and p[key] > 0]
+            peers = [
+                p[key]
+                for p in nodes.values()
+                if p is not node
+                and p.get("hardware") == node.get("hardware")
+                and isinstance(p.get(key), (int, float))
+                and p[key] > 0
+            ]
             if isinstance(node.get(key), (int, float)) and peers and node[key] < slow_ratio * statistics.median(peers):
                 slow.append(node)
                 break

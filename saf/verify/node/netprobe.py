@@ -122,8 +122,11 @@ def path_probe(peers: list, mtu: int) -> dict:
             if passes(payload):
                 results[ip] = {"ok": True, "largest": payload, "headers": headers}
             else:
-                results[ip] = {"ok": False, "largest": largest_passing(passes, TOKEN_BYTES, payload),
-                               "headers": headers}
+                results[ip] = {
+                    "ok": False,
+                    "largest": largest_passing(passes, TOKEN_BYTES, payload),
+                    "headers": headers,
+                }
     return results
 
 
@@ -134,12 +137,14 @@ def observe_paths(ray, nodes: dict, agents: dict, mtu: int, timeout: float) -> N
     """Every alive node probes every other alive node's UDP echo, all nodes at once."""
     live = {name: node for name, node in nodes.items() if name in agents}
     try:
-        ports = {name: ray.get(agents[name].udp_listen.remote(node["ip"]), timeout=timeout)
-                 for name, node in live.items()}
+        ports = {
+            name: ray.get(agents[name].udp_listen.remote(node["ip"]), timeout=timeout) for name, node in live.items()
+        }
         probe = ray.remote(num_cpus=0)(path_probe)
         pending = {
             name: probe.options(scheduling_strategy=on_node(ray, node["node_id"])).remote(
-                [(peer["ip"], ports[other]) for other, peer in live.items() if other != name], mtu)
+                [(peer["ip"], ports[other]) for other, peer in live.items() if other != name], mtu
+            )
             for name, node in live.items()
         }
         for name, ref in pending.items():

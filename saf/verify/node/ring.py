@@ -15,7 +15,9 @@ from .scheduling import on_node
 
 # Every rank takes part in every operation, so the repeats are fixed, the same on every rank.
 COLLECTIVE_REPEATS = {1: 5, 16: 3, 64: 2, 256: 1}  # all_sum size (MB): timed operations, the median is the figure
-RING_REACH_S = 10.0  # a peer's ring port that accepts no connection within this is unreachable (a node's task may start late)
+RING_REACH_S = (
+    10.0  # a peer's ring port that accepts no connection within this is unreachable (a node's task may start late)
+)
 COLLECTIVE_S = 60.0  # every rank has joined and measured within this, or the ranks still out fail by name
 
 
@@ -111,8 +113,7 @@ def observe_collective(ray, nodes: dict, ring: dict, ranks: dict) -> dict:
     peer first, then the ranks run together within COLLECTIVE_S. Raw results; judged on the control side."""
     live = [name for name, node in nodes.items() if node["node_id"]]
     hosts = ring_hosts([nodes[name]["ip"] for name in live], ring["port"])
-    observed = {"backend": ring["backend"], "ranks": live, "results": {},
-                "taken": {}, "unreachable": {}}
+    observed = {"backend": ring["backend"], "ranks": live, "results": {}, "taken": {}, "unreachable": {}}
     if len(live) < 2:
         return observed
     started = time.monotonic()
@@ -125,15 +126,20 @@ def observe_collective(ray, nodes: dict, ring: dict, ranks: dict) -> dict:
                 if name not in ranks:
                     nodes[name]["probe_error"] = "not probed: its agent was stopped, stuck in the collective"
     except Exception as error:  # noqa: BLE001 - a node lost on the way: no collective, said why
-        observed["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}" if str(error) \
+        observed["error"] = (
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+            if str(error)
             else type(error).__name__
+        )
     observed["seconds"] = round(time.monotonic() - started, 2)
     return observed
 
 
 def _run_ranks(ray, ranks: dict, live: list, hosts: list, backend: str, observed: dict) -> None:
-    pending = {ranks[name].collective_rank.remote(index, hosts, COLLECTIVE_REPEATS, backend): name
-               for index, name in enumerate(live)}
+    pending = {
+        ranks[name].collective_rank.remote(index, hosts, COLLECTIVE_REPEATS, backend): name
+        for index, name in enumerate(live)
+    }
     done, late = ray.wait(list(pending), num_returns=len(pending), timeout=COLLECTIVE_S)
     for ref in done:
         try:
@@ -150,9 +156,12 @@ def _ring_ports_reachable(ray, nodes: dict, live: list, base: int, observed: dic
     """Every rank's node holds its port and connects to every other's, all at once (ring_reach)."""
     check = ray.remote(num_cpus=0)(ring_reach)
     ports = {name: base + index for index, name in enumerate(live)}
-    pending = {name: check.options(scheduling_strategy=on_node(ray, nodes[name]["node_id"])).remote(
-        nodes[name]["ip"], ports[name], [(peer, nodes[peer]["ip"], ports[peer]) for peer in live if peer != name])
-        for name in live}
+    pending = {
+        name: check.options(scheduling_strategy=on_node(ray, nodes[name]["node_id"])).remote(
+            nodes[name]["ip"], ports[name], [(peer, nodes[peer]["ip"], ports[peer]) for peer in live if peer != name]
+        )
+        for name in live
+    }
     for name, ref in pending.items():
         answer = ray.get(ref, timeout=30 + RING_REACH_S)
         if answer["taken"]:

@@ -42,5 +42,6 @@ def actor_on_each_node(ray, cls, nodes: dict, **options) -> dict:
     """One ``cls`` actor placed on each of ``nodes`` (name -> {"node_id": ...}), started now (not
     waited for): the actor handles by name."""
     actor = ray.remote(num_cpus=0, **options)(cls)
-    return {name: actor.options(scheduling_strategy=on_node(ray, node["node_id"])).remote()
-            for name, node in nodes.items()}
+    return {
+        name: actor.options(scheduling_strategy=on_node(ray, node["node_id"])).remote() for name, node in nodes.items()
+    }

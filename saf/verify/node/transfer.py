@@ -50,10 +50,10 @@ def link_speed_gbit(ip: str, sys_class_net: str = "/sys/class/net") -> float | N
     (Linux: in ``sys_class_net``/<interface>/speed)."""
     try:
         if sys.platform == "darwin":
-            return speed_from_ifconfig(subprocess.run(["ifconfig"], capture_output=True, text=True,
-                                                      timeout=5).stdout, ip)
-        name = interface_of(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True,
-                                           timeout=5).stdout, ip)
+            return speed_from_ifconfig(
+                subprocess.run(["ifconfig"], capture_output=True, text=True, timeout=5).stdout, ip
+            )
+        name = interface_of(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, timeout=5).stdout, ip)
         if name is None:
             return None
         with open(f"{sys_class_net}/{name}/speed") as speed:  # Mbit/s; -1 or an error when unknown
@@ -133,13 +133,18 @@ def observe_objects(ray, nodes: dict, timeout: float) -> None:
     payload = make.options(scheduling_strategy=on_node(ray, head["node_id"])).remote(TRANSFER_MB)
     expected = digest.options(scheduling_strategy=on_node(ray, head["node_id"])).remote(payload)
     start = time.perf_counter()
-    received = {node["name"]: digest.options(scheduling_strategy=on_node(ray, node["node_id"])).remote(payload)
-                for node in targets}
+    received = {
+        node["name"]: digest.options(scheduling_strategy=on_node(ray, node["node_id"])).remote(payload)
+        for node in targets
+    }
     for node in targets:
         try:
-            node["transfer"] = {"mb": TRANSFER_MB, "received": ray.get(received[node["name"]], timeout=timeout),
-                                "sent": ray.get(expected, timeout=timeout),
-                                "seconds": round(time.perf_counter() - start, 3)}
+            node["transfer"] = {
+                "mb": TRANSFER_MB,
+                "received": ray.get(received[node["name"]], timeout=timeout),
+                "sent": ray.get(expected, timeout=timeout),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
 
@@ -158,12 +163,18 @@ def observe_tcp(ray, nodes: dict, agents: dict, timeout: float) -> None:
         try:
             sink = agents[node["name"]]
             port = ray.get(sink.tcp_listen.remote(node["ip"]), timeout=timeout)
-            sent = ray.get(sender.options(scheduling_strategy=on_node(ray, head["node_id"])).remote(
-                node["ip"], port, TCP_SECONDS), timeout=timeout)
+            sent = ray.get(
+                sender.options(scheduling_strategy=on_node(ray, head["node_id"])).remote(node["ip"], port, TCP_SECONDS),
+                timeout=timeout,
+            )
             got = ray.get(sink.received_bytes.remote(), timeout=timeout)
             node["gbit_s"] = round(got * 8 / sent["seconds"] / 1e9, 2)
-            speeds = [ray.get(link.options(scheduling_strategy=on_node(ray, end["node_id"])).remote(end["ip"]),
-                              timeout=timeout) for end in (head, node)]
+            speeds = [
+                ray.get(
+                    link.options(scheduling_strategy=on_node(ray, end["node_id"])).remote(end["ip"]), timeout=timeout
+                )
+                for end in (head, node)
+            ]
             node["link_gbit_s"] = min(speeds) if None not in speeds else None  # the slower end bounds it
         except Exception as error:  # noqa: BLE001
             node["transfer_error"] = str(error).splitlines()[0][:200]
