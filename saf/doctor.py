@@ -283,5 +283,8 @@ def findings_table(node: str, findings: list[Finding]) -> str:
     rows = [("check", "found", "verdict", "fix / what the deploy does")]
     rows += [(f.check, f.found, f.verdict.value, f.fix) for f in findings]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3]]).rstrip() for row in rows]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=False)), row[3]]).rstrip()
+        for row in rows
+    ]
     return "\n".join([f"{node}:", *(f"  {line}" for line in lines)])

@@ -469,7 +469,7 @@ for target in {targets}; do pid=${{target%%|*}}
 i=0; while [ -n "$pids" ] && [ $i -lt {rounds} ]; do left=''
   for pid in $pids; do alive "$pid" && left="$left $pid"; done; pids=$left; [ -n "$pids" ] && sleep 0.2; i=$((i+1)); done
 for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done; [ -z "$pids" ] || sleep 1
-for pid in $pids; do if alive "$pid"; then echo "SAF: pid $pid did not stop" >&2; exit 1; fi; done"""
+for pid in $pids; do if alive "$pid"; then echo "SAF: pid $pid did not stop" >&2; exit 1; fi; done"""  # noqa: E501 (one line of the shell script)
 
 
 def _job_guard(job_target: str, job_pid: int | None) -> str:

@@ -91,7 +91,8 @@ def key_digest(key: str) -> str:
 
 
 def read_api_key(environ: Dict[str, str]) -> Optional[str]:
-    """The key in the file that ``SAF_SERVE_API_KEY_FILE`` names; None when unset. ConfigError when unreadable or empty."""
+    """The key in the file that ``SAF_SERVE_API_KEY_FILE`` names; None when unset. ConfigError when
+    unreadable or empty."""
     path = environ.get(KEY_FILE_ENV, "")
     if not path:
         return None

@@ -27,7 +27,8 @@ def _construct_mapping(loader: ClusterYamlLoader, node: yaml.MappingNode, deep: 
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                "a key is a list or a mapping (a complex `? ...` key); a cluster file's keys are plain words like `name:`",
+                "a key is a list or a mapping (a complex `? ...` key); "
+                "a cluster file's keys are plain words like `name:`",
                 key_node.start_mark,
             )
         key = key_node.value if key_node.tag == MERGE_TAG else loader.construct_object(key_node, deep=deep)
@@ -44,7 +45,8 @@ def _refuse_tag(loader: ClusterYamlLoader, tag_suffix: str, node: yaml.Node) -> 
     raise yaml.constructor.ConstructorError(
         None,
         None,
-        f"the tag {tag} is not allowed in a cluster file; remove it, a cluster file holds plain text, numbers, true/false, lists and mappings",
+        f"the tag {tag} is not allowed in a cluster file; remove it, "
+        "a cluster file holds plain text, numbers, true/false, lists and mappings",
         node.start_mark,
     )
 

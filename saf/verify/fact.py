@@ -2,7 +2,8 @@
 
 Reading it runs the verification driver (``node/driver.py`` with the node-side package it runs,
 sent inline with ``python -c`` by ``shipping.py``) with the venv's Python; nothing on the node
-changes, which is why a converged deploy still reports zero changes. The fact is what the driver observed; ``judgement.py`` judges it.
+changes, which is why a converged deploy still reports zero changes. The fact is what the driver
+observed; ``judgement.py`` judges it.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def table(report: dict) -> str:
     """The report as an aligned text table, the collective's lines, then one line per problem."""
     rows = [[title for title, _ in COLUMNS]] + [_row(node) for node in report.get("nodes", [])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows]
     problems = all_problems(report)
     verdict = "cluster verified: OK" if passed(report) else f"cluster verification FAILED ({len(problems)} problems)"
     return "\n".join(

@@ -115,8 +115,8 @@ def path_probe(peers: list, mtu: int) -> dict:
             sock.setsockopt(*dont_fragment(sys.platform, family))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
 
-            def passes(size: int) -> bool:
-                return _echoed(sock, (ip, port), size)
+            def passes(size: int, sock: socket.socket = sock, peer: tuple = (ip, port)) -> bool:
+                return _echoed(sock, peer, size)
 
             payload = mtu - headers
             if passes(payload):
