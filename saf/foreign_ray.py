@@ -8,7 +8,7 @@ on macOS it is SAF's launchd job's process or a descendant of it. So SAF's servi
 after a restart (new pids), after ``saf rollback`` (another venv), and a Ray started by hand from
 SAF's own venv is not.
 
-The judgement is plain functions on plain data (:func:`safs_pids`, :func:`foreign_processes`,
+The judgement is plain functions on plain data (:func:`saf_service_pids`, :func:`foreign_processes`,
 :func:`foreign_listeners`, :func:`stray_problems`); :func:`node_foreign_ray` reads a host's facts
 into :class:`ForeignRay`, and the ``*_commands`` functions say what the deploy runs about it.
 """
@@ -71,7 +71,7 @@ class Owner:
     job_pid: int | None = None
 
 
-def safs_pids(processes: list[dict], owner: Owner) -> set[int]:
+def saf_service_pids(processes: list[dict], owner: Owner) -> set[int]:
     """The pids of the Ray processes that belong to SAF's service.
 
     Linux: those in SAF's unit (Ray's workers stay in their raylet's cgroup). macOS: the launchd
@@ -94,7 +94,7 @@ def safs_pids(processes: list[dict], owner: Owner) -> set[int]:
 
 def foreign_processes(processes: list[dict], owner: Owner) -> list[dict]:
     """The Ray processes that are not SAF's service's."""
-    safs = safs_pids(processes, owner)
+    safs = saf_service_pids(processes, owner)
     return [process for process in processes if process["pid"] not in safs]
 
 
@@ -119,7 +119,7 @@ def open_dashboards(
     loopback (the job API runs any code a visitor submits)."""
     if dashboard_bind == "cluster":
         return []
-    safs = safs_pids(processes, owner)
+    safs = saf_service_pids(processes, owner)
     return [
         listener
         for listener in listeners

@@ -35,7 +35,7 @@ from saf.firewall import (
     firewall_rules,
 )
 from saf.node_os import is_macos
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.operations.plist import linted_plist
 from saf.operations.stop import stop_host
 from saf.templating import unit_template_env
@@ -161,7 +161,7 @@ def macos_firewall() -> None:
         _sudo=True,
     )
     # a oneshot job: loaded is what matters (it runs once at load and at boot, then is "not running")
-    job(
+    launchd_job(
         name=f"Load the firewall job ({LAUNCHD_LABEL})",
         label=LAUNCHD_LABEL,
         plist=PLIST_FILE,

@@ -16,7 +16,7 @@ from pyinfra.operations import files, server, systemd
 from saf.auth import NODE_TOKEN_FILE, auth_mode
 from saf.facts.service import RayServiceRun
 from saf.node_os import is_macos
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.operations.plist import linted_plist
 from saf.paths import on_node
 from saf.restarts import plan_ray_restart, ray_restart_reasons, stale_ray
@@ -72,7 +72,7 @@ def launchd_service() -> None:
         **owner,
     )
     changed = plist.will_change
-    job(
+    launchd_job(
         name=f"Ray {service.role} (launchd)",
         label=service.label,
         plist=service.plist_path,

@@ -6,7 +6,7 @@ from pyinfra.facts.server import Home
 from pyinfra.operations import systemd
 
 from saf.node_os import is_macos
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.operations.python import rolled_back_venv
 from saf.paths import on_node
 from saf.service import in_role_order, node_ray_service
@@ -21,7 +21,7 @@ def switch_and_restart() -> None:
     if not switched.will_change:
         return
     if is_macos(host):
-        job(
+        launchd_job(
             name=f"Restart Ray {service.role} (launchd)",
             label=service.label,
             plist=service.plist_path,

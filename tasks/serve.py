@@ -26,7 +26,7 @@ from saf.auth import ensure_control_token
 from saf.facts.serve import StagedModels
 from saf.node_os import is_macos
 from saf.node_scripts import DIRECTORY as NODE_SCRIPTS
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.operations.plist import linted_plist
 from saf.paths import on_control, on_node
 from saf.restarts import RestartReason, ray_restart_reasons
@@ -127,7 +127,7 @@ def supervised_program(why: list[str]) -> None:
         )
         changed = plist.will_change
         _say_why(why, changed)
-        job(
+        launchd_job(
             name="Serving program (launchd)",
             label=service.label,
             plist=service.plist_path,

@@ -10,7 +10,7 @@ from pyinfra.operations import files, systemd
 from saf.auth import NODE_TOKEN_FILE
 from saf.facts.serve import StagedModels
 from saf.node_os import is_macos
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.operations.python import removed_venvs
 from saf.paths import on_node
 from saf.preflight import root_paths
@@ -24,7 +24,7 @@ service = node_ray_service(host)
 
 def remove_service() -> None:
     if is_macos(host):
-        job(
+        launchd_job(
             name=f"Stop Ray {service.role} (launchd)",
             label=service.label,
             plist=service.plist_path,

@@ -186,16 +186,16 @@ def _run(ray, ranks: dict, hosts: list, command: list) -> int:
         if why:
             print(f"saf launch: {name} (rank {index}): {why}", file=sys.stderr, flush=True)
             codes[name] = 127
-    reading = {rank.read.remote(): name for name, rank in ranks.items() if name not in codes}
-    while reading:
-        done, _ = ray.wait(list(reading), num_returns=1, timeout=1.0)
+    reads_under_way = {rank.read.remote(): name for name, rank in ranks.items() if name not in codes}
+    while reads_under_way:
+        done, _ = ray.wait(list(reads_under_way), num_returns=1, timeout=1.0)
         for ref in done:
-            name = reading.pop(ref)
+            name = reads_under_way.pop(ref)
             answer = ray.get(ref)
             for line in answer["lines"]:
                 print(f"{name:<{width}} | {line}", flush=True)
             if answer["exit"] is None:
-                reading[ranks[name].read.remote()] = name
+                reads_under_way[ranks[name].read.remote()] = name
             else:
                 codes[name] = answer["exit"]
     for index, name in enumerate(ranks):

@@ -16,7 +16,7 @@ from saf.facts.launchd import LaunchdJob
 
 
 @operation()
-def job(
+def launchd_job(
     label: str,
     plist: str,
     domain: str = "system",

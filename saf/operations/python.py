@@ -7,10 +7,10 @@ removes what it made and leaves the node on its old venv.
 
 from __future__ import annotations
 
-import shlex
 from enum import Enum
 from io import StringIO
 from pathlib import Path
+from shlex import quote  # a value as one word of a shell command line
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
@@ -36,13 +36,9 @@ _TEARDOWN = node_script("venv_teardown.sh")
 BUILD_DATE_EPOCH = 315532800  # 1980-01-01, the reproducible-builds convention (as in wheels)
 
 
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
-
 def _module_check(python: str, version: str) -> str:
     """A command that fails, naming the missing modules, when a built Python is incomplete."""
-    return f"{_q(python)} -c {_q(_MODULES)} {_q(version)} {_q(host.name)} {' '.join(REQUIRED_MODULES)}"
+    return f"{quote(python)} -c {quote(_MODULES)} {quote(version)} {quote(host.name)} {' '.join(REQUIRED_MODULES)}"
 
 
 @operation()
@@ -76,15 +72,15 @@ def _build_python(
     """Build with pyenv (again, with ``--force``, over a broken build in ``found``), then prove it."""
     cache = f"{pyenv_root}/cache"
     env = [
-        f"PYENV_ROOT={_q(pyenv_root)}",
-        f"PYTHON_BUILD_CACHE_PATH={_q(cache)}",
+        f"PYENV_ROOT={quote(pyenv_root)}",
+        f"PYTHON_BUILD_CACHE_PATH={quote(cache)}",
         # a fixed build date: every node's `python -VV` is then identical, not just its version
         f"SOURCE_DATE_EPOCH={BUILD_DATE_EPOCH}",
     ]
     if path_prefix:
-        env.append(f'PATH={_q(path_prefix)}:"$PATH"')
+        env.append(f'PATH={quote(path_prefix)}:"$PATH"')
     if source_tarball:
-        yield f"mkdir -p {_q(cache)}"
+        yield f"mkdir -p {quote(cache)}"
         yield FileUploadCommand(source_tarball, f"{cache}/Python-{version}.tar.gz")
         env.append("_PYTHON_BUILD_FORCE_SKIP_XZ=1")  # take the .tar.gz we pushed, not a .tar.xz
     force = "--force" if found else "--skip-existing"  # a broken build is rebuilt
@@ -94,8 +90,8 @@ def _build_python(
     # the log's end is printed, so the run still shows why.
     log = f"{pyenv_root}/saf-build-{version}.log"
     yield StringCommand(
-        f"env {' '.join(env)} {_q(pyenv)} install {force} {_q(version)} </dev/null >{_q(log)} 2>&1 "
-        f"|| {{ tail -n 40 {_q(log)}; exit 1; }}"
+        f"env {' '.join(env)} {quote(pyenv)} install {force} {quote(version)} </dev/null >{quote(log)} 2>&1 "
+        f"|| {{ tail -n 40 {quote(log)}; exit 1; }}"
     )
     yield _module_check(f"{pyenv_root}/versions/{version}/bin/python", version)
 
@@ -120,14 +116,17 @@ def _pins(spec: VenvSpec, extra: tuple[str, ...] = ()) -> list[str]:
 def _create_venv(venv: str, python: str, cleanup: str, consequence: str) -> str:
     """Shell that creates an empty venv with ``python`` (afresh); on failure runs ``cleanup``."""
     message = f"SAF: creating the venv failed on {host.name}; {consequence}"
-    return f"rm -rf {_q(venv)}; {_q(python)} -m venv {_q(venv)} || {{ {cleanup}echo {_q(message)} >&2; exit 1; }}"
+    return (
+        f"rm -rf {quote(venv)}; {quote(python)} -m venv {quote(venv)} "
+        f"|| {{ {cleanup}echo {quote(message)} >&2; exit 1; }}"
+    )
 
 
 def _pip_install(venv: str, requirements_file: str, wheels: str | None, cleanup: str, consequence: str) -> str:
     """Shell that runs saf/node_scripts/pip_install.sh for the venv; on failure runs ``cleanup``."""
     index = ["--no-index", "--find-links", wheels] if wheels else []
-    arguments = " ".join(_q(a) for a in (host.name, consequence, venv, requirements_file, *index))
-    return f"sh -c {_q(_PIP_INSTALL)} pip_install.sh {arguments} || {{ {cleanup}exit 1; }}"
+    arguments = " ".join(quote(a) for a in (host.name, consequence, venv, requirements_file, *index))
+    return f"sh -c {quote(_PIP_INSTALL)} pip_install.sh {arguments} || {{ {cleanup}exit 1; }}"
 
 
 class VenvWork(str, Enum):
@@ -183,7 +182,7 @@ def pinned_venv(spec: VenvSpec, python: str, wheels: list[str] | None, wheel_dir
     if work in (VenvWork.BUILD, VenvWork.REPAIR):
         yield from _install(spec, work, python, wheels, wheel_dir)
     # current, previous and pruning in one program (it changes nothing that is already right)
-    yield f"{_q(spec.path)}/bin/python -c {_q(_SWITCH)} {_q(spec.root)} {_q(spec.name)}"
+    yield f"{quote(spec.path)}/bin/python -c {quote(_SWITCH)} {quote(spec.root)} {quote(spec.name)}"
 
 
 def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | None, wheel_dir: str):
@@ -191,7 +190,7 @@ def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | No
     build = work is VenvWork.BUILD
     requirements_file = f"{spec.path}.requirements.txt"
     # the marker says the root is SAF's (preflight, teardown): written whenever SAF builds there
-    yield f"mkdir -p {_q(wheel_dir)} {_q(spec.root)} && touch {_q(f'{spec.root}/{ROOT_MARKER}')}"
+    yield f"mkdir -p {quote(wheel_dir)} {quote(spec.root)} && touch {quote(f'{spec.root}/{ROOT_MARKER}')}"
     for wheel in wheels or ():
         yield FileUploadCommand(wheel, f"{wheel_dir}/{Path(wheel).name}")
     yield FileUploadCommand(StringIO("\n".join(spec.requirements) + "\n"), requirements_file)
@@ -201,20 +200,20 @@ def _install(spec: VenvSpec, work: VenvWork, python: str, wheels: list[str] | No
     else:
         consequence = "the venv keeps its drifted packages"
     pushed = wheel_dir if wheels is not None else None
-    cleanup = (f"rm -rf {_q(spec.path)}; " if build else "") + (f"rm -rf {_q(pushed)}; " if pushed else "")
-    cleanup += f"rm -f {_q(requirements_file)}; "
+    cleanup = (f"rm -rf {quote(spec.path)}; " if build else "") + (f"rm -rf {quote(pushed)}; " if pushed else "")
+    cleanup += f"rm -f {quote(requirements_file)}; "
     if build:
         yield _create_venv(spec.path, python, cleanup, consequence)
     yield _pip_install(spec.path, requirements_file, pushed, cleanup, consequence)
-    on_fail = f"rm -rf {_q(spec.path)}; " if build else ""
+    on_fail = f"rm -rf {quote(spec.path)}; " if build else ""
     yield (
-        f"{_q(spec.path)}/bin/python -c {_q(_PROVE)} {' '.join(_q(pin) for pin in _pins(spec))} "
-        f"|| {{ {on_fail}rm -rf {_q(wheel_dir)}; exit 1; }}"
+        f"{quote(spec.path)}/bin/python -c {quote(_PROVE)} {' '.join(quote(pin) for pin in _pins(spec))} "
+        f"|| {{ {on_fail}rm -rf {quote(wheel_dir)}; exit 1; }}"
     )
     if build:
-        reqs = " ".join(_q(r) for r in spec.requirements)
-        yield f"printf '%s\\n' {reqs} > {_q(spec.path)}/{COMPLETE_MARKER}"
-    yield f"rm -rf {_q(wheel_dir)} {_q(requirements_file)}"
+        reqs = " ".join(quote(r) for r in spec.requirements)
+        yield f"printf '%s\\n' {reqs} > {quote(spec.path)}/{COMPLETE_MARKER}"
+    yield f"rm -rf {quote(wheel_dir)} {quote(requirements_file)}"
 
 
 @operation()
@@ -229,7 +228,7 @@ def rolled_back_venv(root: str):
     if not previous or state["venvs"].get(previous) is not True:
         host.noop(f"no previous venv under {root}: nothing to roll back to")
         return
-    yield f"{_q(root)}/{_q(previous)}/bin/python -c {_q(_SWITCH)} {_q(root)} {_q(previous)}"
+    yield f"{quote(root)}/{quote(previous)}/bin/python -c {quote(_SWITCH)} {quote(root)} {quote(previous)}"
 
 
 @operation()
@@ -247,5 +246,5 @@ def removed_venvs(root: str, pyenv_root: str):
     if not (venvs["venvs"] or venvs["current"] or venvs["previous"]) and found["state"] not in ("empty", "ours"):
         host.noop(f"no venv of SAF's under {root}")
         return
-    arguments = " ".join(_q(a) for a in (root, VENV_NAME_PATTERN, ROOT_MARKER, " ".join(VENV_SIDE_FILES)))
-    yield f"sh -c {_q(_TEARDOWN)} venv_teardown.sh {arguments}"
+    arguments = " ".join(quote(a) for a in (root, VENV_NAME_PATTERN, ROOT_MARKER, " ".join(VENV_SIDE_FILES)))
+    yield f"sh -c {quote(_TEARDOWN)} venv_teardown.sh {arguments}"

@@ -14,7 +14,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from saf.node_os import is_macos
-from saf.operations.launchd import job
+from saf.operations.launchd import launchd_job
 from saf.serve.service import CURRENT, ServeService
 
 
@@ -39,7 +39,7 @@ def remove_serving(host: Host, service: ServeService) -> None:
     definition = service.plist_path if macos else service.unit_path
     if host.get_fact(File, path=definition):
         if macos:
-            job(
+            launchd_job(
                 name="Stop the serving program (launchd)",
                 label=service.label,
                 plist=service.plist_path,

@@ -39,7 +39,7 @@ from saf.foreign_ray import (
     describe_listener,
     foreign_listeners,
     foreign_processes,
-    safs_pids,
+    saf_service_pids,
     short_command,
     stop_processes_command,
     stray_problems,
@@ -78,18 +78,18 @@ def test_ps_with_units_reads_saf_s_system_unit_and_a_hand_started_head_in_a_sess
                           "unit": "saf-ray-worker.service", "user_unit": None}
     assert by_pid[33]["unit"] == "session-4.scope"
     assert "dashboard.py --host=0.0.0.0 --port=8265" in by_pid[33]["command"]
-    assert safs_pids(processes, SAF_SYSTEM_UNIT) == {24, 25, 26, 27, 28, 29}
+    assert saf_service_pids(processes, SAF_SYSTEM_UNIT) == {24, 25, 26, 27, 28, 29}
     assert [p["pid"] for p in foreign_processes(processes, SAF_SYSTEM_UNIT)] == [32, 33, 34, 35, 36, 37]
 
 
 def test_a_user_unit_is_saf_s_only_as_the_user_unit_it_is():
     processes = parsed(RayProcessUnits, linux_output("ps-A-units.saf-user-unit.debian12.txt"))
     assert {p["unit"] for p in processes} == {"user@1000.service"}
-    assert safs_pids(processes, SAF_USER_UNIT) == {24, 25, 26, 27, 28, 29}
-    assert safs_pids(processes, SAF_SYSTEM_UNIT) == set()  # a system unit of that name is another thing
+    assert saf_service_pids(processes, SAF_USER_UNIT) == {24, 25, 26, 27, 28, 29}
+    assert saf_service_pids(processes, SAF_SYSTEM_UNIT) == set()  # a system unit of that name is another thing
     other = parsed(RayProcessUnits, linux_output("ps-A-units.foreign-user-unit.debian12.txt"))
     assert [(p["pid"], p["user_unit"]) for p in other] == [(26, "ray-worker.service"), (27, "ray-worker.service")]
-    assert safs_pids(other, SAF_USER_UNIT) == set()
+    assert saf_service_pids(other, SAF_USER_UNIT) == set()
 
 
 def test_ss_reads_bind_addresses_and_owners():
@@ -157,8 +157,8 @@ def test_saf_s_own_dashboard_open_beyond_loopback_is_a_stray_unless_the_settings
 
 def test_on_macos_the_launchd_job_s_tree_is_saf_s():
     processes = parsed(RayProcesses, macos_output("ps-A.converged.macos15.txt"))
-    assert safs_pids(processes, Owner(job_pid=4127)) == {4127, 4139, 4152, 4160}
-    assert safs_pids(processes, Owner(job_pid=None)) == set()
+    assert saf_service_pids(processes, Owner(job_pid=4127)) == {4127, 4139, 4152, 4160}
+    assert saf_service_pids(processes, Owner(job_pid=None)) == set()
     seeds = parsed(RayProcesses, macos_output("ps-A.seed-leftovers.macos14.txt"))
     assert [p["pid"] for p in foreign_processes(seeds, Owner(job_pid=4127))] == [2231, 2245, 2251, 2262]
 
