@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import PyinfraError
 
+from saf.node_data import NodeData
 from saf.ports import mlx_ring_ports, single_ports, worker_range
 
 DIGEST_PREFIX = "saf-ray-"  # the loaded rules' comment (nft) or label (pf): saf-ray-<digest>
@@ -88,7 +89,7 @@ def merge_ports(ranges: Iterable[tuple[int, int]]) -> tuple[PortRange, ...]:
     return tuple(PortRange(low, high) for low, high in merged)
 
 
-def ray_ports(data: object) -> tuple[PortRange, ...]:
+def ray_ports(data: NodeData) -> tuple[PortRange, ...]:
     """Every port the cluster's nodes talk on: Ray's (the port settings, the worker range, Ray's
     fixed metrics ports) and the MLX ring's (one per node from ``mlx_ring_port``); and the served model's
     endpoint when it listens on the head's cluster ip (``serve_bind: cluster``)."""
@@ -97,7 +98,7 @@ def ray_ports(data: object) -> tuple[PortRange, ...]:
     )
 
 
-def serve_ports(data: object) -> list[tuple[int, int]]:
+def serve_ports(data: NodeData) -> list[tuple[int, int]]:
     """The endpoint's port, when the cluster serves a model on the head's cluster ip (on loopback it needs no rule)."""
     if getattr(data, "serve", None) and getattr(data, "serve_bind", "loopback") == "cluster":
         return [(data.serve_port, data.serve_port)]
@@ -128,7 +129,7 @@ def cluster_peers(cluster_nodes: Iterable[dict]) -> tuple[tuple[str, ...], tuple
     return (tuple(str(a) for a in addresses if a.version == 4), tuple(str(a) for a in addresses if a.version == 6))
 
 
-def firewall_rules(data: object, template: Path) -> FirewallRules:
+def firewall_rules(data: NodeData, template: Path) -> FirewallRules:
     """The rule set for a node with these settings (``host.data``), to be rendered by ``template``.
 
     The digest covers the ports, the peers and the template's text, so any change to what the

@@ -35,6 +35,7 @@ from saf.facts.ray import (
     RayProcessUnits,
     SystemdRayUnits,
 )
+from saf.node_data import NodeData
 from saf.node_os import is_macos
 from saf.paths import on_node
 from saf.ports import unnamed_listener_ports
@@ -187,7 +188,7 @@ def stray_problems_from_output(
     job_output: str,
     unit: str,
     user_unit: bool,
-    data: object,
+    data: NodeData,
     ignore_pids: Iterable[int] = (),
 ) -> list[str]:
     """:func:`stray_problems` from what a node printed when the verification ran (the facts' own

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from saf.node_data import NodeData, PortSettings
+
 
 @dataclass(frozen=True)
 class RayPort:
@@ -59,13 +61,13 @@ def port(setting: str) -> RayPort:
     return next(entry for entry in PORTS if entry.setting == setting)
 
 
-def single_ports(data: object) -> tuple[int, ...]:
+def single_ports(data: NodeData) -> tuple[int, ...]:
     """Every single port Ray listens on somewhere in the cluster, with these settings: the port
     settings and Ray's fixed ports (the worker range aside)."""
     return (*(getattr(data, key) for key in SINGLE_PORT_SETTINGS), *RAY_FIXED_PORTS)
 
 
-def worker_range(data: object) -> tuple[int, int]:
+def worker_range(data: NodeData) -> tuple[int, int]:
     return data.min_worker_port, data.max_worker_port
 
 
@@ -75,12 +77,12 @@ def ring_ports(base: int, ranks: int) -> tuple[int, int]:
     return base, base + max(ranks, 1) - 1
 
 
-def mlx_ring_ports(data: object) -> tuple[int, int]:
+def mlx_ring_ports(data: NodeData) -> tuple[int, int]:
     """The ring's ports for this cluster: one rank per node of the cluster file."""
     return ring_ports(data.mlx_ring_port, len(data.cluster_nodes))
 
 
-def ring_port_clashes(data: object, ranks: int) -> list[str]:
+def ring_port_clashes(data: PortSettings, ranks: int) -> list[str]:
     """What the ring's ports would take from Ray (settings named, with their ports), for ``ranks`` nodes."""
     low, high = ring_ports(data.mlx_ring_port, ranks)
     clashes = [f"{key} ({getattr(data, key)})" for key in SINGLE_PORT_SETTINGS if low <= getattr(data, key) <= high]
@@ -90,7 +92,7 @@ def ring_port_clashes(data: object, ranks: int) -> list[str]:
     return clashes
 
 
-def unnamed_listener_ports(data: object) -> frozenset[int]:
+def unnamed_listener_ports(data: NodeData) -> frozenset[int]:
     """Where a listener whose process the OS does not name (another user's, read without root)
     counts as Ray's: the settings' single ports, Ray's fixed ones and its defaults. Not the worker
     range: Ray's workers come and go there, a socket seen as a worker exits has no process left to

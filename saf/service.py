@@ -15,6 +15,7 @@ from pyinfra.api.host import Host
 from pyinfra.facts.server import Command, Home, User
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
+from saf.node_data import NodeData
 from saf.node_os import is_macos
 from saf.operations.order import role_barrier
 from saf.paths import on_node
@@ -35,7 +36,7 @@ def service_unit(role: Role) -> str:
     return f"saf-ray-{role}.service"
 
 
-def is_system_service(data: object, macos: bool) -> bool:
+def is_system_service(data: NodeData, macos: bool) -> bool:
     """A LaunchDaemon / system unit (root installs it), else a LaunchAgent / user unit: see
     :func:`node_ray_service`."""
     return bool(data.use_sudo) and (data.macos_service == "daemon" or not macos)
@@ -133,7 +134,7 @@ def dashboard_host(host: Host) -> str:
     return host.data.head_ip if host.data.dashboard_bind == "cluster" else "127.0.0.1"
 
 
-def pinned_port_arguments(data: object) -> tuple[str, ...]:
+def pinned_port_arguments(data: NodeData) -> tuple[str, ...]:
     """``--node-manager-port=6381 ...``: every port a node listens on, so a firewall can name them."""
     return tuple(entry.argument(getattr(data, entry.setting)) for entry in NODE_PORTS)
 
@@ -165,7 +166,7 @@ def ray_arguments(host: Host) -> tuple[str, ...]:
 SERVE_RESOURCE = "saf_serve"  # the custom resource a serving node offers: Ray Serve places one replica on each
 
 
-def serve_resource_arguments(data: object) -> tuple[str, ...]:
+def serve_resource_arguments(data: NodeData) -> tuple[str, ...]:
     """``--resources={"saf_serve": 1}`` on a node that serves the model (saf/node_scripts/serve_app.py
     asks for it), nothing elsewhere: changing which nodes serve changes the definition, restarting Ray there."""
     return (f'--resources={{"{SERVE_RESOURCE}": 1}}',) if getattr(data, "serves_model", False) else ()

@@ -23,6 +23,7 @@ from pyinfra.api.host import Host
 from pyinfra.facts.server import Command, Home, User
 
 from saf.auth import NODE_TOKEN_FILE, auth_environment, auth_mode
+from saf.node_data import NodeData
 from saf.node_os import is_macos
 from saf.paths import on_node
 from saf.service import SERVE_RESOURCE, SupervisedProgram, is_system_service
@@ -55,17 +56,17 @@ def is_model_dir_name(name: str) -> bool:
     return re.fullmatch(MODEL_NAME_PATTERN, bare) is not None
 
 
-def endpoint_host(data: object) -> str:
+def endpoint_host(data: NodeData) -> str:
     """Where the endpoint listens on the head: its loopback, or its cluster ip with ``serve_bind: cluster``."""
     return data.head_ip if data.serve_bind == "cluster" else "127.0.0.1"
 
 
-def endpoint_url(data: object) -> str:
+def endpoint_url(data: NodeData) -> str:
     """The endpoint as seen from the head (what the report and ``saf ask`` name), ending in /v1."""
     return f"http://{endpoint_host(data)}:{data.serve_port}/v1"
 
 
-def serve_config(data: object, home: str) -> dict:
+def serve_config(data: NodeData, home: str) -> dict:
     """The serving program's config (saf/node_scripts/serve_app.py ``load_config``): the model's staged
     path, the endpoint and one replica per serving node."""
     serve = data.serve
@@ -126,7 +127,7 @@ class ServeService(SupervisedProgram):
         return (self.python, self.program, "--config", self.config)
 
 
-def serve_environment(data: object, home: str, venv_current: str) -> tuple[tuple[str, str], ...]:
+def serve_environment(data: NodeData, home: str, venv_current: str) -> tuple[tuple[str, str], ...]:
     """The program's environment: PATH with the venv first, Ray's auth token path (never the token) and,
     with ``serve_bind: cluster``, the API key's file (never the key)."""
     key = ((KEY_FILE_ENV, on_node(NODE_KEY_FILE, home)),) if data.serve_bind == "cluster" else ()
@@ -151,7 +152,7 @@ def node_serve_service(host: Host) -> ServeService:
     return ServeService(user, home, venv_current, serve_environment(host.data, home, venv_current), system, uid)
 
 
-def serve_expectation(data: object, home: str, python: str) -> dict | None:
+def serve_expectation(data: NodeData, home: str, python: str) -> dict | None:
     """What the verification proves of the served model from the head (None: nothing served, or the
     verifying node is not the head, whose endpoint the probe needs)."""
     if not getattr(data, "serve", None) or data.role != "head":

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable
 from saf.facts.ray import LSOF_COMMAND, PS_COMMAND, PS_UNITS_COMMAND, SS_COMMAND
 from saf.facts.unexpected import UnexpectedOutput
 from saf.foreign_ray import stray_problems_from_output
+from saf.node_data import NodeData
 from saf.service import is_system_service, service_label, service_unit
 
 
-def launchd_target(role: str, data: object) -> str:
+def launchd_target(role: str, data: NodeData) -> str:
     """SAF's launchd job on a Mac, as ``launchctl print`` names it: a LaunchDaemon in ``system``, or
     a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid). The census runs
     as the SSH user, without sudo: launchctl(1) says anyone may read or query the system domain
@@ -27,7 +28,7 @@ def launchd_target(role: str, data: object) -> str:
     return f"{domain}/{service_label(role)}"
 
 
-def census_commands(role: str, data: object) -> dict[str, dict[str, str]]:
+def census_commands(role: str, data: NodeData) -> dict[str, dict[str, str]]:
     """What the driver runs on a node of ``role`` (a shell line each), by the node's OS: the Ray
     processes, the listening sockets and, on a Mac, SAF's launchd job (whose process tree is SAF's)."""
     job = f"launchctl print {launchd_target(role, data)} 2>/dev/null || true"  # read by LaunchdJob's parser
@@ -37,7 +38,7 @@ def census_commands(role: str, data: object) -> dict[str, dict[str, str]]:
     }
 
 
-def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> list[str]:
+def node_strays(node: dict, data: NodeData, ignore_pids: Iterable[int] = ()) -> list[str]:
     """The stray problems of one node from the census the driver brought back; [] without one."""
     census = node.get("census")
     if not census:
@@ -60,7 +61,7 @@ def node_strays(node: dict, data: object, ignore_pids: Iterable[int] = ()) -> li
     return [f"{node['name']}: {problem}; stop it (the next deploy does, with foreign_ray: stop)" for problem in found]
 
 
-def stray_check(data: object, driver_node: str, driver_pids: Iterable[int]) -> Callable[[dict], list[str]]:
+def stray_check(data: NodeData, driver_node: str, driver_pids: Iterable[int]) -> Callable[[dict], list[str]]:
     """The check the judgement runs on each node: the driver's own processes (on ``driver_node``,
     its command line full of Ray's names) are not strays."""
     ignored = frozenset(driver_pids)
