@@ -344,7 +344,7 @@ def share_fact_reads(host: Host, project_dir: str | Path | None = None) -> FactA
             return answers.read_kept(read_fact, fact_cls, args, kwargs, context)  # type: ignore[arg-type]
         return answers.read_live(read_fact, fact_cls, args, kwargs)
 
-    host.get_fact = get_fact  # type: ignore[method-assign]
+    host.get_fact = get_fact  # type: ignore[method-assign, assignment]
     host.run_shell_command = answers.run_shell_command  # type: ignore[method-assign]
     host.put_file = answers.put_file  # type: ignore[method-assign]
     host.rsync = answers.rsync_files  # type: ignore[method-assign]

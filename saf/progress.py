@@ -41,7 +41,7 @@ def long_steps(state: State) -> dict[str, LongStep]:
     """The long steps of this run, by operation hash (kept on the state: one run, one registry)."""
     steps = getattr(state, "saf_long_steps", None)
     if steps is None:
-        steps = state.saf_long_steps = {}
+        steps = state.saf_long_steps = {}  # type: ignore[attr-defined]  # SAF's record on pyinfra's State
         state.add_callback_handler(_Announcer())
     return steps
 

@@ -43,7 +43,7 @@ def ray_restart_reasons(host: Host) -> frozenset[RestartReason]:
 def plan_ray_restart(host: Host, why: list[str]) -> None:
     """What the Ray service task decided: Ray restarts on ``host`` for these reasons (said when a
     run stops before the restart: saf/interrupt.py)."""
-    host._saf_ray_restart_planned = tuple(why)
+    host._saf_ray_restart_planned = tuple(why)  # type: ignore[attr-defined]  # SAF's mark on pyinfra's Host
 
 
 def planned_ray_restart(host: Host) -> tuple[str, ...]:

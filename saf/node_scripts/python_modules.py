@@ -22,7 +22,7 @@ def missing_modules(names: list) -> list:
     return missing
 
 
-def main(version: str, node: str, names: list) -> object:
+def main(version: str, node: str, names: list) -> "int | str":
     """0 when every module imports, else the message to exit with."""
     missing = missing_modules(names)
     if missing:

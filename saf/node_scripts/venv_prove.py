@@ -20,7 +20,7 @@ def found_versions() -> dict:
     return {"python": platform.python_version(), "ray": ray.__version__, "mlx": md.version("mlx")}
 
 
-def main(pins: list) -> object:
+def main(pins: list) -> "int | str":
     """0 when every ``name=version`` pin matches, else the message to exit with."""
     want = dict(arg.split("=", 1) for arg in pins)
     have = found_versions()

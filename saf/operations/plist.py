@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+from collections.abc import Mapping
 from io import StringIO
+from typing import Any
 
 from pyinfra import host, state
 from pyinfra.api import FileUploadCommand, operation
@@ -28,7 +30,9 @@ def render(src: str, context: dict) -> str:
     return get_template(path).render({"host": host, "state": state, "inventory": state.inventory, **context})
 
 
-def _attribute_commands(path: str, user: str | None, group: str | None, mode: str, found: dict | None) -> list[str]:
+def _attribute_commands(
+    path: str, user: str | None, group: str | None, mode: str, found: Mapping[str, Any] | None
+) -> list[str]:
     found = found or {}
     commands = []
     if user and (found.get("user") != user or (group and found.get("group") != group)):

@@ -16,10 +16,10 @@ from saf.facts.ray import LSOF_COMMAND, PS_COMMAND, PS_UNITS_COMMAND, SS_COMMAND
 from saf.facts.unexpected import UnexpectedOutput
 from saf.foreign_ray import stray_problems_from_output
 from saf.node_data import NodeData
-from saf.service import is_system_service, service_label, service_unit
+from saf.service import Role, is_system_service, service_label, service_unit
 
 
-def launchd_target(role: str, data: NodeData) -> str:
+def launchd_target(role: Role, data: NodeData) -> str:
     """SAF's launchd job on a Mac, as ``launchctl print`` names it: a LaunchDaemon in ``system``, or
     a LaunchAgent in the SSH user's GUI domain (the node's shell fills in the uid). The census runs
     as the SSH user, without sudo: launchctl(1) says anyone may read or query the system domain
@@ -28,7 +28,7 @@ def launchd_target(role: str, data: NodeData) -> str:
     return f"{domain}/{service_label(role)}"
 
 
-def census_commands(role: str, data: NodeData) -> dict[str, dict[str, str]]:
+def census_commands(role: Role, data: NodeData) -> dict[str, dict[str, str]]:
     """What the driver runs on a node of ``role`` (a shell line each), by the node's OS: the Ray
     processes, the listening sockets and, on a Mac, SAF's launchd job (whose process tree is SAF's)."""
     job = f"launchctl print {launchd_target(role, data)} 2>/dev/null || true"  # read by LaunchdJob's parser

@@ -160,7 +160,8 @@ def measure_throughput(
     batch = 1
     while batch * first < LONG_ENOUGH_S and batch < MAX_BATCH and _fits(n, batch * 2, itemsize, memory_bound):
         batch *= 2
-    times, began = [], clock()
+    times: list[float] = []
+    began = clock()
     while len(times) < REPEATS and (len(times) < MIN_REPEATS or clock() - began < MEASURE_BUDGET_S):
         times.append(_timed_step(mx, a, b, batch, clock))
     return {"gflops": 2 * n**3 * batch / statistics.median(times) / 1e9, "size": n, "batch": batch}

@@ -35,7 +35,8 @@ def ring_reach(ip: str, port: int, peers: list, patience: float = RING_REACH_S) 
         return {"taken": f"its ring port {ip}:{port} is taken ({error.strerror or error})", "unreachable": []}
     server.listen(16)
     server.settimeout(0.05)
-    waiting, accepted = {name: (peer_ip, peer_port) for name, peer_ip, peer_port in peers}, []
+    waiting = {name: (peer_ip, peer_port) for name, peer_ip, peer_port in peers}
+    accepted: list[socket.socket] = []
     deadline = time.monotonic() + patience
     try:
         while (waiting or len(accepted) < len(peers)) and time.monotonic() < deadline:

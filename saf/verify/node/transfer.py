@@ -29,7 +29,8 @@ def interface_of(ip_addr_json: str, ip: str) -> str | None:
 def speed_from_ifconfig(ifconfig: str, ip: str) -> float | None:
     """macOS: the negotiated speed (Gbit/s) of the interface carrying ``ip``, from ``ifconfig``'s
     ``media: autoselect (10Gbase-T <full-duplex>)``; None for a tunnel or Wi-Fi (no such line)."""
-    blocks, current = [], []
+    blocks: list[list[str]] = []
+    current: list[str] = []
     for line in ifconfig.splitlines():
         if line and not line[0].isspace() and current:
             blocks.append(current)
