@@ -74,6 +74,7 @@ SECRET_FILES = (
 PERSONAL_FOLDERS = ("Desktop", "Documents", "Downloads", "Library", ".config", ".local", ".docker")
 MAX_WORKDIR_BYTES = 100 << 20  # what a runtime_env working_dir should stay under: it goes through Ray's GCS
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+SSH_HANGUP_GRACE_S = 5.0  # how long ssh has to quit on Ctrl-C before it is terminated
 SHOWN_NAMES = 8  # names of what was left out, per reason, on stderr (then a count)
 SECRET, IGNORED, NOT_SOURCE = ("credentials and keys", "ignored by .gitignore", "version control, venvs, caches")
 
@@ -368,6 +369,20 @@ def launch(cluster: Cluster, names: str | None, command: list[str], workdir: Pat
     ran = subprocess.Popen(ssh_argv(cluster.head, line, options=("-tt", "-q")))
     try:
         return ran.wait()
-    except KeyboardInterrupt:  # no terminal here: ssh got it too and hung up, so the driver stops every rank
-        ran.wait()
+    except KeyboardInterrupt:  # ssh got it too and hangs up, so the driver on the head stops every rank
+        hang_up(ran)
         return INTERRUPTED
+
+
+def hang_up(session: subprocess.Popen, grace_s: float = SSH_HANGUP_GRACE_S) -> None:
+    """End the SSH session after Ctrl-C within a bound: ssh normally quits on the SIGINT it got with
+    us; if it is still there after ``grace_s`` (seen on a loaded machine), it is terminated, then
+    killed. Either way the head's terminal hangs up and the driver stops every rank."""
+    for stop in (None, session.terminate, session.kill):
+        if stop is not None:
+            stop()
+        try:
+            session.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

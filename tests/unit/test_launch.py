@@ -323,3 +323,34 @@ def group_alive(pgid: int, patience: float = 3.0) -> bool:
                                               ({"a": 1, "b": 143}, 143), ({}, 0)])
 def test_the_launch_exits_with_the_worst_rank_s_status(codes, worst):
     assert launch_driver.exit_status(codes) == worst
+
+
+def test_hang_up_ends_a_session_that_ignores_ctrl_c_within_its_bounds():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from saf.launch import hang_up
+
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                                 "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    stubborn.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    hang_up(stubborn, grace_s=0.5)
+    assert stubborn.poll() == -signal.SIGKILL  # neither Ctrl-C nor SIGTERM ended it: killed
+    assert time.monotonic() - started < 5
+
+
+def test_hang_up_leaves_a_session_that_quit_by_itself_alone():
+    import subprocess
+    import sys
+
+    from saf.launch import hang_up
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    hang_up(quick, grace_s=5)
+    assert quick.returncode == 0  # it ended on its own: not terminated
