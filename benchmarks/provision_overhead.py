@@ -29,6 +29,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from saf.launch import home_path  # noqa: E402
 from saf.paths import on_control  # noqa: E402
 from saf.venv_spec import requirements, venv_name  # noqa: E402
 from saf.spec import load_cluster  # noqa: E402
@@ -45,7 +46,8 @@ def scp(node, sources: list[Path], dest: str) -> None:
 
 
 def wipe(node, settings) -> None:
-    ssh(node, f"rm -rf {settings.pyenv_root} {settings.venv_root} ~/.saf/wheels")
+    roots = " ".join(home_path(path) for path in (settings.pyenv_root, settings.venv_root, "~/.saf/wheels"))
+    ssh(node, f"rm -rf -- {roots}")  # each path one shell word, ~ expanded by the node
 
 
 def time_saf(cluster_path: Path, node_name: str) -> float:
